@@ -1,0 +1,67 @@
+"""WeCP Integration Hub: the Flask application factory."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, g, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Build the hub: config, extensions, hub blueprints, then the plugins of HUB_PLUGINS."""
+    app = Flask(__name__, instance_relative_config=True)
+    from . import config as hub_config
+
+    hub_config.load(app, config)
+    _configure_logging(app)
+
+    from . import extensions, security
+
+    #: Links in the navigation bar, as (endpoint, label); modules and plugins append to it.
+    app.extensions["hub.nav"] = []
+
+    extensions.init_app(app)
+    security.init_app(app)
+
+    from . import api, auth, cli, health, settings
+
+    cli.init_app(app)
+
+    app.before_request(auth.load_user)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(settings.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(health.bp)
+
+    from .registry import load_plugins
+
+    load_plugins(app)
+
+    @app.context_processor
+    def inject():
+        from .registry import all_plugins
+
+        return {"current_user": g.get("user"), "hub_plugins": all_plugins(),
+                "hub_nav": app.extensions["hub.nav"],
+                "company_name": app.config["HUB_COMPANY_NAME"]}
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        # Never echo request data or internals: a fixed page per status.
+        if request.path.startswith(("/api/", "/webhooks/")):
+            return jsonify({"error": exc.description or exc.name}), exc.code
+        try:
+            return render_template("hub/error.html", error=exc), exc.code
+        except Exception:  # no URL adapter (e.g. an untrusted Host): plain text, still no details
+            return f"{exc.code} {exc.name}", exc.code, {"Content-Type": "text/plain"}
+
+    return app
+
+
+def _configure_logging(app: Flask) -> None:
+    from .security import install_log_redaction
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    install_log_redaction()

@@ -1,0 +1,162 @@
+"""Sign-in, roles and organization scoping for pages (session) and the JSON API (bearer tokens)."""
+from __future__ import annotations
+
+import functools
+import logging
+from urllib.parse import urlsplit
+
+from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template, request,
+                   session, url_for)
+
+from .extensions import db, get_redis
+from .models import ApiToken, User, audit, utcnow
+
+bp = Blueprint("auth", __name__)
+log = logging.getLogger("hub.auth")
+
+
+def load_user() -> None:
+    """Before every request: who is calling, from a bearer token or the session cookie."""
+    g.user = None
+    g.api_token = False
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer ") and request.path.startswith("/api/"):
+        token = db.session.scalar(db.select(ApiToken).filter_by(
+            token_hash=ApiToken.hash(header[7:].strip()), revoked_at=None))
+        if token is None or not token.user.active:
+            abort(401, description="invalid API token")
+        token.last_used_at = utcnow()
+        g.user = token.user
+        # Bearer calls carry no ambient credential, so the API skips CSRF for them.
+        g.api_token = True
+        return
+    user_id = session.get("user_id")
+    if user_id is not None:
+        user = db.session.get(User, user_id)
+        if user is not None and user.active and session.get("pw") == user.password_hash[-12:]:
+            g.user = user
+        else:
+            session.clear()
+
+
+def login_required(view):
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        if g.user is None:
+            if request.path.startswith("/api/"):
+                abort(401)
+            return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+        return view(*args, **kwargs)
+    return wrapped
+
+
+def admin_required(view):
+    """Only ``admin`` and ``super_admin`` pass; members get 403."""
+    @functools.wraps(view)
+    @login_required
+    def wrapped(*args, **kwargs):
+        if not g.user.is_admin:
+            abort(403)
+        return view(*args, **kwargs)
+    return wrapped
+
+
+def current_org_id() -> int:
+    return g.user.organization_id
+
+
+def scoped(model, **filters):
+    """A select of ``model`` limited to the caller's organization: the only way to read tenant data."""
+    return db.select(model).filter_by(organization_id=current_org_id(), **filters)
+
+
+def get_scoped_or_404(model, ident):
+    obj = db.session.get(model, ident)
+    if obj is None or obj.organization_id != current_org_id():
+        abort(404)
+    return obj
+
+
+def safe_next(target: str | None) -> str:
+    """Only local paths are followed after sign-in; anything else goes home (no open redirect)."""
+    if not target:
+        return url_for("settings.index")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") \
+            or "\\" in target:
+        return url_for("settings.index")
+    return target
+
+
+def _too_many_attempts(email: str) -> bool:
+    """A per-email and per-address budget of sign-in attempts a minute, shared by all processes."""
+    limit = current_app.config["HUB_LOGIN_ATTEMPTS_PER_MINUTE"]
+    try:
+        r = get_redis()
+        over = False
+        for key in (f"hub:login:email:{email.lower()}", f"hub:login:ip:{request.remote_addr}"):
+            pipe = r.pipeline()
+            pipe.incr(key)
+            pipe.expire(key, 60, nx=True)
+            count, _ = pipe.execute()
+            over = over or count > limit
+        return over
+    except Exception:  # Redis down: sign-in still works, and we say so in the log.
+        log.warning("hub.auth.rate_limit_unavailable")
+        return False
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    error = None
+    if request.method == "POST":
+        email = request.form.get("email", "").strip().lower()
+        password = request.form.get("password", "")
+        if _too_many_attempts(email):
+            error = "Too many sign-in attempts. Wait a minute and try again."
+        else:
+            user = db.session.scalar(db.select(User).filter_by(email=email))
+            if user is not None and user.active and user.check_password(password):
+                session.clear()
+                session["user_id"] = user.id
+                session["pw"] = user.password_hash[-12:]
+                session.permanent = True
+                user.last_login_at = utcnow()
+                audit("user.login", organization_id=user.organization_id, user_id=user.id)
+                db.session.commit()
+                return redirect(safe_next(request.args.get("next")))
+            # One message for unknown email and wrong password: no account enumeration.
+            error = "Email or password is incorrect."
+        return render_template("hub/login.html", error=error, email=email), 401
+    return render_template("hub/login.html", error=None, email="")
+
+
+@bp.route("/logout", methods=["POST"])
+def logout():
+    session.clear()
+    flash("You are signed out.", "info")
+    return redirect(url_for("auth.login"))
+
+
+def create_user(org_name: str, email: str, password: str, role: str = "member", name: str = "") -> User:
+    """Create the user (and the organization when new). Used by the CLI, the demo and tests."""
+    from .models import ROLES, Organization
+
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    if len(password) < 8:
+        raise ValueError("password must have at least 8 characters")
+    org = db.session.scalar(db.select(Organization).filter_by(name=org_name))
+    if org is None:
+        org = Organization(name=org_name)
+        db.session.add(org)
+        db.session.flush()
+    email = email.strip().lower()
+    if db.session.scalar(db.select(User).filter_by(email=email)) is not None:
+        raise ValueError(f"a user with email {email} exists already")
+    user = User(organization_id=org.id, email=email, role=role, name=name or email.split("@")[0])
+    user.set_password(password)
+    db.session.add(user)
+    db.session.flush()
+    audit("user.created", organization_id=org.id, user_id=user.id, role=role)
+    return user

@@ -1,0 +1,100 @@
+"""Configuration: defaults, environment overrides, and the checks production insists on."""
+from __future__ import annotations
+
+import os
+
+#: The secret used when none is configured. Production refuses to start with it.
+DEV_SECRET_KEY = "dev-insecure-secret-key"
+
+#: Settings read from the environment, with their defaults. ``None`` means "no default".
+ENVIRONMENT = {
+    "HUB_ENV": "development",
+    "SECRET_KEY": DEV_SECRET_KEY,
+    "DATABASE_URL": None,  # default: SQLite file in the instance folder, filled in below
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+    "HUB_ENCRYPTION_KEYS": "",
+    "HUB_BASE_URL": "http://127.0.0.1:5000",
+    "HUB_PLUGINS": "plugins.wecp_lever",
+    "HUB_TRUSTED_HOSTS": "",
+    "HUB_QUEUE_MODE": "rq",  # "rq" or "inline" (the demo's last resort when no Redis exists)
+    "HUB_COMPANY_NAME": "WeCP",
+    "SMTP_URL": "",
+    "MAIL_FROM": "WeCP <no-reply@wecp.local>",
+    "MAX_CONTENT_LENGTH": "1048576",
+    "HUB_WEBHOOK_MAX_BYTES": "262144",
+    "HUB_LOGIN_ATTEMPTS_PER_MINUTE": "10",
+}
+
+#: Settings whose environment value is an integer.
+INTEGERS = {"MAX_CONTENT_LENGTH", "HUB_WEBHOOK_MAX_BYTES", "HUB_LOGIN_ATTEMPTS_PER_MINUTE"}
+
+#: A development-only encryption key so a fresh clone runs; production refuses it.
+DEV_ENCRYPTION_KEY = "ZGV2LW9ubHkta2V5LWRvLW5vdC11c2UtaW4tcHJvZCE="
+
+
+class ConfigError(RuntimeError):
+    """Raised when the configuration is unsafe or incomplete for the chosen environment."""
+
+
+def load(app, overrides: dict | None = None) -> None:
+    """Fill ``app.config`` from defaults, the environment, then ``overrides`` (tests)."""
+    for key, default in ENVIRONMENT.items():
+        value = os.environ.get(key, default)
+        if key in INTEGERS and value is not None:
+            value = int(value)
+        app.config[key] = value
+    # Flask's own defaults leave SameSite unset; ours apply unless a caller overrides them.
+    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+                      WTF_CSRF_TIME_LIMIT=None)
+    if overrides:
+        app.config.update(overrides)
+
+    cfg = app.config
+    if not cfg.get("DATABASE_URL"):
+        os.makedirs(app.instance_path, exist_ok=True)
+        cfg["DATABASE_URL"] = "sqlite:///" + os.path.join(app.instance_path, "hub.sqlite3")
+    cfg["SQLALCHEMY_DATABASE_URI"] = _sqlalchemy_url(cfg["DATABASE_URL"])
+    cfg.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
+    if isinstance(cfg["HUB_PLUGINS"], str):
+        cfg["HUB_PLUGINS"] = [p.strip() for p in cfg["HUB_PLUGINS"].split(",") if p.strip()]
+    keys = cfg["HUB_ENCRYPTION_KEYS"]
+    if isinstance(keys, str):
+        keys = [k.strip() for k in keys.split(",") if k.strip()]
+    cfg["HUB_ENCRYPTION_KEYS"] = keys
+    cfg["HUB_BASE_URL"] = cfg["HUB_BASE_URL"].rstrip("/")
+    cfg["PRODUCTION"] = cfg["HUB_ENV"] == "production"
+    trusted = cfg.get("HUB_TRUSTED_HOSTS")
+    if isinstance(trusted, str):
+        trusted = [h.strip() for h in trusted.split(",") if h.strip()]
+    cfg["TRUSTED_HOSTS"] = trusted or None
+
+    if cfg["PRODUCTION"]:
+        _check_production(cfg)
+    elif not cfg["HUB_ENCRYPTION_KEYS"]:
+        cfg["HUB_ENCRYPTION_KEYS"] = [DEV_ENCRYPTION_KEY]
+
+
+def _sqlalchemy_url(url: str) -> str:
+    # psycopg 3 is the driver we ship; plain postgres URLs would otherwise ask for psycopg2.
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def _check_production(cfg) -> None:
+    problems = []
+    if not cfg["SECRET_KEY"] or cfg["SECRET_KEY"] == DEV_SECRET_KEY or len(cfg["SECRET_KEY"]) < 32:
+        problems.append("SECRET_KEY must be set to a random value of at least 32 characters")
+    if not cfg["HUB_ENCRYPTION_KEYS"] or DEV_ENCRYPTION_KEY in cfg["HUB_ENCRYPTION_KEYS"]:
+        problems.append("HUB_ENCRYPTION_KEYS must hold at least one key (hub keys generate)")
+    if not cfg["HUB_BASE_URL"].startswith("https://"):
+        problems.append("HUB_BASE_URL must be an https:// URL (Lever delivers webhooks over HTTPS only)")
+    if cfg["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        problems.append("DATABASE_URL must point at PostgreSQL, shared by every web process and worker")
+    if cfg["HUB_QUEUE_MODE"] != "rq":
+        problems.append("HUB_QUEUE_MODE must be 'rq' (an in-process queue loses work on restart)")
+    if problems:
+        raise ConfigError("refusing to start in production: " + "; ".join(problems))
+    cfg["SESSION_COOKIE_SECURE"] = True
+    cfg["PREFERRED_URL_SCHEME"] = "https"

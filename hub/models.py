@@ -1,0 +1,230 @@
+"""The hub's tables: organizations, users, API tokens, connections, the webhook inbox, audit log."""
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from .crypto import EncryptedField
+from .extensions import db
+
+ROLES = ("member", "admin", "super_admin")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def new_uuid() -> str:
+    return str(uuid.uuid4())
+
+
+class Organization(db.Model):
+    __tablename__ = "organization"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class User(db.Model):
+    __tablename__ = "user_account"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(sa.ForeignKey("organization.id"), index=True)
+    email: Mapped[str] = mapped_column(sa.String(320), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(200), default="")
+    password_hash: Mapped[str] = mapped_column(sa.String(300))
+    role: Mapped[str] = mapped_column(sa.String(20), default="member")
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None]
+
+    organization: Mapped[Organization] = relationship()
+
+    __table_args__ = (sa.CheckConstraint(f"role IN {ROLES!r}", name="role"),)
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        return check_password_hash(self.password_hash, password)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role in ("admin", "super_admin")
+
+
+class ApiToken(db.Model):
+    """A personal token for the JSON API; only its SHA-256 is stored."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("user_account.id"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(100), default="")
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    user: Mapped[User] = relationship()
+
+    PREFIX = "hub_"
+
+    @staticmethod
+    def hash(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    @classmethod
+    def issue(cls, user: User, name: str = "") -> tuple["ApiToken", str]:
+        token = cls.PREFIX + secrets.token_urlsafe(32)
+        return cls(user=user, name=name, token_hash=cls.hash(token)), token
+
+
+class _PresetId:
+    """Gives the row its uuid at construction, so encrypted fields can bind to it at once."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("id", new_uuid())
+        super().__init__(**kwargs)
+
+
+class Connection(_PresetId, db.Model):
+    """One organization's authorised account at one provider of one plugin.
+
+    Status is derived from these fields (see ``status``), never stored.
+    """
+
+    __tablename__ = "connection"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=new_uuid)
+    organization_id: Mapped[int] = mapped_column(sa.ForeignKey("organization.id"), index=True)
+    plugin_key: Mapped[str] = mapped_column(sa.String(64))
+    provider: Mapped[str] = mapped_column(sa.String(64))
+    #: Unguessable id in the webhook URL; the only way a delivery finds its connection.
+    endpoint_id: Mapped[str] = mapped_column(sa.String(64), unique=True,
+                                             default=lambda: secrets.token_urlsafe(24))
+    external_account_id: Mapped[str | None] = mapped_column(sa.String(200))
+    external_account_name: Mapped[str | None] = mapped_column(sa.String(200))
+    scopes: Mapped[str] = mapped_column(sa.Text, default="")
+    credentials_ciphertext: Mapped[str | None] = mapped_column(sa.Text)
+    token_expires_at: Mapped[datetime | None]
+    connected_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("user_account.id"))
+    connected_at: Mapped[datetime | None]
+    setup_completed_at: Mapped[datetime | None]
+    setup_error: Mapped[str | None] = mapped_column(sa.Text)
+    last_refresh_at: Mapped[datetime | None]
+    last_refresh_error: Mapped[str | None] = mapped_column(sa.Text)
+    refresh_failures: Mapped[int] = mapped_column(default=0)
+    last_used_at: Mapped[datetime | None]
+    #: The provider refused our credentials for good (revoked in the provider, or expired).
+    revoked_at: Mapped[datetime | None]
+    revoked_reason: Mapped[str | None] = mapped_column(sa.Text)
+    #: An admin disconnected it in the hub.
+    disconnected_at: Mapped[datetime | None]
+    webhook_id: Mapped[str | None] = mapped_column(sa.String(200))
+    webhook_secret_ciphertext: Mapped[str | None] = mapped_column(sa.Text)
+    #: Plugin-specific, non-secret facts (e.g. the fallback Lever user for perform_as).
+    data: Mapped[dict] = mapped_column(sa.JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    connected_by: Mapped[User | None] = relationship()
+
+    credentials = EncryptedField("credentials_ciphertext")
+    webhook_secret = EncryptedField("webhook_secret_ciphertext")
+
+    __table_args__ = (sa.UniqueConstraint("organization_id", "plugin_key", "provider"),)
+
+    NOT_CONNECTED = "Not connected"
+    SETTING_UP = "Setting up…"
+    ACTIVE = "Active"
+    NEEDS_ATTENTION = "Needs attention"
+    REVOKED = "Revoked"
+
+    @property
+    def status(self) -> str:
+        if self.disconnected_at is not None or self.credentials_ciphertext is None and self.revoked_at is None:
+            return self.NOT_CONNECTED
+        if self.revoked_at is not None:
+            return self.REVOKED
+        if self.setup_error or self.refresh_failures:
+            return self.NEEDS_ATTENTION
+        if self.setup_completed_at is None:
+            return self.SETTING_UP
+        return self.ACTIVE
+
+    @property
+    def usable(self) -> bool:
+        """True when work for this connection may run now (not revoked, not disconnected)."""
+        return self.disconnected_at is None and self.revoked_at is None and self.credentials_ciphertext is not None
+
+
+class WebhookDelivery(db.Model):
+    """The inbox: every webhook delivery the hub acknowledged, stored before the 2xx."""
+
+    __tablename__ = "webhook_delivery"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+    connection_id: Mapped[str] = mapped_column(sa.ForeignKey("connection.id"), index=True)
+    plugin_key: Mapped[str] = mapped_column(sa.String(64))
+    source: Mapped[str] = mapped_column(sa.String(64), default="default")
+    event: Mapped[str] = mapped_column(sa.String(100))
+    dedupe_key: Mapped[str] = mapped_column(sa.String(200))
+    payload: Mapped[dict] = mapped_column(sa.JSON)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    #: received → queued → done | skipped | failed; ``paused`` while the connection is unusable.
+    status: Mapped[str] = mapped_column(sa.String(20), default="received", index=True)
+    enqueued_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    processed_at: Mapped[datetime | None]
+    result: Mapped[str | None] = mapped_column(sa.Text)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+
+    connection: Mapped[Connection] = relationship()
+
+    __table_args__ = (sa.UniqueConstraint("plugin_key", "dedupe_key"),)
+
+
+class IntegrationSetting(_PresetId, db.Model):
+    """One organization's value of one plugin setting (secret ones encrypted)."""
+
+    __tablename__ = "integration_setting"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=new_uuid)
+    organization_id: Mapped[int] = mapped_column(sa.ForeignKey("organization.id"))
+    plugin_key: Mapped[str] = mapped_column(sa.String(64))
+    key: Mapped[str] = mapped_column(sa.String(100))
+    value: Mapped[dict | list | str | int | bool | None] = mapped_column(sa.JSON)
+    secret_ciphertext: Mapped[str | None] = mapped_column(sa.Text)
+
+    secret_value = EncryptedField("secret_ciphertext")
+
+    __table_args__ = (sa.UniqueConstraint("organization_id", "plugin_key", "key"),)
+
+
+class AuditEvent(db.Model):
+    __tablename__ = "audit_event"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+    organization_id: Mapped[int | None] = mapped_column(sa.ForeignKey("organization.id"), index=True)
+    user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("user_account.id"))
+    action: Mapped[str] = mapped_column(sa.String(100))
+    target: Mapped[str | None] = mapped_column(sa.String(200))
+    details: Mapped[dict] = mapped_column(sa.JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+    user: Mapped[User | None] = relationship()
+
+
+def audit(action: str, *, organization_id=None, user_id=None, target=None, **details) -> AuditEvent:
+    """Add an audit entry to the session (committed with the caller's transaction)."""
+    event = AuditEvent(action=action, organization_id=organization_id, user_id=user_id,
+                       target=target, details=details)
+    db.session.add(event)
+    return event

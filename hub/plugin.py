@@ -1,0 +1,206 @@
+"""The plugin contract: what an integration declares so the hub can run it without knowing it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Callable
+
+
+class WebhookError(Exception):
+    """Base of the errors a webhook source raises; each maps to one HTTP answer at intake."""
+
+    status = 400
+
+
+class BadSignature(WebhookError):
+    """The delivery is not signed by the provider (401, nothing stored)."""
+
+    status = 401
+
+
+class MalformedPayload(WebhookError):
+    """The body cannot be understood (400, nothing stored)."""
+
+    status = 400
+
+
+class Ping(WebhookError):
+    """A connectivity check from the provider: answered 200, nothing stored."""
+
+    status = 200
+
+
+@dataclass(frozen=True)
+class IncomingEvent:
+    """One verified, parsed webhook event, ready to be stored in the inbox."""
+
+    #: The provider's event name, e.g. ``candidateStageChange``.
+    event: str
+    #: Unique per real-world event; a second delivery with the same key is a duplicate.
+    dedupe_key: str
+    #: The JSON payload as received, stored verbatim.
+    payload: dict
+
+
+@dataclass(frozen=True)
+class OAuth2Provider:
+    """An external system reached over OAuth 2.0 (authorization code), described as data.
+
+    Endpoints and client credentials come from the app config under ``config_prefix``:
+    ``<PREFIX>_CLIENT_ID``, ``_CLIENT_SECRET``, ``_AUTHORIZE_URL``, ``_TOKEN_URL``, ``_API_BASE_URL``.
+    """
+
+    #: Short name, unique within the plugin (``lever``).
+    name: str
+    #: Human name shown on pages.
+    title: str
+    #: Prefix of the config keys holding endpoints and client credentials.
+    config_prefix: str
+    #: Scopes requested at consent.
+    scopes: tuple[str, ...] = ()
+    #: Extra static query parameters of the authorize request (``prompt=consent``).
+    authorize_params: dict[str, str] = field(default_factory=dict)
+    #: Extra authorize parameters whose value is read from the config (``audience``).
+    authorize_params_from_config: dict[str, str] = field(default_factory=dict)
+    #: Send PKCE (S256) with the authorize request.
+    pkce: bool = True
+    #: How the client authenticates at the token endpoint.
+    token_endpoint_auth_method: str = "client_secret_post"
+
+    def setting(self, config, name: str) -> Any:
+        return config.get(f"{self.config_prefix}_{name}")
+
+    def client_kwargs(self, config) -> dict:
+        """Keyword arguments for an Authlib client talking to this provider."""
+        params = dict(self.authorize_params)
+        params.update({k: config.get(v) for k, v in self.authorize_params_from_config.items()})
+        kwargs = {"scope": " ".join(self.scopes),
+                  "token_endpoint_auth_method": self.token_endpoint_auth_method}
+        if self.pkce:
+            kwargs["code_challenge_method"] = "S256"
+        return {
+            "client_id": self.setting(config, "CLIENT_ID"),
+            "client_secret": self.setting(config, "CLIENT_SECRET"),
+            "authorize_url": self.setting(config, "AUTHORIZE_URL"),
+            "access_token_url": self.setting(config, "TOKEN_URL"),
+            "api_base_url": self.setting(config, "API_BASE_URL"),
+            "authorize_params": params,
+            "client_kwargs": kwargs,
+        }
+
+
+class WebhookSource:
+    """Turns raw webhook deliveries of one provider into stored events, then handles them.
+
+    ``receive`` runs in the web process and must be fast and free of I/O besides reading the
+    connection it is given; ``handler`` runs later in a worker, once per stored delivery.
+    """
+
+    #: Name of the source within the plugin; part of nothing public, used in logs.
+    name: str = "default"
+    #: Largest body accepted, in bytes (``None``: the hub's ``HUB_WEBHOOK_MAX_BYTES``).
+    max_bytes: int | None = None
+    #: Dotted path of the job function ``f(delivery_id)`` that acts on one stored delivery.
+    handler: str = ""
+
+    def receive(self, connection, body: bytes, headers) -> IncomingEvent:
+        """Verify and parse one delivery; raise a :class:`WebhookError` to refuse it."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class PeriodicJob:
+    """A job the hub's scheduler enqueues at a fixed interval, once across all workers."""
+
+    #: Dotted path of the job function.
+    func: str
+    #: How often it runs.
+    interval: timedelta
+    #: Queue it goes to.
+    queue: str = "sync"
+    #: When true the job runs once per usable connection of the plugin, with its id.
+    per_connection: bool = False
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One per-organization setting of a plugin, shown on its settings form."""
+
+    #: Key, unique within the plugin.
+    key: str
+    #: Label on the form.
+    label: str
+    #: Value when the organization never set one.
+    default: Any = None
+    #: ``bool``, ``str`` or ``int``.
+    type: type = str
+    #: Secret settings are encrypted at rest and never rendered back.
+    secret: bool = False
+    #: One line under the field.
+    help: str = ""
+
+
+class Plugin:
+    """Base class of every integration. One instance per integration, found through config.
+
+    A plugin is stateless code: everything per organization lives in the database
+    (connections, settings, the plugin's own prefixed tables).
+    """
+
+    #: Unique key: the plugin's folder, URL segment, template folder, table prefix, logger name.
+    key: str = ""
+    #: Name on the Integrations page.
+    title: str = ""
+    #: One sentence on the Integrations page.
+    description: str = ""
+    #: Path of the logo under the plugin blueprint's static folder (or ``None``).
+    logo: str | None = None
+    #: OAuth providers this integration connects to; the first is the one shown on the card.
+    providers: tuple[OAuth2Provider, ...] = ()
+    #: Webhook sources, keyed by nothing: deliveries are routed by connection endpoint id.
+    webhook_sources: tuple[WebhookSource, ...] = ()
+    #: Dotted paths of every job function the plugin enqueues (checked at load, for workers).
+    jobs: tuple[str, ...] = ()
+    #: Jobs the scheduler runs on an interval.
+    periodic_jobs: tuple[PeriodicJob, ...] = ()
+    #: Dotted path ``module:attribute`` of a blueprint mounted at ``/integrations/<key>``.
+    blueprint: str | None = None
+    #: Per-organization settings with defaults.
+    settings: tuple[Setting, ...] = ()
+    #: Config keys the plugin reads, with defaults; filled from the environment at load.
+    config: dict[str, Any] = {}
+    #: Lines shown on the card once connected (reminders for the admin).
+    connected_hints: tuple[str, ...] = ()
+    #: Dotted path of the job run after a connection is made (``f(connection_id)``), or ``None``.
+    on_connect_job: str | None = None
+
+    def init_app(self, app) -> None:
+        """Connect signal receivers and read config. No I/O here."""
+
+    def configure(self, config) -> None:
+        """Derive config values from others (presets); called after ``config`` is loaded."""
+
+    def on_disconnect(self, connection) -> str | None:
+        """Undo on the provider what ``on_connect_job`` set up (best effort).
+
+        Returns an error message to record, or ``None`` when it went well.
+        """
+        return None
+
+    def check_connection(self, connection) -> None:
+        """Make one cheap authenticated call; raise on failure. Used before calling it Active."""
+
+    def setting_defaults(self) -> dict[str, Any]:
+        return {s.key: s.default for s in self.settings}
+
+    def provider(self, name: str | None = None) -> OAuth2Provider:
+        for p in self.providers:
+            if name is None or p.name == name:
+                return p
+        raise KeyError(name)
+
+    def __repr__(self) -> str:
+        return f"<Plugin {self.key}>"
+
+
+Handler = Callable[[int], Any]

@@ -1,0 +1,86 @@
+"""Plugin registry: loads the plugins named in HUB_PLUGINS into the app, never into a global."""
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+
+from flask import current_app
+
+from .plugin import Plugin
+
+log = logging.getLogger("hub.registry")
+
+EXTENSION = "hub.plugins"
+
+
+class PluginLoadError(RuntimeError):
+    """A plugin named in HUB_PLUGINS could not be loaded."""
+
+
+def import_string(path: str):
+    """Import ``package.module:attr`` or ``package.module.attr``."""
+    if ":" in path:
+        module, attr = path.split(":", 1)
+    else:
+        module, _, attr = path.rpartition(".")
+    obj = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def load_plugins(app) -> dict[str, Plugin]:
+    """Import, validate and activate every plugin of ``HUB_PLUGINS``.
+
+    In production a broken plugin is logged with its traceback and skipped, so one bad
+    integration does not take the hub down; elsewhere it raises, so tests fail loudly.
+    """
+    plugins: dict[str, Plugin] = {}
+    app.extensions[EXTENSION] = plugins
+    strict = app.config.get("HUB_STRICT_PLUGINS", not app.config.get("PRODUCTION"))
+    for path in app.config["HUB_PLUGINS"]:
+        try:
+            plugin = _load_one(app, path)
+        except Exception as exc:
+            if strict:
+                raise PluginLoadError(f"plugin {path!r} failed to load: {exc}") from exc
+            log.exception("hub.registry.plugin_failed plugin=%s", path)
+            continue
+        if plugin.key in plugins:
+            raise PluginLoadError(f"two plugins share the key {plugin.key!r}")
+        plugins[plugin.key] = plugin
+    return plugins
+
+
+def _load_one(app, path: str) -> Plugin:
+    module = importlib.import_module(path)
+    plugin = getattr(module, "plugin", None)
+    if not isinstance(plugin, Plugin):
+        raise PluginLoadError(f"{path} has no module attribute 'plugin' that is a Plugin")
+    folder = os.path.basename(os.path.dirname(module.__file__))
+    if plugin.key != folder:
+        raise PluginLoadError(f"plugin key {plugin.key!r} must equal its folder name {folder!r}")
+    for key, default in plugin.config.items():
+        app.config.setdefault(key, os.environ.get(key, default))
+    plugin.configure(app.config)
+    for job in plugin.jobs + tuple(p.func for p in plugin.periodic_jobs):
+        import_string(job)  # a job a worker cannot import is a job that never runs
+    for source in plugin.webhook_sources:
+        import_string(source.handler)
+    if plugin.on_connect_job:
+        import_string(plugin.on_connect_job)
+    if plugin.blueprint:
+        bp = import_string(plugin.blueprint)
+        app.register_blueprint(bp, url_prefix=f"/integrations/{plugin.key}")
+    plugin.init_app(app)
+    return plugin
+
+
+def all_plugins(app=None) -> dict[str, Plugin]:
+    return (app or current_app).extensions.get(EXTENSION, {})
+
+
+def get_plugin(key: str, app=None) -> Plugin:
+    """The plugin with ``key``; ``KeyError`` when it is not registered."""
+    return all_plugins(app)[key]

@@ -1,0 +1,62 @@
+"""Response headers, host checks and log redaction applied to every request of the hub."""
+from __future__ import annotations
+
+import logging
+import re
+
+from flask import request
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "object-src 'none'; base-uri 'none'; form-action 'self' {form_targets}; frame-ancestors 'none'")
+
+
+def init_app(app) -> None:
+    @app.after_request
+    def headers(response):
+        # Forms post to the provider's consent page (OAuth authorize is a redirect, not a post),
+        # so 'self' is enough for form-action; the extra targets are for plugins that need one.
+        targets = " ".join(app.config.get("HUB_CSP_FORM_TARGETS", []))
+        response.headers.setdefault("Content-Security-Policy", CSP.format(form_targets=targets).replace("  ", " "))
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        if app.config.get("PRODUCTION"):
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        if request.path.startswith(("/api/", "/webhooks/")) or response.mimetype == "text/html":
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+
+# What a secret looks like when it slips into a log line: bearer tokens, OAuth fields, ours.
+_SECRET_PATTERNS = [
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
+    re.compile(r"(?i)((?:access_token|refresh_token|client_secret|signatureToken|signature_token|"
+               r"password|code|token)[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,}]+"),
+    re.compile(r"hub_[A-Za-z0-9_-]{20,}"),
+]
+
+
+def redact(text: str) -> str:
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "[redacted]", text)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites every record so tokens never reach a log handler, whoever logged them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def install_log_redaction() -> None:
+    root = logging.getLogger()
+    if not any(isinstance(f, RedactingFilter) for f in root.filters):
+        root.addFilter(RedactingFilter())
+    for handler in root.handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())

@@ -1,0 +1,52 @@
+"""Settings > Integrations: one card per registered plugin with its connection status."""
+from __future__ import annotations
+
+from flask import Blueprint, g, jsonify, render_template
+
+from .auth import login_required, scoped
+from .extensions import db
+from .models import Connection
+from .registry import all_plugins
+
+bp = Blueprint("settings", __name__)
+
+
+def integration_cards(org_id: int) -> list[dict]:
+    """What the page and the API show: each plugin with its (first provider's) connection."""
+    connections = {(c.plugin_key, c.provider): c for c in db.session.scalars(
+        db.select(Connection).filter_by(organization_id=org_id))}
+    cards = []
+    for plugin in all_plugins().values():
+        provider = plugin.providers[0] if plugin.providers else None
+        conn = connections.get((plugin.key, provider.name)) if provider else None
+        status = conn.status if conn else Connection.NOT_CONNECTED
+        cards.append({"plugin": plugin, "provider": provider, "connection": conn,
+                      "status": status})
+    return cards
+
+
+def card_json(card: dict) -> dict:
+    conn = card["connection"]
+    connected = conn is not None and card["status"] != Connection.NOT_CONNECTED
+    return {
+        "key": card["plugin"].key,
+        "title": card["plugin"].title,
+        "description": card["plugin"].description,
+        "status": card["status"],
+        "account": conn.external_account_name if connected else None,
+        "connected_by": conn.connected_by.email if connected and conn.connected_by else None,
+        "connected_at": conn.connected_at.isoformat() + "Z" if connected and conn.connected_at else None,
+        "revoked_reason": conn.revoked_reason if connected else None,
+    }
+
+
+@bp.route("/")
+@login_required
+def home():
+    return render_template("hub/home.html")
+
+
+@bp.route("/settings/integrations")
+@login_required
+def index():
+    return render_template("hub/integrations.html", cards=integration_cards(g.user.organization_id))

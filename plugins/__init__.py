@@ -1,0 +1,1 @@
+"""Integrations shipped with the hub, one package per plugin key."""

@@ -1,0 +1,179 @@
+"""Fixtures for the whole suite: the app on SQLite and PostgreSQL, real Redis, signed-in clients."""
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+from flask.testing import FlaskClient
+from flask_migrate import upgrade
+
+from hub import create_app
+from hub.extensions import db, get_redis
+from tests.services import PostgresDatabase, RedisServer
+
+TEST_KEYS = ["dGVzdC1rZXktMS0wMTIzNDU2Nzg5YWJjZGVmZ2hpams=",
+             "dGVzdC1rZXktMi0wMTIzNDU2Nzg5YWJjZGVmZ2hpams="]
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    server = RedisServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_db():
+    database = PostgresDatabase()
+    yield database
+    database.drop()
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory):
+    return "sqlite:///" + str(tmp_path_factory.mktemp("db") / "hub.sqlite3")
+
+
+def base_config(database_url: str, redis_url: str, **extra) -> dict:
+    config = {
+        "TESTING": True,
+        "SECRET_KEY": "test-secret-key-that-is-long-enough-0123456789",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "HUB_ENCRYPTION_KEYS": [TEST_KEYS[0]],
+        "HUB_BASE_URL": "http://hub.test",
+        "SERVER_NAME": None,
+        "HUB_STRICT_PLUGINS": True,
+        "LEVER_ENV": "local",
+        "LEVER_CLIENT_ID": "wecp-hub-test",
+        "LEVER_CLIENT_SECRET": "test-client-secret",
+    }
+    config.update(extra)
+    return config
+
+
+_migrated: set[str] = set()
+
+
+def _reset(app) -> None:
+    """Empty every table; the schema is built once per database, from the migrations."""
+    with app.app_context():
+        url = app.config["SQLALCHEMY_DATABASE_URI"]
+        if url not in _migrated:
+            if url.startswith("postgresql"):
+                db.session.execute(db.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+                db.session.commit()
+            upgrade()
+            _migrated.add(url)
+            return
+        tables = [t.name for t in db.metadata.sorted_tables]
+        if url.startswith("postgresql"):
+            db.session.execute(db.text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) +
+                                       " RESTART IDENTITY CASCADE"))
+        else:
+            for t in reversed(tables):
+                db.session.execute(db.text(f'DELETE FROM "{t}"'))
+        db.session.commit()
+        get_redis().flushdb()
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def database_url(request):
+    if request.param == "postgresql":
+        return request.getfixturevalue("postgres_db").url
+    return request.getfixturevalue("sqlite_url")
+
+
+@pytest.fixture
+def postgres_url(postgres_db):
+    return postgres_db.url
+
+
+class FreshContextClient(FlaskClient):
+    """Each request gets its own app context (own ``g`` and database session), as in production.
+
+    Without this, the app context the fixture keeps pushed would be shared by every request.
+    """
+
+    def open(self, *args, **kwargs):
+        with self.application.app_context():
+            return super().open(*args, **kwargs)
+
+
+def _make_app(database_url, redis_server, extra):
+    app = create_app(base_config(database_url, redis_server.url, **extra))
+    app.test_client_class = FreshContextClient
+    _reset(app)
+    return app
+
+
+@pytest.fixture
+def app_config():
+    """Override in a module to change the app's config."""
+    return {}
+
+
+@pytest.fixture
+def app(database_url, redis_server, app_config):
+    """The hub on each database (tests using it run twice: PostgreSQL and SQLite)."""
+    app = _make_app(database_url, redis_server, app_config)
+    with app.app_context():
+        yield app
+        db.session.remove()
+
+
+@pytest.fixture
+def pg_app(postgres_url, redis_server, app_config):
+    """The hub on PostgreSQL only, for tests with workers, servers or concurrency."""
+    app = _make_app(postgres_url, redis_server, app_config)
+    with app.app_context():
+        yield app
+        db.session.remove()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def make_user(app):
+    from hub.auth import create_user
+
+    def make(org="Acme", email=None, role="admin", password="correct horse battery"):
+        email = email or f"{role}-{org.lower().replace(' ', '-')}@example.com"
+        user = create_user(org, email, password, role)
+        db.session.commit()
+        return user
+    return make
+
+
+def csrf_token(client, path="/login") -> str:
+    html = client.get(path).get_data(as_text=True)
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, f"no CSRF token on {path}"
+    return match.group(1)
+
+
+def sign_in(client, email, password="correct horse battery"):
+    token = csrf_token(client)
+    response = client.post("/login", data={"email": email, "password": password, "csrf_token": token})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return response
+
+
+@pytest.fixture
+def admin(make_user):
+    return make_user(role="admin")
+
+
+@pytest.fixture
+def admin_client(client, admin):
+    sign_in(client, admin.email)
+    return client

@@ -1,0 +1,68 @@
+import pytest
+
+from hub import create_app
+from hub.config import ConfigError
+from tests.conftest import TEST_KEYS
+
+SAFE = {
+    "HUB_ENV": "production",
+    "SECRET_KEY": "x" * 40,
+    "HUB_ENCRYPTION_KEYS": TEST_KEYS[0],
+    "HUB_BASE_URL": "https://hub.example",
+    "DATABASE_URL": "postgresql://hub@db.invalid/hub",
+}
+
+
+def test_production_refuses_the_development_secret():
+    with pytest.raises(ConfigError, match="SECRET_KEY"):
+        create_app({**SAFE, "SECRET_KEY": "dev-insecure-secret-key"})
+
+
+def test_production_refuses_missing_encryption_keys():
+    with pytest.raises(ConfigError, match="HUB_ENCRYPTION_KEYS"):
+        create_app({**SAFE, "HUB_ENCRYPTION_KEYS": ""})
+
+
+def test_production_refuses_sqlite_and_plain_http():
+    with pytest.raises(ConfigError) as info:
+        create_app({**SAFE, "DATABASE_URL": "sqlite:///x.db", "HUB_BASE_URL": "http://hub.example"})
+    assert "PostgreSQL" in str(info.value) and "https" in str(info.value)
+
+
+def test_production_sets_safe_cookie_and_body_limits():
+    app = create_app(SAFE)
+    assert app.config["SESSION_COOKIE_SECURE"] is True
+    assert app.config["SESSION_COOKIE_HTTPONLY"] is True
+    assert app.config["SESSION_COOKIE_SAMESITE"] == "Lax"
+    assert app.config["MAX_CONTENT_LENGTH"] == 1048576
+
+
+def test_trusted_hosts_reject_other_hosts():
+    app = create_app({**SAFE, "HUB_TRUSTED_HOSTS": "hub.example"})
+    client = app.test_client()
+    assert client.get("/healthz", headers={"Host": "hub.example"}).status_code == 200
+    assert client.get("/healthz", headers={"Host": "evil.example"}).status_code == 400
+
+
+def test_lever_environment_presets(monkeypatch):
+    app = create_app({**SAFE, "LEVER_ENV": "sandbox"})
+    assert app.config["LEVER_AUTHORIZE_URL"] == "https://sandbox-lever.auth0.com/authorize"
+    assert app.config["LEVER_AUDIENCE"] == "https://api.sandbox.lever.co/v1/"
+    prod = create_app(SAFE)
+    assert prod.config["LEVER_API_BASE_URL"] == "https://api.lever.co/v1"
+    monkeypatch.setenv("LEVER_API_BASE_URL", "https://lever.proxy.internal/v1")
+    assert create_app(SAFE).config["LEVER_API_BASE_URL"] == "https://lever.proxy.internal/v1"
+
+
+def test_security_headers_on_every_page(client):
+    response = client.get("/login")
+    csp = response.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in csp and "'unsafe-inline'" not in csp
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"]
+
+
+def test_health_and_readiness(client):
+    assert client.get("/healthz").json == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json["checks"] == {"database": "ok", "redis": "ok"}

@@ -1,0 +1,51 @@
+import logging
+
+import pytest
+
+from hub import create_app
+from hub.registry import PluginLoadError, all_plugins, get_plugin
+from tests.conftest import base_config
+
+TINY = "tests.plugins.tiny_example"
+
+
+@pytest.fixture
+def app_config():
+    return {"HUB_PLUGINS": ["plugins.wecp_lever", TINY]}
+
+
+def test_second_plugin_registers_page_webhook_source_and_job_without_hub_edits(app, client, make_user):
+    plugin = get_plugin("tiny_example")
+    assert set(all_plugins()) == {"wecp_lever", "tiny_example"}
+    assert plugin.webhook_sources[0].handler == TINY + ".count_ping"
+    assert TINY + ".count_ping" in plugin.jobs
+    assert "tiny_example.index" in app.view_functions
+    assert client.get("/integrations/tiny_example/").status_code == 200
+    assert b"Tiny example page" in client.get("/integrations/tiny_example/").data
+
+
+def test_plugins_live_in_the_app_not_in_a_module_global(redis_server, sqlite_url):
+    one = create_app(base_config(sqlite_url, redis_server.url, HUB_PLUGINS=["plugins.wecp_lever"]))
+    two = create_app(base_config(sqlite_url, redis_server.url, HUB_PLUGINS=["plugins.wecp_lever", TINY]))
+    assert set(all_plugins(one)) == {"wecp_lever"}
+    assert set(all_plugins(two)) == {"wecp_lever", "tiny_example"}
+
+
+def test_broken_plugin_fails_outside_production(redis_server, sqlite_url):
+    with pytest.raises(PluginLoadError, match="folder"):
+        create_app(base_config(sqlite_url, redis_server.url, HUB_PLUGINS=["tests.broken_plugin"]))
+
+
+def test_broken_plugin_is_logged_and_skipped_in_production(redis_server, sqlite_url, caplog):
+    config = base_config(sqlite_url, redis_server.url,
+                         HUB_PLUGINS=["plugins.wecp_lever", "tests.broken_plugin"],
+                         HUB_STRICT_PLUGINS=False)
+    with caplog.at_level(logging.ERROR):
+        app = create_app(config)
+    assert set(all_plugins(app)) == {"wecp_lever"}
+    assert "tests.broken_plugin" in caplog.text
+
+
+def test_missing_plugin_module_fails_loudly(redis_server, sqlite_url):
+    with pytest.raises(PluginLoadError):
+        create_app(base_config(sqlite_url, redis_server.url, HUB_PLUGINS=["plugins.does_not_exist"]))
