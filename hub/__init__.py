@@ -23,9 +23,10 @@ def create_app(config: dict | None = None) -> Flask:
     extensions.init_app(app)
     security.init_app(app)
 
-    from . import api, auth, cli, health, settings
+    from . import api, auth, cli, health, jobs, settings
 
     cli.init_app(app)
+    jobs.init_app(app)
 
     app.before_request(auth.load_user)
     app.register_blueprint(auth.bp)
