@@ -30,6 +30,19 @@ class Ping(WebhookError):
     status = 200
 
 
+class ConnectionUnusable(Exception):
+    """Raised by a job whose connection is revoked or disconnected.
+
+    The hub then pauses that work (nothing is dropped) and runs it again when the connection is
+    restored (signal ``connection_restored``).
+    """
+
+    def __init__(self, connection_id: str, reason: str = ""):
+        super().__init__(f"connection {connection_id} is not usable: {reason}")
+        self.connection_id = connection_id
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class IncomingEvent:
     """One verified, parsed webhook event, ready to be stored in the inbox."""
