@@ -23,10 +23,12 @@ def create_app(config: dict | None = None) -> Flask:
     extensions.init_app(app)
     security.init_app(app)
 
-    from . import api, auth, cli, health, jobs, settings
+    from . import api, assessments, auth, cli, health, jobs, mail, settings
 
     cli.init_app(app)
     jobs.init_app(app)
+    mail.init_app(app)
+    assessments.init_app(app)
 
     app.before_request(auth.load_user)
     app.register_blueprint(auth.bp)
