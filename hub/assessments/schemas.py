@@ -8,7 +8,8 @@ from .models import KINDS
 
 class QuestionSchema(Schema):
     id = fields.Integer(dump_only=True)
-    text = fields.String(required=True, validate=validate.Length(min=1, max=5000))
+    text = fields.String(required=True, validate=validate.Length(
+        min=1, max=5000, error="Enter the question (at most {max} characters)."))
     kind = fields.String(load_default="single", validate=validate.OneOf(KINDS))
     options = fields.List(fields.String(validate=validate.Length(min=1, max=1000)), required=True,
                           validate=validate.Length(min=2, max=10,
@@ -33,7 +34,8 @@ class QuestionSchema(Schema):
 
 class AssessmentTestSchema(Schema):
     id = fields.Integer(dump_only=True)
-    title = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    title = fields.String(required=True, validate=validate.Length(
+        min=1, max=200, error="Enter a title of at most {max} characters."))
     description = fields.String(load_default="", validate=validate.Length(max=5000))
     pass_mark = fields.Integer(strict=True, load_default=60, validate=validate.Range(0, 100))
     time_limit_minutes = fields.Integer(strict=True, load_default=30, validate=validate.Range(1, 600))
