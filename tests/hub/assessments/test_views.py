@@ -1,5 +1,3 @@
-import re
-
 from jinja2 import ChoiceLoader, DictLoader
 
 from hub.assessments import services
