@@ -26,7 +26,7 @@ def show(token):
     if invitation.status == COMPLETED:
         return _closed("used", invitation)
     if invitation.is_expired(now):
-        return _closed("time_up" if invitation.status == STARTED else "expired", invitation)
+        return _closed("time_up" if invitation.started_at else "expired", invitation)
     if invitation.status == STARTED:
         # The page shows the limit itself; the server allows GRACE more before refusing.
         submit_before = invitation.started_at + timedelta(minutes=invitation.test.time_limit_minutes)

@@ -223,7 +223,7 @@ def _raise_for(invitation: Invitation, now) -> None:
     if invitation.status == COMPLETED:
         raise InvitationUsed()
     if invitation.is_expired(now):
-        raise InvitationExpired(time_up=invitation.status == STARTED)
+        raise InvitationExpired(time_up=invitation.started_at is not None)
     raise InvitationNotStarted()
 
 

@@ -92,7 +92,8 @@ def test_late_submission_is_refused(app, candidate, sample_test):
     assert db.session.scalar(db.select(db.func.count(Result.id))) == 0
     db.session.expire_all()
     assert db.session.get(Invitation, invitation.id).status == "expired"
-    assert candidate.get(path).status_code == 410
+    again = candidate.get(path)
+    assert again.status_code == 410 and "The time for this test is over" in again.get_data(as_text=True)
 
 
 def test_unknown_links_show_nothing(candidate, sample_test):
