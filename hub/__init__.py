@@ -23,7 +23,7 @@ def create_app(config: dict | None = None) -> Flask:
     extensions.init_app(app)
     security.init_app(app)
 
-    from . import api, auth, cli, health, jobs, settings
+    from . import api, auth, cli, connections, health, jobs, settings
 
     cli.init_app(app)
     jobs.init_app(app)
@@ -31,6 +31,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.before_request(auth.load_user)
     app.register_blueprint(auth.bp)
     app.register_blueprint(settings.bp)
+    app.register_blueprint(connections.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
 
