@@ -113,6 +113,7 @@ class SandboxServer:
         self.url = f"http://{host}:{self._server.server_port}"
         self.admin = AdminClient(self.url)
         self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.05},
                                         name="lever-sandbox-server", daemon=True)
         self._thread.start()
 
