@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 from flask import Blueprint, current_app, jsonify, request
 
@@ -201,7 +202,7 @@ def mint_tokens(account_id):
 def add_fault():
     try:
         fault = limits.add_fault(_state(), _body())
-    except (ValueError, TypeError) as exc:  # re.error is a ValueError
+    except (re.error, ValueError, TypeError) as exc:
         raise AdminError(400, f"Bad fault: {exc}") from None
     return jsonify({"data": {"id": fault.id}}), 201
 
