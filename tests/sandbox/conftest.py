@@ -1,4 +1,4 @@
-"""Fixtures for the Lever sandbox's own tests: one fast sandbox, reset per test, and a webhook receiver."""
+"""Fixtures for the Lever sandbox's tests: one fast sandbox, reset per test, a webhook receiver."""
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,4 @@
-"""REST v1 of the Lever sandbox: envelopes, pagination, filters, notes, tags, stages, files, webhooks."""
+"""REST v1 of the Lever sandbox: envelopes, paging, filters, notes, tags, stages, files, hooks."""
 from __future__ import annotations
 
 import time

@@ -1,4 +1,4 @@
-"""OAuth server of the Lever sandbox: consent, audience, codes, token rotation and reuse, revocation."""
+"""OAuth server of the Lever sandbox: consent, audience, codes, rotation and reuse, revocation."""
 from __future__ import annotations
 
 import base64

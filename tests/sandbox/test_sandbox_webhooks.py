@@ -1,4 +1,4 @@
-"""Webhook delivery of the Lever sandbox: signature, matching, toggle, retries, drops, async moves."""
+"""Webhook delivery of the Lever sandbox: signature, matching, toggle, retries, drops, async."""
 from __future__ import annotations
 
 import hashlib

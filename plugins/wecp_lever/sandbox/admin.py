@@ -1,4 +1,4 @@
-"""Admin JSON API under /_sandbox: reset, clients, config, data, faults and logs for tests (no auth)."""
+"""Admin JSON API under /_sandbox (no auth): reset, clients, config, data, faults, logs."""
 from __future__ import annotations
 
 import copy
@@ -8,7 +8,8 @@ from flask import Blueprint, current_app, jsonify, request
 
 from . import limits, oauth
 from .app import RUNTIME_KEYS, add_client
-from .state import AuthorizedApp, Invalid, NotFound, SandboxState, generate_candidates, now_ms, read_seed
+from .state import (AuthorizedApp, Invalid, NotFound, SandboxState, generate_candidates, now_ms,
+                    read_seed)
 from .webhooks import delivery_json, move_and_notify
 from .shapes import webhook_json
 
@@ -58,7 +59,7 @@ def _require(body: dict, *names: str) -> None:
 
 @bp.post("/reset")
 def reset():
-    """{"seed": "default"} = shipped seed; null = empty; a path or seed object; absent = configured."""
+    """seed: "default" = shipped, null = empty, a path or a seed object; absent = configured."""
     body = _body()
     seed = body["seed"] if "seed" in body else current_app.config["SANDBOX_SEED"]
     try:

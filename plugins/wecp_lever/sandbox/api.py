@@ -1,4 +1,4 @@
-"""Lever REST API v1 subset: postings, stages, users, opportunities, notes, tags, files, webhooks."""
+"""Lever REST API v1 subset: postings, stages, users, opportunities, notes, files, webhooks."""
 from __future__ import annotations
 
 import functools

@@ -1,4 +1,4 @@
-"""Application factory of the Lever sandbox: config, state, blueprints, faults and the request log."""
+"""Application factory of the Lever sandbox: config, state, blueprints, faults, request log."""
 from __future__ import annotations
 
 import copy

@@ -1,4 +1,4 @@
-"""Rate limiting per access token and injected faults (errors, latency, storms, dropped webhooks)."""
+"""Rate limiting per access token, and injected faults: errors, latency, storms, lost webhooks."""
 from __future__ import annotations
 
 import math
@@ -59,7 +59,8 @@ def request_fault(state: SandboxState, path: str) -> tuple[float, int | None]:
     for fault in faults:
         latency += fault.latency_ms / 1000.0
         in_storm = fault.storm_until is not None and now < fault.storm_until
-        if status is None and (in_storm or (fault.error_rate and random.random() < fault.error_rate)):
+        unlucky = fault.error_rate and random.random() < fault.error_rate
+        if status is None and (in_storm or unlucky):
             status = fault.status
     return latency, status
 

@@ -1,4 +1,4 @@
-"""OAuth 2.0 server in Lever's (Auth0's) manner: sign-in, consent, codes, rotating refresh tokens."""
+"""OAuth 2.0 server in the manner of Lever's Auth0: sign-in, consent, codes, rotating tokens."""
 from __future__ import annotations
 
 import base64

@@ -1,10 +1,11 @@
-"""Turns sandbox records into the JSON shapes Lever's REST API v1 returns, and pages lists."""
+"""Turns sandbox records into the JSON shapes of Lever's REST API v1, and pages lists."""
 from __future__ import annotations
 
 import json
 from urllib.parse import quote, unquote
 
-from .state import Account, Application, Note, Opportunity, Posting, Stage, StoredFile, User, Webhook
+from .state import (Account, Application, Note, Opportunity, Posting, Stage, StoredFile, User,
+                    Webhook)
 
 
 def user_json(user: User) -> dict:

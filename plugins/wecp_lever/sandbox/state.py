@@ -464,7 +464,7 @@ _LAST = ["Lovelace", "Turing", "Hopper", "Dijkstra", "Liskov", "Knuth", "Hamilto
 def generate_candidates(state: SandboxState, account_id: str, count: int,
                         posting_id: str | None = None, stage_id: str = "applicant-new",
                         seed: int | None = None) -> list[str]:
-    """Create `count` made-up candidates (for benchmarks); defaults to the first published posting."""
+    """Create `count` made-up candidates for benchmarks (default: first published posting)."""
     rng = random.Random(seed)
     with state.lock:
         account = state.account(account_id)

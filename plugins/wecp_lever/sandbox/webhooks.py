@@ -1,4 +1,4 @@
-"""Webhook delivery: Lever's signature, matching by event and origin, retries on background threads."""
+"""Webhook delivery: Lever's signature, matching by event and origin, retries on threads."""
 from __future__ import annotations
 
 import hashlib
