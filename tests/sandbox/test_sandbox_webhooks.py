@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
 import time
 
 import requests
@@ -173,3 +174,19 @@ def test_delivery_log_page_and_admin_log(sandbox, api, receiver):
     assert delivery["payload"]["data"]["opportunityId"] == ADA
     page = requests.get(sandbox.url + f"/accounts/{ACME}/webhooks").text
     assert receiver.url in page and "502" in page and "delivered" in page
+
+
+def test_bulk_move_delivers_everything_with_a_bounded_number_of_threads(sandbox, api, receiver):
+    create_hook(api, receiver.url)
+    ids = sandbox.admin.add_candidates(ACME, BACKEND, "applicant-new", count=300)
+    receiver.delay = 0.01
+    before = threading.active_count()
+    assert sandbox.admin.move(ACME, ids, ASSESSMENT) == 300
+    peak = before
+    deadline = time.monotonic() + 20
+    while len(receiver.calls) < 300 and time.monotonic() < deadline:
+        peak = max(peak, threading.active_count())
+        time.sleep(0.01)
+    assert len(receiver.calls) == 300
+    assert {c["body"]["data"]["opportunityId"] for c in receiver.calls} == set(ids)
+    assert peak - before < 60  # senders are pooled, not one thread per delivery

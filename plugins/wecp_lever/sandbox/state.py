@@ -281,6 +281,8 @@ class SandboxState:
         self.clients: dict[str, Client] = {}
         # Run-time config as create_app left it; a reset puts it back.
         self.initial_config: dict = {}
+        # The webhook sender (webhooks.Dispatcher), started on first use.
+        self.dispatcher = None
         self._clear()
 
     def _clear(self) -> None:

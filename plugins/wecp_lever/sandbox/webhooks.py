@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import hashlib
+import heapq
 import hmac
+import itertools
 import json
 import secrets
 import threading
 import time
+from queue import SimpleQueue
 
 import requests
 
@@ -15,6 +18,7 @@ from .state import Delivery, Opportunity, SandboxState, new_id, now_ms
 
 STAGE_CHANGE = "candidateStageChange"
 DELIVERY_TIMEOUT_SECONDS = 10
+SENDER_THREADS = 16
 
 
 def sign(signature_token: str, token: str, triggered_at: int) -> str:
@@ -69,42 +73,89 @@ def notify_stage_changes(state: SandboxState, config, account_id: str,
                 deliveries.append(delivery)
         generation = state.generation
     delays = [float(d) for d in config["SANDBOX_WEBHOOK_RETRY_DELAYS"]]
+    dispatcher = _dispatcher(state)
     for delivery in deliveries:
-        threading.Thread(target=_deliver, args=(state, generation, delivery, delays),
-                         name=f"lever-sandbox-delivery-{delivery.id[:8]}", daemon=True).start()
+        if drop_delivery(state, delivery.url):
+            with state.lock:
+                delivery.dropped = delivery.finished = True
+        else:
+            dispatcher.schedule(time.monotonic(), delivery, 0, delays, generation)
     return deliveries
 
 
-def _deliver(state: SandboxState, generation: int, delivery: Delivery, delays: list[float]) -> None:
-    """Send one delivery, retrying after each delay; the same payload (and token) every time."""
-    if drop_delivery(state, delivery.url):
-        with state.lock:
-            delivery.dropped = delivery.finished = True
-        return
-    body = json.dumps(delivery.payload)
-    # Lever docs (/developer/documentation#webhooks): failed deliveries are retried, reportedly
-    # 5 times in all with growing intervals; the delays come from SANDBOX_WEBHOOK_RETRY_DELAYS.
-    for attempt in range(len(delays) + 1):
-        if state.generation != generation:
-            return
+class Dispatcher:
+    """Sends deliveries when due: one scheduler thread, a bounded pool of sender threads.
+
+    A bulk move of thousands of candidates queues thousands of deliveries without starting
+    thousands of threads; retries wait in the queue, not in a sleeping thread.
+    """
+
+    def __init__(self, state: SandboxState, workers: int = SENDER_THREADS):
+        self.state = state
+        self.queue: list = []
+        self.seq = itertools.count()
+        self.wakeup = threading.Condition()
+        self.ready: SimpleQueue = SimpleQueue()
+        # Daemon threads, so a stopping sandbox never waits for a slow receiver.
+        threading.Thread(target=self._run, name="lever-sandbox-deliveries", daemon=True).start()
+        for n in range(workers):
+            threading.Thread(target=self._send_forever, name=f"lever-sandbox-send-{n}",
+                             daemon=True).start()
+
+    def schedule(self, due: float, delivery: Delivery, attempt: int, delays: list[float],
+                 generation: int) -> None:
+        with self.wakeup:
+            heapq.heappush(self.queue, (due, next(self.seq), delivery, attempt, delays, generation))
+            self.wakeup.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self.wakeup:
+                while not self.queue or self.queue[0][0] > time.monotonic():
+                    timeout = self.queue[0][0] - time.monotonic() if self.queue else None
+                    self.wakeup.wait(timeout)
+                _, _, delivery, attempt, delays, generation = heapq.heappop(self.queue)
+            # Deliveries queued before a reset belong to a world that no longer exists.
+            if self.state.generation == generation:
+                self.ready.put((delivery, attempt, delays, generation))
+
+    def _send_forever(self) -> None:
+        while True:
+            self._attempt(*self.ready.get())
+
+    def _attempt(self, delivery: Delivery, attempt: int, delays: list[float],
+                 generation: int) -> None:
         status, error = None, None
         try:
-            response = requests.post(delivery.url, data=body, timeout=DELIVERY_TIMEOUT_SECONDS,
+            response = requests.post(delivery.url, data=json.dumps(delivery.payload),
+                                     timeout=DELIVERY_TIMEOUT_SECONDS,
                                      headers={"Content-Type": "application/json",
                                               "User-Agent": "LeverSandbox-Webhooks/1.0"})
             status = response.status_code
         except requests.RequestException as exc:
             error = f"{type(exc).__name__}: {exc}"
         ok = status is not None and 200 <= status < 300
-        with state.lock:
+        last = attempt == len(delays)
+        with self.state.lock:
             delivery.attempts.append({"at": now_ms(), "status": status, "error": error})
-            if ok or attempt == len(delays):
-                delivery.delivered = ok
-                delivery.finished = True
-        if ok:
-            return
-        if attempt < len(delays):
-            time.sleep(delays[attempt])
+            if ok or last:
+                delivery.delivered, delivery.finished = ok, True
+        # Lever docs (/developer/documentation#webhooks): failed deliveries are retried,
+        # reportedly 5 times in all with growing intervals (SANDBOX_WEBHOOK_RETRY_DELAYS).
+        # A retry resends the same body, token included.
+        if not ok and not last:
+            self.schedule(time.monotonic() + delays[attempt], delivery, attempt + 1, delays,
+                          generation)
+
+
+_dispatchers_lock = threading.Lock()
+
+
+def _dispatcher(state: SandboxState) -> Dispatcher:
+    with _dispatchers_lock:
+        if getattr(state, "dispatcher", None) is None:
+            state.dispatcher = Dispatcher(state)
+        return state.dispatcher
 
 
 def delivery_json(delivery: Delivery) -> dict:
