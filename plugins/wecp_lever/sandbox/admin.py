@@ -127,7 +127,7 @@ def add_candidates(account_id):
                                   body["stage_id"], body.get("seed"))
     else:
         raise AdminError(400, "Give either count or candidates")
-    return jsonify({"data": ids}), 201
+    return jsonify({"data": ids})
 
 
 @bp.post("/accounts/<account_id>/move")
@@ -205,15 +205,16 @@ def add_fault():
         fault = limits.add_fault(_state(), _body())
     except (re.error, ValueError, TypeError) as exc:
         raise AdminError(400, f"Bad fault: {exc}") from None
-    return jsonify({"data": {"id": fault.id}}), 201
+    return jsonify({"data": {"id": fault.id}})
 
 
 @bp.delete("/faults")
 def clear_faults():
     state = _state()
     with state.lock:
+        cleared = len(state.faults)
         state.faults.clear()
-    return "", 204
+    return jsonify({"data": {"cleared": cleared}})
 
 
 @bp.get("/requests")
