@@ -70,6 +70,11 @@ class WecpLeverPlugin(Plugin):
         "“Candidate Stage Change” on, or Lever sends no stage changes to WeCP.",
     )
 
+    def init_app(self, app) -> None:
+        from .sandbox.cli import lever_sandbox_command
+
+        app.cli.add_command(lever_sandbox_command)
+
     def configure(self, config) -> None:
         env = config["LEVER_ENV"]
         if env == "local":
