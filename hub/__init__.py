@@ -23,9 +23,10 @@ def create_app(config: dict | None = None) -> Flask:
     extensions.init_app(app)
     security.init_app(app)
 
-    from . import api, auth, cli, connections, health, jobs, settings
+    from . import api, auth, cli, connections, demo, health, jobs, settings
 
     cli.init_app(app)
+    demo.init_app(app)
     jobs.init_app(app)
 
     app.before_request(auth.load_user)
@@ -66,4 +67,5 @@ def _configure_logging(app: Flask) -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     install_log_redaction()

@@ -121,6 +121,11 @@ class WecpLeverPlugin(Plugin):
                    f"(Settings › Integrations and API › Webhooks)"
         return None
 
+    def init_app(self, app) -> None:
+        from .sandbox.cli import lever_sandbox_command
+
+        app.cli.add_command(lever_sandbox_command)
+
     def configure(self, config) -> None:
         env = config["LEVER_ENV"]
         if env == "local":
