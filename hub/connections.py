@@ -164,9 +164,10 @@ def _refresh(connection_id: str, *, rejected: str | None = None, force: bool = F
         if row is None or not row.usable:
             raise ConnectionUnusable(connection_id, _why_unusable(row))
         creds = _credentials(row)
-        if rejected is not None and creds["access_token"] != rejected:
-            return creds["access_token"]
-        if rejected is None and not force and not _expiring(row):
+        if (rejected is not None and creds["access_token"] != rejected) or \
+                (rejected is None and not force and not _expiring(row)):
+            # Another process refreshed meanwhile: use its tokens, and remember them here.
+            _sync(connection_id, row, "credentials_ciphertext", "token_expires_at")
             return creds["access_token"]
         plugin = get_plugin(row.plugin_key)
         provider = plugin.provider(row.provider)
