@@ -409,8 +409,8 @@ def callback(plugin_key):
         except Exception as exc:  # the card says "Setting up…" or the job's error; never a 500
             log.exception("hub.connections.on_connect_job_failed connection=%s", conn.id)
             flash(f"Connected, but setting up failed to start ({type(exc).__name__}).", "error")
-    flash(f"{provider.title} is connected{' as ' + conn.external_account_name if conn.external_account_name else ''}.",
-          "success")
+    account = f" as {conn.external_account_name}" if conn.external_account_name else ""
+    flash(f"{provider.title} is connected{account}.", "success")
     return redirect(url_for("settings.index"))
 
 
