@@ -23,9 +23,10 @@ def create_app(config: dict | None = None) -> Flask:
     extensions.init_app(app)
     security.init_app(app)
 
-    from . import api, assessments, auth, cli, health, jobs, mail, settings
+    from . import api, assessments, auth, cli, connections, demo, health, jobs, mail, settings
 
     cli.init_app(app)
+    demo.init_app(app)
     jobs.init_app(app)
     mail.init_app(app)
     assessments.init_app(app)
@@ -33,6 +34,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.before_request(auth.load_user)
     app.register_blueprint(auth.bp)
     app.register_blueprint(settings.bp)
+    app.register_blueprint(connections.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
 
@@ -67,4 +69,5 @@ def _configure_logging(app: Flask) -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     install_log_redaction()

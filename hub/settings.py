@@ -1,7 +1,7 @@
 """Settings > Integrations: one card per registered plugin with its connection status."""
 from __future__ import annotations
 
-from flask import Blueprint, g, jsonify, render_template
+from flask import Blueprint, current_app, g, make_response, render_template
 
 from .auth import login_required, scoped
 from .extensions import db
@@ -37,6 +37,9 @@ def card_json(card: dict) -> dict:
         "connected_by": conn.connected_by.email if connected and conn.connected_by else None,
         "connected_at": conn.connected_at.isoformat() + "Z" if connected and conn.connected_at else None,
         "revoked_reason": conn.revoked_reason if connected else None,
+        "setup_error": conn.setup_error if connected else None,
+        "last_refresh_error": conn.last_refresh_error if connected else None,
+        "hints": list(card["plugin"].connected_hints) if connected else [],
     }
 
 
@@ -49,4 +52,13 @@ def home():
 @bp.route("/settings/integrations")
 @login_required
 def index():
-    return render_template("hub/integrations.html", cards=integration_cards(g.user.organization_id))
+    from .connections import authorize_origins
+    from .security import CSP
+
+    response = make_response(render_template("hub/integrations.html",
+                                              cards=integration_cards(g.user.organization_id)))
+    # Connect posts here and is redirected to the provider's consent page; browsers check that
+    # redirect against this page's form-action, so the providers' origins must be listed.
+    targets = current_app.config.get("HUB_CSP_FORM_TARGETS", []) + authorize_origins(current_app.config)
+    response.headers["Content-Security-Policy"] = CSP.format(form_targets=" ".join(targets))
+    return response

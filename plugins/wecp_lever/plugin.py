@@ -1,6 +1,8 @@
 """What the WeCP–Lever integration is, as the hub's plugin contract asks."""
 from __future__ import annotations
 
+from collections import Counter
+
 from hub.plugin import OAuth2Provider, Plugin, Setting
 
 # Lever docs (/developer/oauth): hosts of production and of Lever's own sandbox.
@@ -64,11 +66,65 @@ class WecpLeverPlugin(Plugin):
         "LEVER_API_BASE_URL": None,
         "LEVER_AUDIENCE": None,
         "LEVER_SANDBOX_URL": "http://127.0.0.1:5001",
+        # Lever docs (/developer/documentation#rate-limits): 10 requests/s, bursts to 20.
+        "LEVER_RATE_LIMIT": 10.0,
+        "LEVER_RATE_BURST": 20,
+        "LEVER_TIMEOUT": 20,
+        "LEVER_MAX_RETRIES": 3,
     }
     connected_hints = (
         "In Lever, open Settings › Integrations and API › Webhooks and switch "
         "“Candidate Stage Change” on, or Lever sends no stage changes to WeCP.",
     )
+    #: Creates the candidateStageChange webhook and stores its signature token.
+    on_connect_job = "plugins.wecp_lever.jobs.register_webhook"
+    jobs = ("plugins.wecp_lever.jobs.register_webhook",)
+
+    def check_connection(self, connection) -> None:
+        """Prove the tokens work by listing Lever's users, and learn who to write as.
+
+        The users list is the cheapest call that also tells us what the connection needs:
+        ``data["fallback_user_id"]``, the Lever user notes are written as when a posting has no
+        usable owner (the active user with the connecting admin's email, else the first active
+        Super Admin, else admin), and a name a person recognises for the account.
+        """
+        from .lever import LeverClient
+
+        users = LeverClient(connection.id).list_users()
+        active = [u for u in users if not u.get("deactivatedAt")]
+        email = (connection.connected_by.email if connection.connected_by else "").lower()
+        fallback = next((u for u in active if (u.get("email") or "").lower() == email), None)
+        # Lever docs (/developer/documentation#users): accessRole is "super admin", "admin",
+        # "team member", "limited team member" or "interviewer".
+        for role in ("super admin", "admin"):
+            fallback = fallback or next((u for u in active if u.get("accessRole") == role), None)
+        connection.data = {**(connection.data or {}),
+                           "fallback_user_id": fallback["id"] if fallback else None}
+        # Lever has no "account" endpoint (no name or id of the Lever account): the email domain
+        # most of its users share (e.g. "acme.example") is what an admin recognises.
+        domains = Counter((u.get("email") or "").rpartition("@")[2].lower() for u in active)
+        domains.pop("", None)
+        connection.external_account_name = domains.most_common(1)[0][0] if domains else "Lever"
+
+    def on_disconnect(self, connection) -> str | None:
+        """Delete our webhook in Lever; returns what went wrong, if anything."""
+        from .lever import LeverClient, LeverError, NotFound
+
+        if not connection.webhook_id:
+            return None
+        try:
+            LeverClient(connection.id).delete_webhook(connection.webhook_id)
+        except NotFound:
+            return None  # already gone: what we wanted
+        except LeverError as exc:
+            return f"the webhook could not be deleted in Lever ({exc}); delete it in Lever " \
+                   f"(Settings › Integrations and API › Webhooks)"
+        return None
+
+    def init_app(self, app) -> None:
+        from .sandbox.cli import lever_sandbox_command
+
+        app.cli.add_command(lever_sandbox_command)
 
     def configure(self, config) -> None:
         env = config["LEVER_ENV"]

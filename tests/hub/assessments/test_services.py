@@ -229,3 +229,12 @@ def test_concurrent_completion_stores_one_result(pg_app, pg_org_id):
         results = _in_threads(pg_app, 6, lambda: services.complete_invitation(token, answers).id)
     assert len(set(results)) == 1 and signals == [results[0]]
     assert db.session.scalar(db.select(db.func.count(Result.id))) == 1
+
+
+def test_demo_sample_test_is_valid_and_seeded_once(app, admin):
+    from hub.assessments.demo import SAMPLE_TITLE, seed_sample_test
+
+    first = seed_sample_test(admin.organization_id)
+    db.session.commit()
+    assert seed_sample_test(admin.organization_id).id == first.id
+    assert first.title == SAMPLE_TITLE and len(first.questions) == 5

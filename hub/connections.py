@@ -1,0 +1,499 @@
+"""Connections: Connect / callback / Revoke over OAuth for every plugin, and token refresh in one place."""
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import logging
+import secrets
+import time
+from datetime import timedelta
+
+import requests
+import sqlalchemy as sa
+from authlib.common.security import generate_token
+from authlib.integrations.requests_client import OAuth2Session
+from flask import Blueprint, abort, current_app, flash, g, has_app_context, redirect, request, \
+    session, url_for
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+
+from . import signals
+from .auth import admin_required
+from .extensions import db, get_redis
+from .models import AuditEvent, Connection, audit, new_uuid, utcnow
+from .plugin import ConnectionUnusable, OAuth2Provider, PeriodicJob, Plugin
+from .registry import get_plugin
+
+bp = Blueprint("connections", __name__)
+log = logging.getLogger("hub.connections")
+
+#: Refresh an access token this long before it expires, so a call never starts with a dying one.
+REFRESH_MARGIN = timedelta(minutes=5)
+#: Connections whose tokens were not refreshed for this long get a refresh anyway: Lever's
+#: refresh tokens die after ~90 days unused (lever-api.md), and a used connection refreshes hourly.
+IDLE_AFTER = timedelta(days=30)
+#: How long one refresh may hold the per-connection lock, and how long others wait for it.
+LOCK_TIMEOUT = 60
+LOCK_WAIT = 30
+
+#: For the hub's scheduler (another module runs these).
+HUB_PERIODIC_JOBS = [PeriodicJob("hub.connections.refresh_idle_connections", timedelta(days=1))]
+
+
+class TokenRefreshError(RuntimeError):
+    """The token endpoint could not be reached or failed (5xx, network): try the job again later."""
+
+
+class _Refused(Exception):
+    """The token endpoint refused the refresh token for good (4xx, e.g. ``invalid_grant``)."""
+
+
+# --- tokens -----------------------------------------------------------------------------------
+
+def _credentials(conn: Connection) -> dict:
+    return json.loads(conn.credentials)
+
+
+def _expiring(conn: Connection, margin: timedelta = REFRESH_MARGIN) -> bool:
+    return conn.token_expires_at is None or conn.token_expires_at - margin <= utcnow()
+
+
+def _pending() -> dict:
+    return g.setdefault("hub_pending_connections", {}) if has_app_context() else {}
+
+
+@contextlib.contextmanager
+def proving(connection: Connection):
+    """While the callback proves new tokens, ``access_token`` serves them from this object.
+
+    Nothing is in the database yet (a failed proof must store nothing), so the usual path
+    through the stored row cannot find them.
+    """
+    pending = _pending()
+    pending[connection.id] = connection
+    try:
+        yield connection
+    finally:
+        pending.pop(connection.id, None)
+
+
+def access_token(connection_id: str, *, rejected: str | None = None) -> str:
+    """The access token to call the provider with; every API client gets its token here.
+
+    Refreshes when it expires within ``REFRESH_MARGIN``. ``rejected`` is a token the provider
+    just answered 401 to: it is replaced (once across all processes) even if it looks valid.
+    Raises :class:`ConnectionUnusable` (revoked, disconnected, refused) or
+    :class:`TokenRefreshError` (transient: retry later).
+    """
+    candidate = _pending().get(connection_id)
+    if candidate is not None:
+        if rejected is not None:
+            raise ConnectionUnusable(connection_id, "the provider refused the tokens it just issued")
+        return _credentials(candidate)["access_token"]
+    conn = db.session.get(Connection, connection_id)
+    if conn is None or not conn.usable:
+        raise ConnectionUnusable(connection_id, _why_unusable(conn))
+    if rejected is None and not _expiring(conn):
+        return _credentials(conn)["access_token"]
+    return _refresh(connection_id, rejected=rejected)
+
+
+def refresh_now(connection_id: str) -> str:
+    """Refresh whatever the expiry (idle connections); same guarantees as ``access_token``."""
+    return _refresh(connection_id, force=True)
+
+
+def _why_unusable(conn: Connection | None) -> str:
+    if conn is None:
+        return "no such connection"
+    if conn.disconnected_at is not None:
+        return "disconnected in the hub"
+    if conn.revoked_at is not None:
+        return conn.revoked_reason or "revoked"
+    return "no credentials"
+
+
+@contextlib.contextmanager
+def refresh_lock(connection_id: str):
+    """The per-connection lock, shared by every process: one refresh (or token change) at a time."""
+    try:
+        lock = get_redis().lock(f"hub:connection:{connection_id}:tokens", timeout=LOCK_TIMEOUT,
+                                blocking_timeout=LOCK_WAIT)
+        acquired = lock.acquire()
+    except Exception as exc:  # Redis down: refreshing without the lock could spend the token twice
+        raise TokenRefreshError(f"token lock unavailable ({type(exc).__name__})") from exc
+    if not acquired:
+        raise TokenRefreshError("another process is still refreshing this connection's tokens")
+    try:
+        yield
+    finally:
+        try:
+            lock.release()
+        except Exception:  # expired meanwhile; the next holder re-reads the row anyway
+            log.warning("hub.connections.lock_release_failed connection=%s", connection_id)
+
+
+def _token_session() -> Session:
+    """A session of its own for token writes.
+
+    Lever spends the old refresh token at once, so the new pair must be committed even when the
+    caller's transaction later rolls back; and the caller's pending work must not be committed
+    with it.
+    """
+    s = Session(db.engine, expire_on_commit=False)
+    if db.engine.dialect.name == "postgresql":
+        # A caller holding a lock on this row in its own transaction would otherwise wait forever.
+        s.execute(sa.text("SET LOCAL lock_timeout = '10s'"))
+    return s
+
+
+def _sync(connection_id: str, row: Connection, *fields: str) -> None:
+    """Show what the token session committed on the caller's copy, without touching its changes."""
+    mine = db.session.identity_map.get(db.session.identity_key(Connection, connection_id)) \
+        if has_app_context() else None
+    if mine is not None:
+        for name in fields:
+            set_committed_value(mine, name, getattr(row, name))
+
+
+def _refresh(connection_id: str, *, rejected: str | None = None, force: bool = False) -> str:
+    with refresh_lock(connection_id), _token_session() as s:
+        # Re-read after taking the lock: another process may have refreshed already.
+        row = s.get(Connection, connection_id)
+        if row is None or not row.usable:
+            raise ConnectionUnusable(connection_id, _why_unusable(row))
+        creds = _credentials(row)
+        if (rejected is not None and creds["access_token"] != rejected) or \
+                (rejected is None and not force and not _expiring(row)):
+            # Another process refreshed meanwhile: use its tokens, and remember them here.
+            _sync(connection_id, row, "credentials_ciphertext", "token_expires_at")
+            return creds["access_token"]
+        plugin = get_plugin(row.plugin_key)
+        provider = plugin.provider(row.provider)
+        try:
+            fresh = _call_token_endpoint(provider, creds["refresh_token"])
+        except _Refused as exc:
+            reason = f"{provider.title} refused the refresh token ({exc}); reconnect to restore it"
+            _mark_revoked(s, row, reason)
+            raise ConnectionUnusable(connection_id, reason) from None
+        except TokenRefreshError as exc:
+            row.last_refresh_error = str(exc)
+            row.refresh_failures = (row.refresh_failures or 0) + 1
+            s.commit()
+            _sync(connection_id, row, "last_refresh_error", "refresh_failures")
+            log.warning("hub.connections.refresh_failed connection=%s error=%s", connection_id, exc)
+            if rejected is None and not force and row.token_expires_at > utcnow() + timedelta(seconds=30):
+                return creds["access_token"]  # still valid for a while: the next call retries
+            raise
+        _store_tokens(row, fresh)
+        row.last_refresh_at = utcnow()
+        row.last_refresh_error = None
+        row.refresh_failures = 0
+        s.commit()  # access and refresh token together, in one commit
+        _sync(connection_id, row, "credentials_ciphertext", "token_expires_at", "last_refresh_at",
+              "last_refresh_error", "refresh_failures")
+        return fresh["access_token"]
+
+
+def _store_tokens(conn: Connection, token: dict, previous_refresh: str | None = None) -> None:
+    expires_in = int(token.get("expires_in") or 3600)
+    expires_at = utcnow() + timedelta(seconds=expires_in)
+    refresh = token.get("refresh_token") or previous_refresh
+    conn.credentials = json.dumps({"access_token": token["access_token"], "refresh_token": refresh,
+                                   "expires_at": int(time.time()) + expires_in})
+    conn.token_expires_at = expires_at
+
+
+def _call_token_endpoint(provider: OAuth2Provider, refresh_token: str) -> dict:
+    """POST a refresh grant; classify the answer: _Refused (4xx) or TokenRefreshError (else)."""
+    config = current_app.config
+    data = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+    auth = None
+    client_id, secret = provider.setting(config, "CLIENT_ID"), provider.setting(config, "CLIENT_SECRET")
+    if provider.token_endpoint_auth_method == "client_secret_basic":
+        auth = (client_id, secret)
+    else:
+        data.update(client_id=client_id, client_secret=secret)
+    try:
+        response = requests.post(provider.setting(config, "TOKEN_URL"), data=data, auth=auth,
+                                 headers={"Accept": "application/json"}, timeout=(5, 20))
+    except requests.RequestException as exc:
+        raise TokenRefreshError(f"token endpoint unreachable ({type(exc).__name__})") from None
+    if 400 <= response.status_code < 500:
+        # lever-api.md: Auth0 answers 403 invalid_grant for a revoked or spent refresh token;
+        # every 4xx is final, only reconnecting helps.
+        try:
+            body = response.json()
+            error = str(body.get("error") or response.status_code)
+            if body.get("error_description"):
+                error += ": " + str(body["error_description"])
+        except ValueError:
+            error = f"HTTP {response.status_code}"
+        raise _Refused(error[:300])
+    if response.status_code >= 300:
+        raise TokenRefreshError(f"token endpoint answered HTTP {response.status_code}")
+    try:
+        token = response.json()
+        token["access_token"]
+    except (ValueError, KeyError, TypeError):
+        raise TokenRefreshError("token endpoint answered without an access token") from None
+    return token
+
+
+def _mark_revoked(s: Session, row: Connection, reason: str) -> None:
+    row.revoked_at = utcnow()
+    row.revoked_reason = reason
+    row.credentials = None  # dead tokens are still secrets: keep none
+    row.token_expires_at = None
+    # Written in the token session: this event belongs with the revocation's own commit.
+    s.add(AuditEvent(action="connection.revoked", organization_id=row.organization_id,
+                     target=row.id, details={"plugin": row.plugin_key, "reason": reason}))
+    s.commit()
+    _sync(row.id, row, "revoked_at", "revoked_reason", "credentials_ciphertext", "token_expires_at")
+    log.warning("hub.connections.revoked connection=%s reason=%s", row.id, reason)
+    mine = db.session.get(Connection, row.id)
+    signals.connection_revoked.send(current_app._get_current_object(), connection=mine or row,
+                                    reason=reason)
+
+
+def mark_revoked(connection_id: str, reason: str) -> None:
+    """The provider refuses tokens we believed valid (a second 401): the connection is revoked."""
+    with refresh_lock(connection_id), _token_session() as s:
+        row = s.get(Connection, connection_id)
+        if row is not None and row.revoked_at is None and row.disconnected_at is None:
+            _mark_revoked(s, row, reason)
+
+
+def refresh_idle_connections() -> dict:
+    """Periodic job: refresh usable connections whose tokens were not refreshed for IDLE_AFTER."""
+    cutoff = utcnow() - IDLE_AFTER
+    ids = db.session.scalars(db.select(Connection.id).where(
+        Connection.disconnected_at.is_(None), Connection.revoked_at.is_(None),
+        Connection.credentials_ciphertext.is_not(None),
+        sa.func.coalesce(Connection.last_refresh_at, Connection.connected_at,
+                         Connection.created_at) < cutoff)).all()
+    counts = {"refreshed": 0, "revoked": 0, "failed": 0}
+    for connection_id in ids:
+        try:
+            refresh_now(connection_id)
+            counts["refreshed"] += 1
+        except ConnectionUnusable:
+            counts["revoked"] += 1
+        except TokenRefreshError:
+            counts["failed"] += 1
+    log.info("hub.connections.idle_refresh %s", counts)
+    return counts
+
+
+def webhook_url(connection: Connection) -> str:
+    """Where the provider delivers this connection's webhooks (the endpoint id is the key)."""
+    return f"{current_app.config['HUB_BASE_URL']}/webhooks/{connection.plugin_key}/{connection.endpoint_id}"
+
+
+# --- connect / callback / revoke --------------------------------------------------------------
+
+def _plugin_and_provider(plugin_key: str) -> tuple[Plugin, OAuth2Provider]:
+    try:
+        plugin = get_plugin(plugin_key)
+    except KeyError:
+        abort(404)
+    if not plugin.providers:
+        abort(404)
+    return plugin, plugin.providers[0]
+
+
+def redirect_uri(plugin_key: str) -> str:
+    return f"{current_app.config['HUB_BASE_URL']}/integrations/{plugin_key}/connect/callback"
+
+
+def _oauth_client(plugin_key: str, provider: OAuth2Provider) -> tuple[OAuth2Session, dict]:
+    kwargs = provider.client_kwargs(current_app.config)
+    client = OAuth2Session(kwargs["client_id"], kwargs["client_secret"],
+                           redirect_uri=redirect_uri(plugin_key), **kwargs["client_kwargs"])
+    return client, kwargs
+
+
+def _session_key(plugin_key: str) -> str:
+    return f"hub.oauth.{plugin_key}"
+
+
+def _back(message: str | None = None, category: str = "error"):
+    if message:
+        flash(message, category)
+    return redirect(url_for("settings.index"))
+
+
+def _connection_of(org_id: int, plugin: Plugin, provider: OAuth2Provider) -> Connection | None:
+    return db.session.scalar(db.select(Connection).filter_by(
+        organization_id=org_id, plugin_key=plugin.key, provider=provider.name))
+
+
+@bp.route("/integrations/<plugin_key>/connect", methods=["POST"])
+@admin_required
+def connect(plugin_key):
+    plugin, provider = _plugin_and_provider(plugin_key)
+    client, kwargs = _oauth_client(plugin_key, provider)
+    verifier = generate_token(64) if provider.pkce else None
+    url, state = client.create_authorization_url(kwargs["authorize_url"], state=generate_token(32),
+                                                 code_verifier=verifier, **kwargs["authorize_params"])
+    # Bound to this browser's (signed) session: the callback accepts only this state, once.
+    session[_session_key(plugin_key)] = {"state": state, "verifier": verifier,
+                                         "user_id": g.user.id}
+    return redirect(url)
+
+
+@bp.route("/integrations/<plugin_key>/connect/callback")
+@admin_required
+def callback(plugin_key):
+    plugin, provider = _plugin_and_provider(plugin_key)
+    started = session.pop(_session_key(plugin_key), None)
+    given = request.args.get("state", "")
+    if not started or not given or started.get("user_id") != g.user.id \
+            or not hmac.compare_digest(str(started["state"]), given):
+        return _back(f"The answer from {provider.title} did not match a Connect started here "
+                     f"(the state was missing, used or altered). Nothing was saved: click Connect "
+                     f"to try again.")
+    error = request.args.get("error")
+    if error == "access_denied":
+        return _back(f"Access to {provider.title} was denied, so nothing was connected. Click "
+                     f"Connect and choose Accept to connect {provider.title}.")
+    if error or not request.args.get("code"):
+        return _back(f"{provider.title} could not grant access ({(error or 'no code')[:60]}). "
+                     f"Nothing was saved: click Connect to try again.")
+
+    client, kwargs = _oauth_client(plugin_key, provider)
+    try:
+        token = client.fetch_token(kwargs["access_token_url"], code=request.args["code"],
+                                   code_verifier=started.get("verifier"),
+                                   grant_type="authorization_code", timeout=(5, 20))
+    except Exception as exc:  # network, 4xx, 5xx, not JSON: all mean "no tokens"
+        log.warning("hub.connections.token_exchange_failed plugin=%s error=%s", plugin_key,
+                    type(exc).__name__)
+        return _back(f"{provider.title} did not exchange the sign-in for tokens "
+                     f"({type(exc).__name__}). Nothing was saved: click Connect to try again.")
+    if not token.get("access_token") or not token.get("refresh_token"):
+        return _back(f"{provider.title} granted no offline access (no refresh token). Nothing was "
+                     f"saved: click Connect and accept every permission.")
+
+    existing = _connection_of(g.user.organization_id, plugin, provider)
+    candidate = Connection(id=existing.id if existing else new_uuid(),
+                           organization_id=g.user.organization_id, plugin_key=plugin.key,
+                           provider=provider.name, connected_by_id=g.user.id,
+                           data=dict(existing.data or {}) if existing else {})
+    candidate.connected_by = g.user
+    _store_tokens(candidate, token)
+    with proving(candidate):
+        try:
+            plugin.check_connection(candidate)
+        except Exception as exc:
+            log.warning("hub.connections.check_failed plugin=%s error=%s", plugin_key, exc)
+            return _back(f"{provider.title} issued tokens, but a test call with them failed "
+                         f"({str(exc)[:200]}). Nothing was saved: click Connect to try again.")
+
+    try:
+        with refresh_lock(candidate.id):
+            conn, restored = _save_connection(existing, candidate, token, plugin, provider)
+    except (sa.exc.IntegrityError, TokenRefreshError) as exc:
+        db.session.rollback()
+        return _back(f"Saving the {provider.title} connection failed ({type(exc).__name__}); "
+                     f"another Connect may have finished at the same time. Reload the page.")
+    signals.connection_created.send(current_app._get_current_object(), connection=conn)
+    if restored:
+        signals.connection_restored.send(current_app._get_current_object(), connection=conn)
+    if plugin.on_connect_job:
+        from .jobs import enqueue
+
+        try:
+            enqueue(plugin.on_connect_job, conn.id, job_id=f"on-connect-{conn.id}")
+        except Exception as exc:  # the card says "Setting up…" or the job's error; never a 500
+            log.exception("hub.connections.on_connect_job_failed connection=%s", conn.id)
+            flash(f"Connected, but setting up failed to start ({type(exc).__name__}).", "error")
+    account = f" as {conn.external_account_name}" if conn.external_account_name else ""
+    flash(f"{provider.title} is connected{account}.", "success")
+    return redirect(url_for("settings.index"))
+
+
+def _save_connection(existing, candidate, token, plugin, provider) -> tuple[Connection, bool]:
+    """Store the proven tokens: a new row, or the same row cleanly replaced."""
+    restored = existing is not None and not existing.usable
+    conn = existing or Connection(id=candidate.id, organization_id=candidate.organization_id,
+                                  plugin_key=plugin.key, provider=provider.name)
+    if existing is None:
+        db.session.add(conn)
+    else:
+        # A new endpoint id: deliveries to the old URL stop finding this connection. The old
+        # webhook id stays so the on-connect job can delete that webhook at the provider.
+        conn.endpoint_id = secrets.token_urlsafe(24)
+    conn.credentials_ciphertext = candidate.credentials_ciphertext  # same row id: same binding
+    conn.token_expires_at = candidate.token_expires_at
+    conn.scopes = token.get("scope") or " ".join(provider.scopes)
+    conn.external_account_id = candidate.external_account_id
+    conn.external_account_name = candidate.external_account_name
+    conn.data = dict(candidate.data or {})
+    conn.connected_by_id = g.user.id
+    conn.connected_at = utcnow()
+    conn.webhook_secret = None
+    for name in ("setup_completed_at", "setup_error", "last_refresh_error", "revoked_at",
+                 "revoked_reason", "disconnected_at"):
+        setattr(conn, name, None)
+    conn.refresh_failures = 0
+    conn.last_refresh_at = utcnow()
+    audit("connection.connected", organization_id=conn.organization_id, user_id=g.user.id,
+          target=conn.id, plugin=plugin.key, account=conn.external_account_name,
+          reconnect=existing is not None)
+    db.session.commit()
+    return conn, restored
+
+
+@bp.route("/integrations/<plugin_key>/revoke", methods=["POST"])
+@admin_required
+def revoke(plugin_key):
+    plugin, provider = _plugin_and_provider(plugin_key)
+    conn = _connection_of(g.user.organization_id, plugin, provider)
+    if conn is None or conn.status == Connection.NOT_CONNECTED:
+        return _back(f"{provider.title} is not connected.", "info")
+    try:
+        if conn.usable:
+            problem = plugin.on_disconnect(conn)
+        elif conn.webhook_id:
+            problem = (f"access was already revoked in {provider.title}, so its webhook could not "
+                       f"be deleted there; delete it in {provider.title} if it is still listed")
+        else:
+            problem = None
+    except Exception as exc:  # best effort: the hub forgets the tokens whatever the provider says
+        problem = f"{type(exc).__name__}: {str(exc)[:200]}"
+    with refresh_lock(conn.id):
+        db.session.refresh(conn)
+        conn.credentials = None
+        conn.webhook_secret = None
+        conn.webhook_id = None if problem is None else conn.webhook_id
+        conn.token_expires_at = None
+        conn.setup_completed_at = None
+        conn.setup_error = None
+        conn.disconnected_at = utcnow()
+        audit("connection.disconnected", organization_id=conn.organization_id, user_id=g.user.id,
+              target=conn.id, plugin=plugin.key, provider_cleanup_error=problem)
+        db.session.commit()
+    signals.connection_disconnected.send(current_app._get_current_object(), connection=conn)
+    if problem:
+        flash(f"{provider.title} is disconnected and its tokens are forgotten, but cleaning up in "
+              f"{provider.title} failed: {problem}", "error")
+    else:
+        flash(f"{provider.title} is disconnected and its tokens are forgotten.", "success")
+    return redirect(url_for("settings.index"))
+
+
+def authorize_origins(config) -> list[str]:
+    """Origins of every provider's authorize URL (the Connect form's redirect goes there)."""
+    from urllib.parse import urlsplit
+
+    from .registry import all_plugins
+
+    origins = []
+    for plugin in all_plugins().values():
+        for provider in plugin.providers:
+            parts = urlsplit(provider.setting(config, "AUTHORIZE_URL") or "")
+            if parts.scheme and parts.netloc:
+                origins.append(f"{parts.scheme}://{parts.netloc}")
+    return sorted(set(origins))

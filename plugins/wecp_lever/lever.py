@@ -1,0 +1,251 @@
+"""A thin client for Lever's REST API v1: tokens, pagination, the shared rate limit, errors."""
+from __future__ import annotations
+
+import logging
+import random
+import time
+from datetime import datetime, timezone
+from typing import Any, Iterator
+
+import requests
+from flask import current_app
+
+from hub.connections import access_token, mark_revoked
+from hub.extensions import get_redis
+from hub.plugin import ConnectionUnusable
+from hub.ratelimit import TokenBucket
+
+log = logging.getLogger("wecp_lever.lever")
+
+# Lever docs (/developer/documentation#webhooks): the origins a stage-change webhook fires for;
+# all of them, so no candidate is missed.
+ALL_ORIGINS = ["applied", "sourced", "referred", "university", "agency", "internal"]
+
+#: Seconds to sleep; tests replace it so back-off does not slow them down.
+sleep = time.sleep
+
+
+class LeverError(Exception):
+    """Lever answered with an error (``status`` is None when it could not be reached)."""
+
+    def __init__(self, status: int | None, code: str = "", message: str = "", *, method: str = "",
+                 path: str = ""):
+        self.status, self.code, self.message = status, code, message
+        self.method, self.path = method, path
+        # Never the token or the headers: only what Lever said and which call it was.
+        super().__init__(f"Lever {method} {path} answered {status or 'nothing'}"
+                         f"{' ' + code if code else ''}{': ' + message if message else ''}")
+
+
+class NotFound(LeverError):
+    """404: the object does not exist (or this token may not see it)."""
+
+
+class RateLimited(LeverError):
+    """429 still after the retries; ``retry_after`` says when to try again (seconds)."""
+
+    def __init__(self, *args, retry_after: float | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.retry_after = retry_after
+
+
+def _ms(value) -> int | None:
+    """Lever timestamps are epoch milliseconds."""
+    if value is None or isinstance(value, int):
+        return value
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return int(value.timestamp() * 1000)
+    raise TypeError(f"expected epoch milliseconds or a datetime, got {value!r}")
+
+
+class LeverClient:
+    """Calls Lever for one connection; every call takes a token from the account's shared bucket."""
+
+    def __init__(self, connection_id: str, http: requests.Session | None = None):
+        config = current_app.config
+        self.connection_id = connection_id
+        self.base_url = config["LEVER_API_BASE_URL"].rstrip("/")
+        self.http = http or requests.Session()
+        self.timeout = float(config.get("LEVER_TIMEOUT", 20))
+        self.max_retries = int(config.get("LEVER_MAX_RETRIES", 3))
+        self.max_wait = float(config.get("LEVER_MAX_WAIT", 30))
+        # Lever docs (/developer/documentation#rate-limits): 10 requests/s per token, bursts to
+        # 20. One bucket per connection (one Lever account), shared by every process.
+        self.bucket = TokenBucket(get_redis(), f"hub:ratelimit:wecp_lever:{connection_id}",
+                                  rate=float(config.get("LEVER_RATE_LIMIT", 10.0)),
+                                  burst=int(config.get("LEVER_RATE_BURST", 20)))
+
+    # --- transport ---------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, *, params: dict | None = None,
+                json: Any = None) -> Any:
+        """One API call; returns the decoded JSON body (None for 204).
+
+        GETs are retried on 5xx and network errors; other methods never are (Lever has no
+        idempotency keys, so a repeated POST would write twice). A 429 is retried for every
+        method: Lever did not act on it.
+        """
+        url = self.base_url + path
+        safe = method.upper() == "GET"
+        token = access_token(self.connection_id)
+        refreshed = False
+        attempt = 0
+        while True:
+            attempt += 1
+            if not self.bucket.acquire(timeout=self.max_wait):
+                raise RateLimited(429, "LocalRateLimit", "the shared Lever rate limit is saturated",
+                                  method=method, path=path, retry_after=1.0)
+            try:
+                response = self.http.request(method, url, params=params, json=json,
+                                             headers={"Authorization": f"Bearer {token}",
+                                                      "Accept": "application/json"},
+                                             timeout=self.timeout)
+            except requests.RequestException as exc:
+                if safe and attempt <= self.max_retries:
+                    sleep(self._backoff(attempt))
+                    continue
+                raise LeverError(None, type(exc).__name__, "Lever could not be reached",
+                                 method=method, path=path) from None
+            status = response.status_code
+            if status == 401:
+                if refreshed:
+                    # A fresh token refused too: access was revoked in Lever.
+                    reason = "Lever refuses the connection's tokens (access revoked in Lever?)"
+                    mark_revoked(self.connection_id, reason)
+                    raise ConnectionUnusable(self.connection_id, reason)
+                # A token we believed valid: replace it once (across all processes), retry once.
+                token = access_token(self.connection_id, rejected=token)
+                refreshed = True
+                continue
+            if status == 429 and attempt <= self.max_retries:
+                sleep(self._retry_after(response) or self._backoff(attempt))
+                continue
+            if status >= 500 and safe and attempt <= self.max_retries:
+                sleep(self._backoff(attempt))
+                continue
+            if status >= 400:
+                raise self._error(response, method, path)
+            if status == 204 or not response.content:
+                return None
+            return response.json()
+
+    @staticmethod
+    def _backoff(attempt: int) -> float:
+        # Full jitter: many workers backing off at once do not come back at the same instant.
+        return random.uniform(0, min(8.0, 0.5 * 2 ** attempt))
+
+    def _retry_after(self, response) -> float | None:
+        # lever-api.md: whether Lever sends Retry-After is unverified; honour it when present.
+        try:
+            value = float(response.headers.get("Retry-After", ""))
+        except ValueError:
+            return None
+        return min(max(value, 0.0), self.max_wait)
+
+    def _error(self, response, method: str, path: str) -> LeverError:
+        # Lever docs (/developer/documentation#errors): error bodies are {"code", "message"}.
+        try:
+            body = response.json()
+            code, message = str(body.get("code", "")), str(body.get("message", ""))[:500]
+        except (ValueError, AttributeError):
+            code, message = "", ""
+        status = response.status_code
+        if status == 404:
+            return NotFound(status, code, message, method=method, path=path)
+        if status == 429:
+            return RateLimited(status, code, message, method=method, path=path,
+                               retry_after=self._retry_after(response))
+        return LeverError(status, code, message, method=method, path=path)
+
+    def get(self, path: str, params: dict | None = None) -> Any:
+        return self.request("GET", path, params=params)
+
+    def iter_pages(self, path: str, params: dict | None = None) -> Iterator[dict]:
+        """Every item of a list endpoint, page after page."""
+        # Lever docs (/developer/documentation#pagination): lists answer {data, hasNext, next};
+        # `next` goes back as `offset`; `limit` is 1-100.
+        params = dict(params or {})
+        params["limit"] = min(int(params.get("limit", 100)), 100)
+        while True:
+            body = self.get(path, params)
+            yield from body.get("data", [])
+            if not body.get("hasNext") or not body.get("next"):
+                return
+            params["offset"] = body["next"]
+
+    # --- reads -------------------------------------------------------------------------------
+
+    def list_postings(self, state: str | None = None) -> list[dict]:
+        return list(self.iter_pages("/postings", {"state": state} if state else None))
+
+    def get_posting(self, posting_id: str) -> dict:
+        return self.get(f"/postings/{posting_id}")["data"]
+
+    def list_stages(self) -> list[dict]:
+        return list(self.iter_pages("/stages"))
+
+    def list_users(self) -> list[dict]:
+        return list(self.iter_pages("/users"))
+
+    def get_opportunity(self, opportunity_id: str, expand_applications: bool = True) -> dict:
+        params = {"expand": "applications"} if expand_applications else None
+        return self.get(f"/opportunities/{opportunity_id}", params)["data"]
+
+    def list_opportunities(self, posting_id: str | None = None, stage_id: str | None = None,
+                           updated_at_start=None, expand_applications: bool = False) -> Iterator[dict]:
+        """An iterator (accounts have many opportunities): pages are fetched as you go."""
+        params: dict[str, Any] = {}
+        if posting_id:
+            params["posting_id"] = posting_id
+        if stage_id:
+            params["stage_id"] = stage_id
+        if updated_at_start is not None:
+            params["updated_at_start"] = _ms(updated_at_start)
+        if expand_applications:
+            params["expand"] = "applications"
+        return self.iter_pages("/opportunities", params)
+
+    def list_notes(self, opportunity_id: str) -> list[dict]:
+        return list(self.iter_pages(f"/opportunities/{opportunity_id}/notes"))
+
+    def list_webhooks(self) -> list[dict]:
+        return list(self.iter_pages("/webhooks"))
+
+    # --- writes (never retried after Lever may have acted) ----------------------------------
+
+    def add_note(self, opportunity_id: str, value: str, perform_as: str,
+                 secret: bool = False) -> dict:
+        # Lever docs (/developer/documentation#add-a-note): plain text; with OAuth, perform_as
+        # names the Lever user the note is attributed to.
+        return self.request("POST", f"/opportunities/{opportunity_id}/notes",
+                            params={"perform_as": perform_as},
+                            json={"value": value, "secret": secret})["data"]
+
+    def add_tags(self, opportunity_id: str, tags: list[str], perform_as: str) -> dict:
+        # Lever docs (/developer/documentation#update-opportunity-tags): there is no tags:write
+        # scope; tags change through the opportunity.
+        return self.request("POST", f"/opportunities/{opportunity_id}/addTags",
+                            params={"perform_as": perform_as}, json={"tags": list(tags)})["data"]
+
+    def remove_tags(self, opportunity_id: str, tags: list[str], perform_as: str) -> dict:
+        return self.request("POST", f"/opportunities/{opportunity_id}/removeTags",
+                            params={"perform_as": perform_as}, json={"tags": list(tags)})["data"]
+
+    def change_stage(self, opportunity_id: str, stage_id: str, perform_as: str) -> dict:
+        # Lever docs (/developer/documentation#update-opportunity-stage): this fires another
+        # candidateStageChange webhook; handlers must not loop on it.
+        return self.request("PUT", f"/opportunities/{opportunity_id}/stage",
+                            params={"perform_as": perform_as}, json={"stage": stage_id})["data"]
+
+    def create_webhook(self, url: str, event: str, origins: list[str] | None = None) -> dict:
+        """Create a webhook; the result's ``configuration.signatureToken`` is shown only now."""
+        # Lever docs (/developer/documentation#webhooks): 201 with the signature token, which
+        # no later call returns.
+        body = {"event": event, "url": url,
+                "configuration": {"conditions": {"origins": origins or ALL_ORIGINS}}}
+        return self.request("POST", "/webhooks", json=body)["data"]
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        self.request("DELETE", f"/webhooks/{webhook_id}")

@@ -1,0 +1,201 @@
+"""Human UI of the sandbox: accounts, pipelines with move buttons, notes, tags, apps, webhooks."""
+from __future__ import annotations
+
+from flask import (Blueprint, Response, abort, current_app, flash, redirect, render_template,
+                   request, session, url_for)
+
+from . import oauth
+from .state import NotFound, SandboxState
+from .webhooks import STAGE_CHANGE, delivery_json, move_and_notify
+
+bp = Blueprint("lever_sandbox_ui", __name__)
+
+# Enough to click through; a benchmark-sized pipeline would make the page useless anyway.
+CARDS_PER_STAGE = 100
+
+
+def _state() -> SandboxState:
+    return current_app.extensions["lever_sandbox"]
+
+
+def _account(account_id: str):
+    try:
+        return _state().account(account_id)
+    except NotFound:
+        abort(404)
+
+
+def _acting_user_id(account) -> str | None:
+    """Changes made in the UI are attributed to the signed-in user, else the Super Admin."""
+    user_id = session.get("user_id")
+    if user_id in account.users:
+        return user_id
+    admin = account.super_admin()
+    return admin.id if admin else None
+
+
+def _back(default: str):
+    target = request.form.get("next") or default
+    return redirect(target if target.startswith("/") else default)
+
+
+@bp.app_context_processor
+def _signed_in():
+    user_id = session.get("user_id")
+    state = current_app.extensions["lever_sandbox"]
+    with state.lock:
+        for account in state.accounts.values():
+            if user_id in account.users:
+                return {"current_user": account.users[user_id], "current_account": account}
+    return {"current_user": None, "current_account": None}
+
+
+@bp.get("/")
+def index():
+    state = _state()
+    with state.lock:
+        return render_template("lever_sandbox/index.html", accounts=list(state.accounts.values()))
+
+
+@bp.get("/accounts/<account_id>")
+def account(account_id):
+    with _state().lock:
+        acc = _account(account_id)
+        counts = {}
+        for opp in acc.opportunities.values():
+            if opp.application:
+                counts[opp.application.posting_id] = counts.get(opp.application.posting_id, 0) + 1
+        return render_template("lever_sandbox/account.html", account=acc, counts=counts)
+
+
+@bp.get("/accounts/<account_id>/postings/<posting_id>")
+def pipeline(account_id, posting_id):
+    with _state().lock:
+        acc = _account(account_id)
+        posting = acc.postings.get(posting_id) or abort(404)
+        columns = []
+        for stage in acc.stages:
+            opps = [o for o in acc.opportunities.values()
+                    if o.stage == stage.id and o.application
+                    and o.application.posting_id == posting_id]
+            opps.sort(key=lambda o: (o.created_at, o.id))
+            columns.append((stage, opps[:CARDS_PER_STAGE], max(0, len(opps) - CARDS_PER_STAGE)))
+        return render_template("lever_sandbox/pipeline.html", account=acc, posting=posting,
+                               columns=columns)
+
+
+@bp.post("/accounts/<account_id>/move")
+def move(account_id):
+    acc = _account(account_id)
+    ids = request.form.getlist("opportunity_ids")
+    stage_id = request.form.get("stage_id", "")
+    default = url_for(".account", account_id=account_id)
+    if not ids:
+        flash("Select at least one candidate to move.")
+        return _back(default)
+    try:
+        moved = move_and_notify(_state(), current_app.config, account_id, ids, stage_id,
+                                _acting_user_id(acc))
+    except NotFound as exc:
+        flash(str(exc))
+        return _back(default)
+    stage_name = acc.stage(stage_id).text
+    flash(f"Moved {moved} candidate(s) to {stage_name}.")
+    return _back(default)
+
+
+@bp.get("/candidates/<opportunity_id>")
+def candidate(opportunity_id):
+    try:
+        acc, _ = _state().find_opportunity(opportunity_id)
+    except NotFound:
+        abort(404)
+    return redirect(url_for(".opportunity", account_id=acc.id, opportunity_id=opportunity_id))
+
+
+@bp.get("/accounts/<account_id>/opportunities/<opportunity_id>")
+def opportunity(account_id, opportunity_id):
+    with _state().lock:
+        acc = _account(account_id)
+        opp = acc.opportunities.get(opportunity_id) or abort(404)
+        posting = acc.postings.get(opp.application.posting_id) if opp.application else None
+        notes = [n for n in acc.notes if n.opportunity_id == opportunity_id]
+        files = [f for f in acc.files if f.opportunity_id == opportunity_id]
+        stage_names = {s.id: s.text for s in acc.stages}
+        return render_template("lever_sandbox/opportunity.html", account=acc, opp=opp,
+                               posting=posting, notes=notes, files=files,
+                               stage_names=stage_names)
+
+
+@bp.post("/accounts/<account_id>/opportunities/<opportunity_id>/notes")
+def add_note(account_id, opportunity_id):
+    acc = _account(account_id)
+    value = request.form.get("value", "").strip()
+    if value:
+        user_id = _acting_user_id(acc)
+        _state().add_note(account_id, opportunity_id, value, user_id, None)
+        flash("Note added.")
+    return redirect(url_for(".opportunity", account_id=account_id, opportunity_id=opportunity_id))
+
+
+@bp.post("/accounts/<account_id>/opportunities/<opportunity_id>/tags")
+def change_tags(account_id, opportunity_id):
+    _account(account_id)
+    tag = request.form.get("tag", "").strip()
+    if tag:
+        _state().change_tags(account_id, opportunity_id, [tag],
+                             add=request.form.get("action") != "remove")
+    return redirect(url_for(".opportunity", account_id=account_id, opportunity_id=opportunity_id))
+
+
+@bp.get("/accounts/<account_id>/authorized-apps")
+def authorized_apps(account_id):
+    state = _state()
+    with state.lock:
+        acc = _account(account_id)
+        apps = [(a, state.clients.get(a.client_id), acc.users.get(a.granted_by))
+                for a in acc.authorized_apps.values()]
+        return render_template("lever_sandbox/authorized_apps.html", account=acc, apps=apps,
+                               scope_words=oauth.SCOPES)
+
+
+@bp.post("/accounts/<account_id>/authorized-apps/<client_id>/revoke")
+def revoke_app(account_id, client_id):
+    _account(account_id)
+    oauth.revoke_app(_state(), account_id, client_id)
+    flash(f"Access revoked for {client_id}.")
+    return redirect(url_for(".authorized_apps", account_id=account_id))
+
+
+@bp.get("/accounts/<account_id>/webhooks")
+def webhooks(account_id):
+    state = _state()
+    with state.lock:
+        acc = _account(account_id)
+        hooks = list(acc.webhooks.values())
+        deliveries = [delivery_json(d) for d in reversed(state.deliveries)
+                      if d.account_id == account_id]
+        return render_template("lever_sandbox/webhooks.html", account=acc, hooks=hooks,
+                               deliveries=deliveries,
+                               toggle_on=acc.webhook_toggles.get(STAGE_CHANGE, False))
+
+
+@bp.post("/accounts/<account_id>/webhook-toggle")
+def set_toggle(account_id):
+    state = _state()
+    with state.lock:
+        acc = _account(account_id)
+        acc.webhook_toggles[STAGE_CHANGE] = request.form.get("candidateStageChange") == "on"
+    return redirect(url_for(".webhooks", account_id=account_id))
+
+
+@bp.get("/files/<file_id>")
+def download_file(file_id):
+    state = _state()
+    with state.lock:
+        for acc in state.accounts.values():
+            for f in acc.files:
+                if f.id == file_id:
+                    return Response(f.data, mimetype=f.content_type, headers={
+                        "Content-Disposition": f'attachment; filename="{f.name}"'})
+    abort(404)

@@ -1,0 +1,63 @@
+"""The shared token bucket, on a real Redis."""
+import threading
+import time
+
+import pytest
+import redis
+
+from hub.ratelimit import TokenBucket
+
+
+@pytest.fixture
+def r(redis_server):
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+def test_burst_is_available_at_once_then_callers_wait(r):
+    bucket = TokenBucket(r, "rl:burst", rate=0.01, burst=20)
+    assert all(bucket.try_acquire() == 0 for _ in range(20))
+    wait = bucket.try_acquire()
+    assert wait > 50  # ~100 s for the next token at 0.01/s
+    assert bucket.acquire(timeout=0.05) is False
+
+
+def test_acquire_waits_for_a_refill(r):
+    bucket = TokenBucket(r, "rl:wait", rate=50.0, burst=1)
+    assert bucket.acquire(timeout=0)
+    assert bucket.acquire(timeout=5)  # waits ~20 ms for the next token
+
+
+def test_keys_are_independent(r):
+    one = TokenBucket(r, "rl:one", rate=0.01, burst=1)
+    two = TokenBucket(r, "rl:two", rate=0.01, burst=1)
+    assert one.try_acquire() == 0 and two.try_acquire() == 0
+    assert one.try_acquire() > 0 and two.try_acquire() > 0
+
+
+def test_buckets_in_many_clients_share_one_budget(r, redis_server):
+    # Eight callers with their own Redis connections (as separate processes would have): the
+    # number of tokens granted never exceeds the burst plus what the rate refilled meanwhile.
+    granted = []
+    start = time.monotonic()
+
+    def take():
+        bucket = TokenBucket(redis.Redis.from_url(redis_server.url), "rl:shared", rate=5.0, burst=10)
+        for _ in range(10):
+            if bucket.try_acquire() == 0:
+                granted.append(1)
+
+    threads = [threading.Thread(target=take) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - start
+    assert 10 <= len(granted) <= 10 + int(5.0 * elapsed) + 1
+
+
+def test_rejects_nonsense(r):
+    with pytest.raises(ValueError):
+        TokenBucket(r, "rl:x", rate=0, burst=1)

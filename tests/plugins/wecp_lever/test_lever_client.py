@@ -1,0 +1,213 @@
+"""Unit tests of the Lever API client against recorded shapes (responses), real Redis and SQLite."""
+import json
+import pathlib
+from datetime import datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+import responses
+
+from hub import signals
+from hub.connections import _store_tokens
+from hub.extensions import db, get_redis
+from hub.models import Connection, Organization
+from hub.plugin import ConnectionUnusable
+from plugins.wecp_lever import lever
+from plugins.wecp_lever.lever import LeverClient, LeverError, NotFound, RateLimited
+from tests.conftest import _make_app
+
+FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "lever"
+API = "http://lever.test/v1"
+TOKEN_URL = "http://lever.test/oauth/token"
+ACCESS = "access-token-that-must-never-show"
+
+
+def fixture(name: str) -> dict:
+    return json.loads((FIXTURES / name).read_text())
+
+
+@pytest.fixture
+def app(sqlite_url, redis_server):
+    # The client needs config, Redis and a stored connection, not both databases.
+    app = _make_app(sqlite_url, redis_server, {"LEVER_API_BASE_URL": API, "LEVER_TOKEN_URL": TOKEN_URL})
+    with app.app_context():
+        yield app
+        db.session.remove()
+
+
+@pytest.fixture
+def connection(app):
+    org = Organization(name="Acme")
+    db.session.add(org)
+    db.session.flush()
+    conn = Connection(organization_id=org.id, plugin_key="wecp_lever", provider="lever")
+    _store_tokens(conn, {"access_token": ACCESS, "refresh_token": "refresh-1", "expires_in": 3600})
+    db.session.add(conn)
+    db.session.commit()
+    return conn
+
+
+@pytest.fixture
+def slept(monkeypatch):
+    calls = []
+    monkeypatch.setattr(lever, "sleep", calls.append)
+    return calls
+
+
+@pytest.fixture
+def api():
+    with responses.RequestsMock() as mock:
+        yield mock
+
+
+def query(call) -> dict:
+    return {k: v[0] for k, v in parse_qs(urlsplit(call.request.url).query).items()}
+
+
+def test_iter_pages_follows_next_as_offset(connection, api):
+    api.get(f"{API}/postings", json=fixture("postings.list.page1.json"))
+    api.get(f"{API}/postings", json=fixture("postings.list.page2.json"))
+    postings = LeverClient(connection.id).list_postings(state="published")
+    assert [p["text"] for p in postings] == ["Backend Engineer", "Data Engineer"]
+    first, second = query(api.calls[0]), query(api.calls[1])
+    assert first == {"state": "published", "limit": "100"}
+    assert second["offset"] == fixture("postings.list.page1.json")["next"]
+    assert api.calls[0].request.headers["Authorization"] == f"Bearer {ACCESS}"
+
+
+def test_get_opportunity_expands_applications(connection, api):
+    opp = fixture("opportunity.expand-applications.json")
+    api.get(f"{API}/opportunities/{opp['data']['id']}", json=opp)
+    found = LeverClient(connection.id).get_opportunity(opp["data"]["id"])
+    assert found["applications"][0]["postingOwner"] == "b1f2c3d4-0000-4000-8000-000000000001"
+    assert query(api.calls[0]) == {"expand": "applications"}
+
+
+def test_list_opportunities_filters_in_lever_terms(connection, api):
+    api.get(f"{API}/opportunities", json={"data": [{"id": "o1"}], "hasNext": False})
+    found = list(LeverClient(connection.id).list_opportunities(
+        posting_id="p1", stage_id="s1", updated_at_start=datetime(2026, 1, 1)))
+    assert found == [{"id": "o1"}]
+    assert query(api.calls[0]) == {"posting_id": "p1", "stage_id": "s1",
+                                   "updated_at_start": "1767225600000", "limit": "100"}
+
+
+def test_add_note_performs_as_the_user(connection, api):
+    api.post(f"{API}/opportunities/o1/notes", json=fixture("note.create.response.json"))
+    result = LeverClient(connection.id).add_note("o1", "Score: 42", perform_as="u1")
+    assert result == {"noteId": "e0f1a2b3-c4d5-4e6f-8a9b-0c1d2e3f4a5b"}
+    assert query(api.calls[0]) == {"perform_as": "u1"}
+    assert json.loads(api.calls[0].request.body) == {"value": "Score: 42", "secret": False}
+
+
+def test_tags_stage_and_webhooks(connection, api):
+    api.post(f"{API}/opportunities/o1/addTags", json={"data": {"id": "o1"}})
+    api.post(f"{API}/opportunities/o1/removeTags", json={"data": {"id": "o1"}})
+    api.put(f"{API}/opportunities/o1/stage", json={"data": {"id": "o1"}})
+    api.post(f"{API}/webhooks", json=fixture("webhook.create.response.json"), status=201)
+    api.get(f"{API}/webhooks", json=fixture("webhooks.list.json"))
+    api.delete(f"{API}/webhooks/w1", status=204)
+    client = LeverClient(connection.id)
+    client.add_tags("o1", ["WeCP: invited"], perform_as="u1")
+    client.remove_tags("o1", ["WeCP: invited"], perform_as="u1")
+    client.change_stage("o1", "offer", perform_as="u1")
+    created = client.create_webhook("https://hub.example/webhooks/wecp_lever/x", "candidateStageChange")
+    assert created["configuration"]["signatureToken"] == "3b9f0c1d2e4a5b6c7d8e9f0a1b2c3d4e"
+    assert [w["event"] for w in client.list_webhooks()] == ["candidateStageChange"]
+    assert client.delete_webhook("w1") is None
+    bodies = [json.loads(c.request.body) if c.request.body else None for c in api.calls]
+    assert bodies[0] == {"tags": ["WeCP: invited"]} and bodies[2] == {"stage": "offer"}
+    assert bodies[3]["configuration"]["conditions"]["origins"] == lever.ALL_ORIGINS
+    assert all(query(c)["perform_as"] == "u1" for c in api.calls[:3])
+
+
+def test_not_found_carries_status_and_lever_message_but_no_token(connection, api):
+    api.get(f"{API}/opportunities/nope", json=fixture("error.404.json"), status=404)
+    with pytest.raises(NotFound) as err:
+        LeverClient(connection.id).get_opportunity("nope")
+    assert (err.value.status, err.value.code) == (404, "ResourceNotFound")
+    assert "Opportunity not found" in str(err.value) and ACCESS not in str(err.value)
+
+
+def test_get_is_retried_on_5xx_and_network_errors(connection, api, slept):
+    api.get(f"{API}/stages", json=fixture("error.500.json"), status=500)
+    api.get(f"{API}/stages", body=requests.ConnectionError("reset"))
+    api.get(f"{API}/stages", json=fixture("stages.list.json"))
+    assert len(LeverClient(connection.id).list_stages()) == 5
+    assert len(api.calls) == 3 and len(slept) == 2
+
+
+def test_post_is_never_retried_on_5xx_or_network_errors(connection, api, slept):
+    api.post(f"{API}/opportunities/o1/notes", json=fixture("error.500.json"), status=500)
+    with pytest.raises(LeverError) as err:
+        LeverClient(connection.id).add_note("o1", "x", perform_as="u1")
+    assert (err.value.status, err.value.code) == (500, "InternalServerError")
+    api.post(f"{API}/opportunities/o2/notes", body=requests.ConnectionError("reset"))
+    with pytest.raises(LeverError) as err:
+        LeverClient(connection.id).add_note("o2", "x", perform_as="u1")
+    assert err.value.status is None
+    assert len(api.calls) == 2 and slept == []
+
+
+def test_429_honours_retry_after_then_backs_off_with_jitter(connection, api, slept):
+    api.get(f"{API}/users", json=fixture("error.429.json"), status=429, headers={"Retry-After": "3"})
+    api.get(f"{API}/users", json=fixture("error.429.json"), status=429)
+    api.get(f"{API}/users", json=fixture("users.list.json"))
+    assert len(LeverClient(connection.id).list_users()) == 3
+    assert slept[0] == 3.0 and 0 <= slept[1] <= 2.0
+
+
+def test_429_retries_are_bounded(connection, api, slept):
+    for _ in range(4):
+        api.post(f"{API}/opportunities/o1/notes", json=fixture("error.429.json"), status=429)
+    with pytest.raises(RateLimited) as err:
+        LeverClient(connection.id).add_note("o1", "x", perform_as="u1")
+    assert err.value.status == 429 and len(api.calls) == 4  # 1 + LEVER_MAX_RETRIES
+
+
+def test_every_request_takes_a_token_from_the_connections_bucket(app, connection, api):
+    app.config.update(LEVER_RATE_LIMIT=0.001, LEVER_RATE_BURST=5)
+    api.get(f"{API}/stages", json=fixture("stages.list.json"))
+    client = LeverClient(connection.id)
+    for _ in range(3):
+        client.list_stages()
+    left = float(get_redis().hget(f"hub:ratelimit:wecp_lever:{connection.id}", "tokens"))
+    assert 1.9 < left < 2.1
+
+
+def test_401_refreshes_once_and_retries_with_the_new_token(connection, api):
+    api.get(f"{API}/users", status=401, json={"code": "Unauthorized", "message": "Invalid token"})
+    api.post(TOKEN_URL, json={"access_token": "access-2", "refresh_token": "refresh-2",
+                              "expires_in": 3600})
+    api.get(f"{API}/users", json=fixture("users.list.json"))
+    assert len(LeverClient(connection.id).list_users()) == 3
+    assert api.calls[2].request.headers["Authorization"] == "Bearer access-2"
+    assert parse_qs(api.calls[1].request.body)["refresh_token"] == ["refresh-1"]
+    db.session.expire_all()
+    stored = json.loads(db.session.get(Connection, connection.id).credentials)
+    assert (stored["access_token"], stored["refresh_token"]) == ("access-2", "refresh-2")
+
+
+def test_401_after_a_refresh_marks_the_connection_revoked(connection, api):
+    api.get(f"{API}/users", status=401, json={"code": "Unauthorized", "message": "Invalid token"})
+    api.post(TOKEN_URL, json={"access_token": "access-2", "refresh_token": "refresh-2",
+                              "expires_in": 3600})
+    api.get(f"{API}/users", status=401, json={"code": "Unauthorized", "message": "Invalid token"})
+    revoked = []
+    with signals.connection_revoked.connected_to(lambda s, **kw: revoked.append(kw["reason"])):
+        with pytest.raises(ConnectionUnusable):
+            LeverClient(connection.id).list_users()
+    db.session.expire_all()
+    conn = db.session.get(Connection, connection.id)
+    assert conn.status == Connection.REVOKED and conn.credentials is None and len(revoked) == 1
+
+
+def test_expiring_token_is_refreshed_before_the_call(connection, api):
+    connection.token_expires_at = datetime.utcnow() + timedelta(minutes=2)
+    db.session.commit()
+    api.post(TOKEN_URL, json={"access_token": "access-2", "refresh_token": "refresh-2",
+                              "expires_in": 3600})
+    api.get(f"{API}/stages", json=fixture("stages.list.json"))
+    LeverClient(connection.id).list_stages()
+    assert api.calls[1].request.headers["Authorization"] == "Bearer access-2"

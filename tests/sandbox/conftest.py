@@ -1,0 +1,43 @@
+"""Fixtures for the Lever sandbox's tests: one fast sandbox, reset per test, a webhook receiver."""
+from __future__ import annotations
+
+import pytest
+
+from lever_sandbox_helpers import (ACME, ALL_SCOPES, CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, Api,
+                                   Receiver)
+from plugins.wecp_lever.sandbox.testing import start_sandbox
+
+# Short retry delays keep the webhook tests fast; a reset restores exactly these values.
+FAST_CONFIG = {"SANDBOX_WEBHOOK_RETRY_DELAYS": [0.05, 0.1, 0.15, 0.2]}
+
+
+@pytest.fixture(scope="session")
+def _server():
+    server = start_sandbox(FAST_CONFIG)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sandbox(_server):
+    _server.admin.reset("default")
+    _server.admin.clear_faults()
+    _server.admin.add_client(CLIENT_ID, CLIENT_SECRET, [REDIRECT_URI], name="Test App")
+    return _server
+
+
+@pytest.fixture
+def tokens(sandbox):
+    return sandbox.admin.mint_tokens(ACME, CLIENT_ID, ALL_SCOPES)
+
+
+@pytest.fixture
+def api(sandbox, tokens):
+    return Api(sandbox.url, tokens["access_token"])
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.stop()
