@@ -23,7 +23,7 @@ def create_app(config: dict | None = None) -> Flask:
     extensions.init_app(app)
     security.init_app(app)
 
-    from . import api, auth, cli, health, jobs, settings
+    from . import admin, api, auth, cli, health, jobs, settings, webhooks
 
     cli.init_app(app)
     jobs.init_app(app)
@@ -33,6 +33,8 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(settings.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(webhooks.bp)
+    admin.init_app(app)
 
     from .registry import load_plugins
 

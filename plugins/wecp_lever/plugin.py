@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from hub.plugin import OAuth2Provider, Plugin, Setting
 
+from .webhooks import LeverWebhookSource
+
 # Lever docs (/developer/oauth): hosts of production and of Lever's own sandbox.
 LEVER_ENVIRONMENTS = {
     "production": {
@@ -50,6 +52,7 @@ class WecpLeverPlugin(Plugin):
             authorize_params_from_config={"audience": "LEVER_AUDIENCE"},
         ),
     )
+    webhook_sources = (LeverWebhookSource(),)
     settings = (
         Setting("tag_invited", "Tag invited candidates “WeCP: invited”", True, bool),
         Setting("tag_results", "Tag results “WeCP: completed” and “WeCP: passed/failed”", True, bool),
@@ -64,6 +67,8 @@ class WecpLeverPlugin(Plugin):
         "LEVER_API_BASE_URL": None,
         "LEVER_AUDIENCE": None,
         "LEVER_SANDBOX_URL": "http://127.0.0.1:5001",
+        # Deliveries whose triggeredAt is older than this are refused as replays.
+        "LEVER_WEBHOOK_MAX_AGE_SECONDS": 600,
     }
     connected_hints = (
         "In Lever, open Settings › Integrations and API › Webhooks and switch "
