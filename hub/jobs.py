@@ -37,7 +37,7 @@ CONFIG = {
     # A running job counts as abandoned this long after its worker's last heartbeat.
     "HUB_JOB_HEARTBEAT_GRACE": 10,
     # How often each worker's scheduler thread wakes up (seconds).
-    "HUB_SCHEDULER_TICK": 1,
+    "HUB_SCHEDULER_TICK": 1.0,
     # Inbox rows still `received` after this many seconds are enqueued by the sweeper.
     "HUB_SWEEP_AFTER_SECONDS": 10,
     # Modules whose `HUB_PERIODIC_JOBS` list the scheduler runs (missing modules are ignored).
@@ -99,7 +99,7 @@ def enqueue(func: str, *args, queue: str = "default", job_id: str | None = None,
 
 def safe_job_id(*parts) -> str:
     """A deterministic RQ job id from parts (RQ allows letters, digits, ``_`` and ``-`` only)."""
-    return re.sub(r"[^A-Za-z0-9_-]", "_", "-".join(str(p) for p in parts))
+    return re.sub(r"[^A-Za-z0-9_-]", "-", "-".join(str(p) for p in parts))
 
 
 # --- the inbox processor ---------------------------------------------------------------------
@@ -358,8 +358,8 @@ def worker_command(queues, burst, name, no_scheduler):
 def _load_config(app) -> None:
     for key, default in CONFIG.items():
         value = app.config.get(key, os.environ.get(key, default))
-        if isinstance(default, int) and isinstance(value, str):
-            value = int(value)
+        if isinstance(default, (int, float)) and isinstance(value, str):
+            value = type(default)(value)
         app.config[key] = value
     modules = app.config["HUB_PERIODIC_JOB_MODULES"]
     if isinstance(modules, str):

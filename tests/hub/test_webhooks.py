@@ -24,6 +24,14 @@ TINY = "tests.plugins.tiny_example"
 SECRET = {"X-Tiny-Secret": "tiny-secret"}
 
 
+@pytest.fixture(autouse=True)
+def empty_redis(redis_server):
+    # conftest's reset skips Redis on a database's first use: start every test from an empty Redis.
+    import redis
+
+    redis.Redis.from_url(redis_server.url).flushdb()
+
+
 @pytest.fixture
 def app_config():
     return {"HUB_PLUGINS": ["plugins.wecp_lever", TINY], "HUB_SWEEP_AFTER_SECONDS": 0}
