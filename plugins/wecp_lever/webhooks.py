@@ -82,6 +82,8 @@ def check_fresh(triggered_at: int, max_age_seconds: float, now: float | None = N
 
 def parse_delivery(body: bytes, secret: str | None, max_age_seconds: float, now: float | None = None) -> IncomingEvent:
     """Verify and parse one Lever delivery into an event deduplicated on Lever's ``token``."""
+    if not body.strip():
+        raise Ping("empty body: Lever verify connection")
     payload = parse_body(body)
     if is_verify_request(payload):
         raise Ping("Lever verify connection")
