@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from rq import Queue, Retry, Worker, get_current_job
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
+from sqlalchemy.exc import OperationalError
 
 from .extensions import db, get_redis
 from .plugin import ConnectionUnusable, PeriodicJob
@@ -311,8 +312,9 @@ class Scheduler(threading.Thread):
                         self.run_once()
                     finally:
                         db.session.remove()
-            except RedisError as exc:
-                log.warning("hub.scheduler.redis_unavailable %s", type(exc).__name__)
+            except (RedisError, OperationalError) as exc:
+                # Redis or the database is down: try again next tick, without a traceback a second.
+                log.warning("hub.scheduler.unavailable %s", type(exc).__name__)
             except Exception:
                 log.exception("hub.scheduler.tick_failed")
             self.stopping.wait(self.tick)

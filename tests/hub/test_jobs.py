@@ -16,7 +16,7 @@ from hub.models import WebhookDelivery, utcnow
 from hub.plugin import ConnectionUnusable, PeriodicJob
 from hub.signals import connection_restored
 from tests.plugins import tiny_example
-from tests.workers import children_of, make_connection, parent_of, wait_for, workers  # noqa: F401
+from tests.workers import make_connection, parent_of, wait_for, workers  # noqa: F401 (fixture)
 
 TINY = "tests.plugins.tiny_example"
 SECRET = {"X-Tiny-Secret": "tiny-secret"}

@@ -15,10 +15,11 @@ from hub import create_app
 from hub.extensions import db, get_redis
 from hub.jobs import get_queue
 from hub.models import WebhookDelivery, utcnow
+from hub.registry import get_plugin
 from hub.webhooks import delivery_stats, parse_since, sweep_unqueued_deliveries
 from tests.conftest import base_config, csrf_token, sign_in
 from tests.services import free_port
-from tests.workers import live_server, make_connection, wait_for, workers  # noqa: F401 (fixtures)
+from tests.workers import live_server, make_connection, workers  # noqa: F401 (fixtures)
 
 TINY = "tests.plugins.tiny_example"
 SECRET = {"X-Tiny-Secret": "tiny-secret"}
@@ -196,8 +197,8 @@ def test_delivery_stats_and_card_partial(app, conn, admin):
     assert stats["last_received_at"] is not None
     with app.test_request_context():
         g.user = admin
-        html = render_template("hub/_delivery_stats.html", card={"connection": conn, "plugin": None} | {
-            "plugin": type("P", (), {"key": "tiny_example"})})
+        html = render_template("hub/_delivery_stats.html",
+                               card={"connection": conn, "plugin": get_plugin("tiny_example")})
     assert 'data-count="failed">2<' in html and "Retry failed" in html and 'name="csrf_token"' in html
 
 
