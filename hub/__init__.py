@@ -23,7 +23,7 @@ def create_app(config: dict | None = None) -> Flask:
     extensions.init_app(app)
     security.init_app(app)
 
-    from . import api, assessments, auth, cli, connections, demo, health, jobs, mail, settings
+    from . import admin, api, assessments, auth, cli, connections, demo, health, jobs, mail, settings, webhooks
 
     cli.init_app(app)
     demo.init_app(app)
@@ -37,6 +37,8 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(connections.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(webhooks.bp)
+    admin.init_app(app)
 
     from .registry import load_plugins
 
