@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, g, make_response, render_template
 
-from .auth import login_required, scoped
+from .auth import login_required
 from .extensions import db
 from .models import Connection
 from .registry import all_plugins
@@ -41,6 +41,36 @@ def card_json(card: dict) -> dict:
         "last_refresh_error": conn.last_refresh_error if connected else None,
         "hints": list(card["plugin"].connected_hints) if connected else [],
     }
+
+
+def get_setting(org_id: int, plugin_key: str, key: str):
+    """An organization's value of a plugin setting, else the plugin's default."""
+    from .models import IntegrationSetting
+    from .registry import get_plugin
+
+    setting = next(s for s in get_plugin(plugin_key).settings if s.key == key)
+    row = db.session.scalar(db.select(IntegrationSetting).filter_by(
+        organization_id=org_id, plugin_key=plugin_key, key=key))
+    if row is None:
+        return setting.default
+    return row.secret_value if setting.secret else row.value
+
+
+def set_setting(org_id: int, plugin_key: str, key: str, value) -> None:
+    """Store an organization's value of a plugin setting (secret ones encrypted)."""
+    from .models import IntegrationSetting
+    from .registry import get_plugin
+
+    setting = next(s for s in get_plugin(plugin_key).settings if s.key == key)
+    row = db.session.scalar(db.select(IntegrationSetting).filter_by(
+        organization_id=org_id, plugin_key=plugin_key, key=key))
+    if row is None:
+        row = IntegrationSetting(organization_id=org_id, plugin_key=plugin_key, key=key)
+        db.session.add(row)
+    if setting.secret:
+        row.value, row.secret_value = None, value
+    else:
+        row.value = value
 
 
 @bp.route("/")
