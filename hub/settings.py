@@ -1,7 +1,7 @@
 """Settings > Integrations: one card per registered plugin with its connection status."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, g, make_response, render_template
+from flask import Blueprint, current_app, g, make_response, render_template, url_for
 
 from .auth import login_required
 from .extensions import db
@@ -20,8 +20,10 @@ def integration_cards(org_id: int) -> list[dict]:
         provider = plugin.providers[0] if plugin.providers else None
         conn = connections.get((plugin.key, provider.name)) if provider else None
         status = conn.status if conn else Connection.NOT_CONNECTED
+        index = f"{plugin.key}.index"
+        page = url_for(index) if index in current_app.view_functions else None
         cards.append({"plugin": plugin, "provider": provider, "connection": conn,
-                      "status": status})
+                      "status": status, "page": page})
     return cards
 
 

@@ -42,6 +42,7 @@ LEVER_SCOPES = (
 class WecpLeverPlugin(Plugin):
     key = "wecp_lever"
     title = "Lever"
+    logo = "logo.svg"
     description = ("Invite Lever candidates to a WeCP test when they reach a stage, and save "
                    "their score as a note on the Lever profile.")
     providers = (
