@@ -44,7 +44,7 @@ CONFIG = {
     # Inbox rows still `received` after this many seconds are enqueued by the sweeper.
     "HUB_SWEEP_AFTER_SECONDS": 10,
     # Modules whose `HUB_PERIODIC_JOBS` list the scheduler runs (missing modules are ignored).
-    "HUB_PERIODIC_JOB_MODULES": "hub.webhooks,hub.connections",
+    "HUB_PERIODIC_JOB_MODULES": "hub.webhooks,hub.connections,hub.assessments.services,hub.mail",
     # Interval overrides, "dotted.func=seconds,…" (demos and tests run the sweeper faster).
     "HUB_PERIODIC_INTERVALS": "",
     # Seconds between the retries of a failing job (before jitter).
