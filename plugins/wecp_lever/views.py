@@ -6,7 +6,9 @@ from flask import Blueprint, flash, g, redirect, render_template, request, url_f
 from hub.assessments.models import AssessmentTest, Invitation
 from hub.auth import admin_required, get_scoped_or_404, login_required
 from hub.extensions import db
+from hub.assessments.services import invitation_email
 from hub.jobs import enqueue, safe_job_id
+from hub.mail import OutboundEmail, delivery_problems
 from hub.models import audit
 from hub.registry import get_plugin
 from hub.settings import get_setting, set_setting
@@ -29,8 +31,22 @@ def index():
         .order_by(Note.id.desc()).limit(50)).all()
     plugin = get_plugin("wecp_lever")
     values = {s.key: get_setting(org_id, "wecp_lever", s.key) for s in plugin.settings}
+    # Every invitation line shows how its email fared, so a failed send is never silent.
+    emails = {row.invitation_id: invitation_email(row.invitation_id) for row in rows
+              if row.kind == "invitation" and row.invitation_id}
     return render_template("wecp_lever/index.html", activity=rows, open_notes=notes,
-                           settings=plugin.settings, values=values)
+                           settings=plugin.settings, values=values, emails=emails,
+                           failed_emails=delivery_problems(org_id))
+
+
+@bp.route("/emails/<email_id>/retry", methods=["POST"])
+@login_required
+def retry_email(email_id):
+    email = get_scoped_or_404(OutboundEmail, email_id)
+    if email.status == "failed":
+        enqueue("hub.mail.send_email", email.id, queue="mail", job_id=safe_job_id("send_email", email.id))
+        flash(f"Sending the email to {email.to} again.", "success")
+    return redirect(url_for(".index"))
 
 
 @bp.route("/tests/<int:test_id>/link", methods=["GET", "POST"])

@@ -307,3 +307,16 @@ def test_activity_log_shows_what_happened(connected, sandbox):
     page = client.get("/integrations/wecp_lever/").get_data(as_text=True)
     assert "&lt;b&gt;Grace&lt;/b&gt; Hopper" in page and "<b>Grace</b>" not in page
     assert "Resend invitation" in page and "invited ada@example.com" in page
+
+
+def test_a_failed_email_is_visible_with_a_retry(connected, sandbox, pg_app):
+    from tests.services import free_port
+
+    client, conn = connected
+    pg_app.config["SMTP_URL"] = f"smtp://127.0.0.1:{free_port()}"  # nothing listens there
+    link(client, make_test(conn.organization_id))
+    move(sandbox, client, conn, new_candidate(sandbox))
+    assert len(invitations()) == 1
+    page = client.get("/integrations/wecp_lever/").get_data(as_text=True)
+    assert "Emails that could not be sent" in page and "ConnectionRefusedError" in page
+    assert "email: failed" in page and ">Retry</button>" in page
