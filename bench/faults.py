@@ -309,7 +309,7 @@ def scenario_worker_kill(args) -> dict:
             admin.clear_faults()
             with stack.app.app_context():
                 job = get_queue("default").fetch_job(job_id)
-                status = job.get_status(refresh=True) if job else None
+                status = str(job.get_status(refresh=True).value) if job else None
             from hub.connections import webhook_url
             from hub.models import Connection
 
@@ -375,9 +375,8 @@ def scenario_storm(args) -> dict:
         hooks = admin.webhooks("acme")
         log = admin.requests_log(since)
         with stack.app.app_context():
-            statuses = {job_id: (get_queue("default").fetch_job(job_id).get_status(refresh=True)
-                                 if get_queue("default").fetch_job(job_id) else None)
-                        for job_id in (f"on-connect-{c}" for c in conn_ids)}
+            jobs = [get_queue("default").fetch_job(f"on-connect-{c}") for c in conn_ids]
+            statuses = [str(job.get_status(refresh=True).value) if job else None for job in jobs]
             failed_registry = get_queue("default").failed_job_registry.count
         answers: dict[str, int] = {}
         for r in log:
@@ -395,7 +394,7 @@ def scenario_storm(args) -> dict:
             "scenario": "storm", "storm_seconds": args.outage, "connections": len(conn_ids),
             "lever_answers": answers, "webhooks_created": creates,
             "set_up_within_seconds_of_storm_end": recovered,
-            "job_statuses": sorted(set(map(str, statuses.values()))),
+            "job_statuses": sorted(set(map(str, statuses))),
             "failed_jobs": failed_registry, "workers_alive": stack.alive_workers(),
         }
         result["failed_checks"] = [name for name, bad in (
