@@ -21,62 +21,7 @@ import time
 
 from . import harness as h
 
-#: Short timings so a scenario takes a minute or two, not the production intervals.
-FAST = {
-    "HUB_SCHEDULER_TICK": 0.5,
-    "HUB_SWEEP_AFTER_SECONDS": 3,
-    "HUB_PERIODIC_INTERVALS": {"hub.webhooks.sweep_unqueued_deliveries": 2},
-    "HUB_JOB_MONITORING_INTERVAL": 1,
-    "HUB_JOB_HEARTBEAT_GRACE": 3,
-    "HUB_RETRY_INTERVALS": [1, 2, 4, 8, 16, 30],
-    "LEVER_TIMEOUT": 10,
-}
-
-
-class Stack:
-    """Redis, PostgreSQL, optionally the sandbox and the gunicorn hub, and `hub worker`s."""
-
-    def __init__(self, name: str, *, private_pg: bool = False, sandbox: bool = False,
-                 web: bool = True, workers: int = 2, **config):
-        self.procs = h.Procs(h.run_dir(name))
-        self.redis = self.pg = None
-        try:
-            self.redis = h.RedisServer()
-            self.database_url, self.pg = h.postgres(private_pg)
-            self.sandbox_url = self.admin = None
-            if sandbox:
-                self.sandbox_url, self.admin = h.start_sandbox(self.procs)
-                config["LEVER_SANDBOX_URL"] = self.sandbox_url
-            port = h.free_port()
-            self.app = h.make_app(h.hub_config(self.database_url, self.redis.url,
-                                               f"http://127.0.0.1:{port}", **{**FAST, **config}))
-            self.env = h.hub_env(self.app)
-            self.web = h.start_gunicorn(self.procs, "hub-web", "wsgi:app", self.env, workers=2,
-                                        threads=4, port=port) if web else None
-            self.workers = h.start_workers(self.procs, self.env, workers)
-            h.wait_workers_ready(self.redis.url, workers, self.procs)
-        except BaseException:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        self.procs.stop_all()
-        if self.redis:
-            self.redis.stop()
-        if self.pg:
-            h.close_service(self.pg)
-
-    def alive_workers(self) -> int:
-        return sum(1 for p in self.workers if p.poll() is None)
-
-    def query(self, fn):
-        from hub.extensions import db
-
-        with self.app.app_context():
-            try:
-                return fn(db)
-            finally:
-                db.session.remove()
+Stack = h.HubStack
 
 
 def _final(rows: dict, tokens) -> bool:
@@ -96,6 +41,9 @@ def inbox_checks(rows: dict, acked: set[str], sent: set[str]) -> dict:
         "not_done": sum(1 for v in ours.values() if v["status"] not in ("done", "skipped")),
         "run_twice": sum(1 for v in ours.values() if v["attempts"] > 1),
         "unknown_rows": len(rows.keys() - sent),
+        # A few of the rows that break a rule, to start the investigation from.
+        "examples_run_twice": [v for v in ours.values() if v["attempts"] > 1][:5],
+        "examples_not_done": [v for v in ours.values() if v["status"] not in ("done", "skipped")][:5],
     }
 
 
@@ -163,26 +111,13 @@ def retry_delays(outage: float) -> list[float]:
     return delays
 
 
-def setup_sandbox_connection(stack: Stack, org: str) -> tuple[str, str]:
-    """A connection with sandbox tokens whose webhook is registered (the on-connect job, run here)."""
-    from hub.connections import webhook_url
-    from hub.models import Connection
-    from plugins.wecp_lever.jobs import register_webhook
-
-    conn_id = h.sandbox_connection(stack.app, stack.admin, org)
-    with stack.app.app_context():
-        assert register_webhook(conn_id) == "created"
-    url = stack.query(lambda db: webhook_url(db.session.get(Connection, conn_id)))
-    return conn_id, url
-
-
 def scenario_postgres(args) -> dict:
     stack = Stack("fault-postgres", private_pg=True, sandbox=True)
     try:
         admin = stack.admin
         delays = retry_delays(args.outage)
         admin.configure(SANDBOX_WEBHOOK_RETRY_DELAYS=delays)
-        conn_id, url = setup_sandbox_connection(stack, "Bench")
+        conn_id, url = h.registered_connection(stack, "Bench")
         account = admin.state("acme")
         posting = next(p for p, s in account["postings"].items() if s == "published")
         target = next(s for s in account["stages"] if s != "applicant-new")

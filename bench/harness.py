@@ -291,14 +291,17 @@ class SmtpSink:
     """An aiosmtpd server on 127.0.0.1 that counts and keeps the messages it receives."""
 
     def __init__(self):
+        import logging
+
         from aiosmtpd.controller import Controller
 
-        self.messages: list[bytes] = []
+        logging.getLogger("mail.log").setLevel(logging.WARNING)  # one line per SMTP command
+        self.messages: list[tuple[float, list[str], bytes]] = []  # (received at, recipients, data)
         sink = self
 
         class Handler:
             async def handle_DATA(self, server, session, envelope):
-                sink.messages.append(envelope.content)
+                sink.messages.append((time.time(), list(envelope.rcpt_tos), envelope.content))
                 return "250 OK"
 
         self.port = free_port()
@@ -308,6 +311,69 @@ class SmtpSink:
 
     def stop(self) -> None:
         self.controller.stop()
+
+
+#: Short timings so a scenario takes a minute or two, not the production intervals.
+FAST = {
+    "HUB_SCHEDULER_TICK": 0.5,
+    "HUB_SWEEP_AFTER_SECONDS": 3,
+    "HUB_PERIODIC_INTERVALS": {"hub.webhooks.sweep_unqueued_deliveries": 2},
+    "HUB_JOB_MONITORING_INTERVAL": 1,
+    "HUB_JOB_HEARTBEAT_GRACE": 3,
+    "HUB_RETRY_INTERVALS": [1, 2, 4, 8, 16, 30],
+    "LEVER_TIMEOUT": 10,
+}
+
+
+class HubStack:
+    """Redis, PostgreSQL, optionally the sandbox, an SMTP sink and the gunicorn hub, and `hub worker`s."""
+
+    def __init__(self, name: str, *, private_pg: bool = False, sandbox: bool = False,
+                 web: bool = True, workers: int = 2, smtp: bool = False, **config):
+        self.procs = Procs(run_dir(name))
+        self.redis = self.pg = self.smtp = None
+        try:
+            if smtp:
+                self.smtp = SmtpSink()
+                config["SMTP_URL"] = self.smtp.url
+            self.redis = RedisServer()
+            self.database_url, self.pg = postgres(private_pg)
+            self.sandbox_url = self.admin = None
+            if sandbox:
+                self.sandbox_url, self.admin = start_sandbox(self.procs)
+                config["LEVER_SANDBOX_URL"] = self.sandbox_url
+            port = free_port()
+            self.app = make_app(hub_config(self.database_url, self.redis.url,
+                                           f"http://127.0.0.1:{port}", **{**FAST, **config}))
+            self.env = hub_env(self.app)
+            self.web = start_gunicorn(self.procs, "hub-web", "wsgi:app", self.env, workers=2,
+                                      threads=4, port=port) if web else None
+            self.workers = start_workers(self.procs, self.env, workers)
+            wait_workers_ready(self.redis.url, workers, self.procs)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        self.procs.stop_all()
+        if self.redis:
+            self.redis.stop()
+        if self.pg:
+            close_service(self.pg)
+        if self.smtp:
+            self.smtp.stop()
+
+    def alive_workers(self) -> int:
+        return sum(1 for p in self.workers if p.poll() is None)
+
+    def query(self, fn):
+        from hub.extensions import db
+
+        with self.app.app_context():
+            try:
+                return fn(db)
+            finally:
+                db.session.remove()
 
 
 # --- connections and deliveries ----------------------------------------------------------------
@@ -346,6 +412,19 @@ def sandbox_connection(app, admin, org_name: str, account: str = "acme") -> str:
     return connection_id
 
 
+def registered_connection(stack: HubStack, org: str) -> tuple[str, str]:
+    """A connection with sandbox tokens whose webhook is registered (the on-connect job, run here)."""
+    from hub.connections import webhook_url
+    from hub.models import Connection
+    from plugins.wecp_lever.jobs import register_webhook
+
+    conn_id = sandbox_connection(stack.app, stack.admin, org)
+    with stack.app.app_context():
+        assert register_webhook(conn_id) == "created"
+    url = stack.query(lambda db: webhook_url(db.session.get(Connection, conn_id)))
+    return conn_id, url
+
+
 def sign(secret: str, token: str, triggered_at: int) -> str:
     # Lever docs (/developer/documentation#webhooks): hex HMAC-SHA256 of token + triggeredAt.
     return hmac.new(secret.encode(), (token + str(triggered_at)).encode(), hashlib.sha256).hexdigest()
@@ -371,17 +450,18 @@ def inbox(app, connection_id: str | None = None) -> dict[str, dict]:
 
     with app.app_context():
         query = db.select(WebhookDelivery.dedupe_key, WebhookDelivery.status, WebhookDelivery.attempts,
-                          WebhookDelivery.id)
+                          WebhookDelivery.id, WebhookDelivery.error, WebhookDelivery.result)
         if connection_id:
             query = query.where(WebhookDelivery.connection_id == connection_id)
         rows = db.session.execute(query).all()
         db.session.remove()
     found: dict[str, dict] = {}
-    for key, status, attempts, row_id in rows:
+    for key, status, attempts, row_id, error, outcome in rows:
         if key in found:  # the UNIQUE constraint should make this impossible
             found[key]["copies"] += 1
             continue
-        found[key] = {"status": status, "attempts": attempts, "id": row_id, "copies": 1}
+        found[key] = {"status": status, "attempts": attempts, "id": row_id, "copies": 1,
+                      "error": error, "result": outcome}
     return found
 
 

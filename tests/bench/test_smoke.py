@@ -72,3 +72,14 @@ def test_fault_scenario(tmp_path, scenario):
     if scenario == "storm":
         assert result["lever_answers"].get("500", 0) > 0
         assert result["webhooks_created"] == result["connections"]
+
+
+def test_flow_benchmark(tmp_path):
+    result, line = run_bench(tmp_path, "bench.flow")
+    assert line.startswith("B2 bulk move:") and result["ok"], line
+    b2, b6 = result["b2"], result["b6"]
+    candidates, moves = result["settings"]["candidates"], result["settings"]["latency_moves"]
+    assert b2["invited"] == b2["emailed"] == candidates
+    assert b2["duplicate_invitations"] == 0 and b2["duplicate_emails"] == 0
+    assert b2["all_emailed_seconds"] is not None and b2["lever_calls"]
+    assert b6["emailed"] == moves and b6["duplicate_emails"] == 0 and b6["p99_seconds"] is not None
