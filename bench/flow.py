@@ -34,58 +34,6 @@ def parse_args(argv=None):
     return args
 
 
-def link_a_test(stack: h.HubStack, conn_id: str) -> tuple[str, str]:
-    """The sample WeCP test linked to a published posting and a stage; (posting id, stage id)."""
-    from hub.auth import create_user
-    from hub.assessments.demo import seed_sample_test
-    from hub.extensions import db
-    from hub.models import Connection, Organization
-    from plugins.wecp_lever.links import create_link
-
-    account = stack.admin.state("acme")
-    posting = next(p for p, s in account["postings"].items() if s == "published")
-    stage = next(s for s in account["stages"] if s not in ("lead-new", "applicant-new"))
-    with stack.app.app_context():
-        org_id = db.session.get(Connection, conn_id).organization_id
-        org_name = db.session.get(Organization, org_id).name
-        user = create_user(org_name, "bench-admin@wecp.example", "bench-password-0123", "admin")
-        test = seed_sample_test(org_id)
-        db.session.flush()
-        create_link(org_id, user.id, test.id, posting, stage)
-        db.session.commit()
-        db.session.remove()
-    return posting, stage
-
-
-def add_candidates(stack, posting: str, count: int, prefix: str) -> dict[str, str]:
-    """``count`` new candidates at applicant-new; {opportunity id: email}."""
-    emails = [f"{prefix}-{i}@candidates.example" for i in range(count)]
-    ids = stack.admin.add_candidates("acme", posting, "applicant-new", candidates=[
-        {"name": f"Bench {prefix} {i}", "emails": [email]} for i, email in enumerate(emails)])
-    return dict(zip(ids, emails))
-
-
-def invitations(stack) -> dict[str, int]:
-    """Invitations of the Lever source by opportunity id (a count above 1 is a duplicate)."""
-    from hub.assessments.models import Invitation
-
-    def read(db):
-        found: dict[str, int] = {}
-        for ref in db.session.scalars(db.select(Invitation.source_ref).filter_by(source="wecp_lever")):
-            found[ref] = found.get(ref, 0) + 1
-        return found
-    return stack.query(read)
-
-
-def mailed(stack) -> dict[str, list[float]]:
-    """Arrival times of the emails at the SMTP sink, by recipient."""
-    found: dict[str, list[float]] = {}
-    for at, recipients, _ in list(stack.smtp.messages):
-        for rcpt in recipients:
-            found.setdefault(rcpt.lower(), []).append(at)
-    return found
-
-
 def lever_calls(stack, since: int) -> dict[str, int]:
     counts: dict[str, int] = {}
     for r in stack.admin.requests_log(since):
@@ -97,7 +45,7 @@ def lever_calls(stack, since: int) -> dict[str, int]:
 
 def bulk_move(stack, posting: str, stage: str, count: int) -> dict:
     """B2: ``count`` opportunities moved into the linked stage at once."""
-    candidates = add_candidates(stack, posting, count, "bulk")
+    candidates = h.add_candidates(stack, posting, count, "bulk")
     since = max([r["seq"] for r in stack.admin.requests_log()] or [0])
     started = time.time()
     stack.admin.move("acme", list(candidates), stage)
@@ -105,14 +53,14 @@ def bulk_move(stack, posting: str, stage: str, count: int) -> dict:
     invited_at = emailed_at = None
     deadline = time.monotonic() + 120 + count  # ≥ count / 10 s at Lever's rate limit, with room
     while time.monotonic() < deadline and emailed_at is None:
-        if invited_at is None and len(set(invitations(stack)) & set(candidates)) == count:
+        if invited_at is None and len(set(h.invitations(stack)) & set(candidates)) == count:
             invited_at = time.time()
-        if len(emails & set(mailed(stack))) == count:
+        if len(emails & set(h.mailed(stack))) == count:
             emailed_at = time.time()
             invited_at = invited_at or emailed_at
         time.sleep(0.5)
     time.sleep(2)  # anything arriving late would be a duplicate: give it a chance to show
-    invited, sent = invitations(stack), mailed(stack)
+    invited, sent = h.invitations(stack), h.mailed(stack)
     return {
         "candidates": count,
         "all_invited_seconds": invited_at and invited_at - started,
@@ -128,7 +76,7 @@ def bulk_move(stack, posting: str, stage: str, count: int) -> dict:
 
 def latency(stack, posting: str, stage: str, moves: int) -> dict:
     """B6: one move a second; the time from Lever's triggeredAt to the email at the SMTP server."""
-    candidates = add_candidates(stack, posting, moves, "latency")
+    candidates = h.add_candidates(stack, posting, moves, "latency")
     triggered: dict[str, float] = {}
     for opp in candidates:
         stack.admin.move("acme", [opp], stage)
@@ -136,7 +84,7 @@ def latency(stack, posting: str, stage: str, moves: int) -> dict:
         time.sleep(1)
     emails = set(candidates.values())
     try:
-        h.wait_until(lambda: len(emails & set(mailed(stack))) == moves, 120, 0.2, "every latency email")
+        h.wait_until(lambda: len(emails & set(h.mailed(stack))) == moves, 120, 0.2, "every latency email")
     except TimeoutError:
         pass
     # Lever's own timestamp is the start: the webhook's triggeredAt.
@@ -144,7 +92,7 @@ def latency(stack, posting: str, stage: str, moves: int) -> dict:
         opp = d["payload"]["data"]["opportunityId"]
         if opp in triggered:
             triggered[opp] = d["payload"]["triggeredAt"] / 1000
-    sent = mailed(stack)
+    sent = h.mailed(stack)
     seconds = [min(sent[e]) - triggered[o] for o, e in candidates.items() if e in sent]
     return {"moves": moves, "emailed": len(seconds),
             "p50_seconds": h.percentile(seconds, 50), "p99_seconds": h.percentile(seconds, 99),
@@ -163,10 +111,11 @@ def check_message(stack) -> bool:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    h.stop_on_sigterm()
     stack = h.HubStack("flow", sandbox=True, smtp=True, workers=args.workers)
     try:
         conn_id, _ = h.registered_connection(stack, "Bench")
-        posting, stage = link_a_test(stack, conn_id)
+        posting, stage = h.link_a_test(stack, conn_id)
         h.log(f"B2: bulk move of {args.candidates}")
         b2 = bulk_move(stack, posting, stage, args.candidates)
         h.log(f"  {b2}")

@@ -32,6 +32,18 @@ SANDBOX_CLIENT_SECRET = "sandbox-secret"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+def stop_on_sigterm() -> None:
+    """SIGTERM (and SIGINT, even when started in the background) end a benchmark cleanly.
+
+    ``finally`` blocks then stop the servers and workers it started, which a plain SIGTERM
+    would leave running.
+    """
+    def stop(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
 def log(message: str) -> None:
     """Progress on stderr; stdout carries only the one summary line."""
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
@@ -239,8 +251,10 @@ def start_workers(procs: Procs, env: dict, count: int, *args: str, prefix: str =
     started = []
     for i in range(count):
         name = f"{prefix}-{len([n for n, _ in procs.procs if n.startswith(prefix)]) + 1}"
-        started.append(procs.start(name, [sys.executable, "-m", "hub.cli", "worker", "--name",
-                                          f"{name}-{secrets.token_hex(3)}", *args], env))
+        rq_name = f"{name}-{secrets.token_hex(3)}"
+        proc = procs.start(name, [sys.executable, "-m", "hub.cli", "worker", "--name", rq_name, *args], env)
+        proc.rq_name = rq_name
+        started.append(proc)
     return started
 
 
@@ -317,7 +331,7 @@ class SmtpSink:
 FAST = {
     "HUB_SCHEDULER_TICK": 0.5,
     "HUB_SWEEP_AFTER_SECONDS": 3,
-    "HUB_PERIODIC_INTERVALS": {"hub.webhooks.sweep_unqueued_deliveries": 2},
+    "HUB_PERIODIC_INTERVALS": {"hub.webhooks.sweep_unqueued_deliveries": 2, "hub.mail.sweep_outbox": 5},
     "HUB_JOB_MONITORING_INTERVAL": 1,
     "HUB_JOB_HEARTBEAT_GRACE": 3,
     "HUB_RETRY_INTERVALS": [1, 2, 4, 8, 16, 30],
@@ -425,6 +439,58 @@ def registered_connection(stack: HubStack, org: str) -> tuple[str, str]:
     return conn_id, url
 
 
+def link_a_test(stack: HubStack, conn_id: str) -> tuple[str, str]:
+    """The sample WeCP test linked to a published posting and a stage; (posting id, stage id)."""
+    from hub.auth import create_user
+    from hub.assessments.demo import seed_sample_test
+    from hub.extensions import db
+    from hub.models import Connection, Organization
+    from plugins.wecp_lever.links import create_link
+
+    account = stack.admin.state("acme")
+    posting = next(p for p, s in account["postings"].items() if s == "published")
+    stage = next(s for s in account["stages"] if s not in ("lead-new", "applicant-new"))
+    with stack.app.app_context():
+        org_id = db.session.get(Connection, conn_id).organization_id
+        org_name = db.session.get(Organization, org_id).name
+        user = create_user(org_name, "bench-admin@wecp.example", "bench-password-0123", "admin")
+        test = seed_sample_test(org_id)
+        db.session.flush()
+        create_link(org_id, user.id, test.id, posting, stage)
+        db.session.commit()
+        db.session.remove()
+    return posting, stage
+
+
+def add_candidates(stack, posting: str, count: int, prefix: str) -> dict[str, str]:
+    """``count`` new candidates at applicant-new; {opportunity id: email}."""
+    emails = [f"{prefix}-{i}@candidates.example" for i in range(count)]
+    ids = stack.admin.add_candidates("acme", posting, "applicant-new", candidates=[
+        {"name": f"Bench {prefix} {i}", "emails": [email]} for i, email in enumerate(emails)])
+    return dict(zip(ids, emails))
+
+
+def invitations(stack) -> dict[str, int]:
+    """Invitations of the Lever source by opportunity id (a count above 1 is a duplicate)."""
+    from hub.assessments.models import Invitation
+
+    def read(db):
+        found: dict[str, int] = {}
+        for ref in db.session.scalars(db.select(Invitation.source_ref).filter_by(source="wecp_lever")):
+            found[ref] = found.get(ref, 0) + 1
+        return found
+    return stack.query(read)
+
+
+def mailed(stack) -> dict[str, list[float]]:
+    """Arrival times of the emails at the SMTP sink, by recipient."""
+    found: dict[str, list[float]] = {}
+    for at, recipients, _ in list(stack.smtp.messages):
+        for rcpt in recipients:
+            found.setdefault(rcpt.lower(), []).append(at)
+    return found
+
+
 def sign(secret: str, token: str, triggered_at: int) -> str:
     # Lever docs (/developer/documentation#webhooks): hex HMAC-SHA256 of token + triggeredAt.
     return hmac.new(secret.encode(), (token + str(triggered_at)).encode(), hashlib.sha256).hexdigest()
@@ -463,55 +529,6 @@ def inbox(app, connection_id: str | None = None) -> dict[str, dict]:
         found[key] = {"status": status, "attempts": attempts, "id": row_id, "copies": 1,
                       "error": error, "result": outcome}
     return found
-
-
-class Sender(threading.Thread):
-    """Posts signed deliveries at a steady rate until stopped, recording each answer by token.
-
-    Used by the fault scenarios: an answer that is not 2xx (or none at all) is what a real sender
-    would retry; ``acked`` holds the tokens the hub acknowledged.
-    """
-
-    def __init__(self, url: str, secret: str, rate: float, timeout: float = 10):
-        super().__init__(name="bench-sender", daemon=True)
-        import requests
-
-        self.url, self.secret, self.rate, self.timeout = url, secret, rate, timeout
-        self.http = requests.Session()
-        self.stopping = threading.Event()
-        self.answers: list[tuple[float, str, int | None, float]] = []  # (t, token, status, seconds)
-
-    def run(self) -> None:
-        import requests
-
-        interval = 1.0 / self.rate
-        next_at = time.monotonic()
-        while not self.stopping.is_set():
-            token, body = stage_change_body(self.secret)
-            started = time.monotonic()
-            try:
-                status = self.http.post(self.url, data=body, timeout=self.timeout,
-                                        headers={"Content-Type": "application/json"}).status_code
-            except requests.RequestException:
-                status = None
-            self.answers.append((time.time(), token, status, time.monotonic() - started))
-            next_at += interval
-            self.stopping.wait(max(0.0, next_at - time.monotonic()))
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.join(30)
-
-    @property
-    def acked(self) -> set[str]:
-        return {token for _, token, status, _ in self.answers if status and 200 <= status < 300}
-
-    def statuses(self, since: float = 0, until: float = float("inf")) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for at, _, status, _ in self.answers:
-            if since <= at < until:
-                counts[str(status)] = counts.get(str(status), 0) + 1
-        return counts
 
 
 # --- measuring --------------------------------------------------------------------------------

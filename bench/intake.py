@@ -151,6 +151,7 @@ def measure_worker(args, ctx) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    h.stop_on_sigterm()
     wrk = None if args.generator == "python" else ensure_wrk()
     if args.generator == "wrk" and not wrk:
         sys.exit("wrk is not installed and could not be installed (Debian package wrk)")
