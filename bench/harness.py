@@ -334,7 +334,8 @@ FAST = {
     "HUB_PERIODIC_INTERVALS": {"hub.webhooks.sweep_unqueued_deliveries": 2, "hub.mail.sweep_outbox": 5},
     "HUB_JOB_MONITORING_INTERVAL": 1,
     "HUB_JOB_HEARTBEAT_GRACE": 3,
-    "HUB_RETRY_INTERVALS": [1, 2, 4, 8, 16, 30],
+    # Growing like production's (5 s … 15 min) but shorter; together they outlast a 30 s outage.
+    "HUB_RETRY_INTERVALS": [2, 5, 10, 20, 40, 60],
     "LEVER_TIMEOUT": 10,
 }
 
