@@ -23,11 +23,13 @@ def create_app(config: dict | None = None) -> Flask:
     extensions.init_app(app)
     security.init_app(app)
 
-    from . import api, auth, cli, connections, demo, health, jobs, settings
+    from . import admin, api, assessments, auth, cli, connections, demo, health, jobs, mail, settings, webhooks
 
     cli.init_app(app)
     demo.init_app(app)
     jobs.init_app(app)
+    mail.init_app(app)
+    assessments.init_app(app)
 
     app.before_request(auth.load_user)
     app.register_blueprint(auth.bp)
@@ -35,6 +37,8 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(connections.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(webhooks.bp)
+    admin.init_app(app)
 
     from .registry import load_plugins
 

@@ -59,6 +59,7 @@ _migrated: set[str] = set()
 def _reset(app) -> None:
     """Empty every table; the schema is built once per database, from the migrations."""
     with app.app_context():
+        get_redis().flushdb()
         url = app.config["SQLALCHEMY_DATABASE_URI"]
         if url not in _migrated:
             if url.startswith("postgresql"):
@@ -75,7 +76,6 @@ def _reset(app) -> None:
             for t in reversed(tables):
                 db.session.execute(db.text(f'DELETE FROM "{t}"'))
         db.session.commit()
-        get_redis().flushdb()
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])

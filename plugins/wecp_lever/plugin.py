@@ -5,6 +5,8 @@ from collections import Counter
 
 from hub.plugin import OAuth2Provider, Plugin, Setting
 
+from .webhooks import LeverWebhookSource
+
 # Lever docs (/developer/oauth): hosts of production and of Lever's own sandbox.
 LEVER_ENVIRONMENTS = {
     "production": {
@@ -52,6 +54,7 @@ class WecpLeverPlugin(Plugin):
             authorize_params_from_config={"audience": "LEVER_AUDIENCE"},
         ),
     )
+    webhook_sources = (LeverWebhookSource(),)
     settings = (
         Setting("tag_invited", "Tag invited candidates “WeCP: invited”", True, bool),
         Setting("tag_results", "Tag results “WeCP: completed” and “WeCP: passed/failed”", True, bool),
@@ -71,6 +74,8 @@ class WecpLeverPlugin(Plugin):
         "LEVER_RATE_BURST": 20,
         "LEVER_TIMEOUT": 20,
         "LEVER_MAX_RETRIES": 3,
+        # Deliveries whose triggeredAt is older than this are refused as replays.
+        "LEVER_WEBHOOK_MAX_AGE_SECONDS": 600,
     }
     connected_hints = (
         "In Lever, open Settings › Integrations and API › Webhooks and switch "

@@ -1,6 +1,8 @@
 """A second, tiny integration that exists only in the tests: proof that plugins need no hub edits."""
 import hmac
 import json
+import os
+import time
 
 from flask import Blueprint, render_template
 
@@ -18,12 +20,38 @@ def index():
 
 
 def count_ping(delivery_id):
+    """Handle one ping; its one effect is keyed in Redis (SET NX), so a second run does nothing twice.
+
+    Payload options drive the end-to-end tests: ``sleep`` (seconds, to be killed mid-job) and
+    ``fail`` (raise on the first N runs).
+    """
+    from hub.extensions import db, get_redis
+    from hub.models import WebhookDelivery
+
     CALLS.append(("count_ping", delivery_id))
+    payload = db.session.get(WebhookDelivery, delivery_id).payload
+    key = str(payload["id"])
+    r = get_redis()
+    runs = r.incr(f"tiny:runs:{key}")
+    r.set(f"tiny:pid:{key}", os.getpid())
+    if payload.get("sleep"):
+        time.sleep(float(payload["sleep"]))
+    if runs <= int(payload.get("fail", 0)):
+        raise RuntimeError(f"failing on purpose, run {runs}")
+    if r.set(f"tiny:effect:{key}", delivery_id, nx=True):
+        r.incr("tiny:effects")
     return "counted"
 
 
 def tick(connection_id=None):
     CALLS.append(("tick", connection_id))
+    from rq import get_current_job
+
+    from hub.extensions import get_redis
+
+    job = get_current_job()
+    if job is not None:
+        get_redis().rpush("tiny:ticks", job.id)
 
 
 class TinySource(WebhookSource):

@@ -1,0 +1,344 @@
+"""What integrations call: invite a candidate, complete and grade a test, build links, expire.
+
+Every function takes ids or plain values, commits its own work, and is safe to call again with
+the same arguments (retried jobs, duplicate webhooks).
+"""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import sqlalchemy as sa
+from flask import current_app, render_template
+from sqlalchemy.exc import IntegrityError
+
+from ..extensions import db
+from ..mail import email_by_key, queue_email
+from ..models import utcnow
+from ..plugin import PeriodicJob
+from .models import (COMPLETED, EXPIRED, INVITED, STARTED, AssessmentTest, Invitation, Result,
+                     hash_token, new_link_token)
+from .signals import invitation_completed
+
+log = logging.getLogger("hub.assessments")
+
+#: Extra time after the time limit before a submission is refused (slow networks, clock skew).
+GRACE = timedelta(minutes=2)
+
+HUB_PERIODIC_JOBS = [PeriodicJob("hub.assessments.services.expire_invitations",
+                                 timedelta(minutes=10))]
+
+
+class InvitationError(Exception):
+    """The invitation cannot do what was asked; ``reason`` names why, for pages and callers."""
+
+    reason = "invalid"
+
+
+class InvitationNotFound(InvitationError):
+    reason = "not_found"
+
+
+class InvitationExpired(InvitationError):
+    """The deadline to start passed, or (``time_up``) the time limit ran out before submitting."""
+
+    reason = "expired"
+
+    def __init__(self, message: str = "", time_up: bool = False):
+        super().__init__(message)
+        self.time_up = time_up
+
+
+class InvitationUsed(InvitationError):
+    reason = "used"
+
+
+class InvitationNotStarted(InvitationError):
+    reason = "not_started"
+
+
+class ReportLinkRevoked(Exception):
+    """An admin revoked the result's report link (and has not issued a new one)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Invitations
+
+
+def create_invitation(test_id: int, *, name: str, email: str, source: str,
+                      source_ref: str | None, idempotency_key: str) -> tuple[Invitation, bool]:
+    """Invite a candidate to a test and queue the invitation email; once per ``idempotency_key``.
+
+    Returns ``(invitation, created)``. While an invitation for the key is live (invited,
+    started or completed) it is returned with ``created=False``; once it expired, a fresh one is
+    created (its ``generation`` is one higher). Concurrent calls with one key are settled by the
+    unique ``(idempotency_key, generation)``: one inserts, the others return its row. Make the
+    key unique across organizations, e.g. ``wecp_lever:<org id>:<opportunity>:<test id>``.
+    Raises ``LookupError`` for an unknown test and ``ValueError`` for a missing email.
+    """
+    email = (email or "").strip()
+    if "@" not in email or len(email) > 320:
+        raise ValueError("a candidate email address is required")
+    if not idempotency_key or len(idempotency_key) > 200:
+        raise ValueError("idempotency_key must have 1 to 200 characters")
+    for _ in range(5):
+        test = db.session.get(AssessmentTest, test_id)
+        if test is None:
+            raise LookupError(f"no test {test_id}")
+        latest = db.session.scalar(db.select(Invitation).filter_by(idempotency_key=idempotency_key)
+                                   .order_by(Invitation.generation.desc()).limit(1))
+        if latest is not None and not latest.is_expired():
+            if latest.status == INVITED:
+                _queue_invitation_email(latest)  # no-op once queued; heals a crash before queueing
+            return latest, False
+        now = utcnow()
+        if latest is not None and latest.status != EXPIRED:
+            _mark_expired(latest.id, now)
+        invitation = Invitation(
+            organization_id=test.organization_id, test_id=test.id,
+            candidate_name=(name or "").strip()[:200], candidate_email=email,
+            source=source, source_ref=source_ref, idempotency_key=idempotency_key,
+            generation=0 if latest is None else latest.generation + 1,
+            status=INVITED, created_at=now, expires_at=now + timedelta(days=test.valid_days))
+        token = new_link_token()
+        invitation.token_hash = hash_token(token)
+        invitation.token = token
+        db.session.add(invitation)
+        try:
+            db.session.commit()
+        except IntegrityError:  # a concurrent call inserted this generation first: use theirs
+            db.session.rollback()
+            continue
+        log.info("hub.assessments.invited invitation=%s test=%s source=%s",
+                 invitation.id, test.id, source)
+        _queue_invitation_email(invitation)
+        return invitation, True
+    raise RuntimeError(f"could not settle the invitation for key {idempotency_key!r}")
+
+
+def invitation_email(invitation_id: str):
+    """The invitation's ``OutboundEmail`` (``status``, ``last_error``), or ``None`` if not queued."""
+    return email_by_key(f"invitation:{invitation_id}")
+
+
+def _queue_invitation_email(invitation: Invitation) -> None:
+    test = invitation.test
+    context = {"invitation": invitation, "test": test, "url": invitation_url(invitation.id),
+               "company": current_app.config["HUB_COMPANY_NAME"]}
+    queue_email(invitation.candidate_email,
+                f"{context['company']}: your assessment “{test.title}”",
+                render_template("hub/mail/invitation.txt", **context),
+                render_template("hub/mail/invitation.html", **context),
+                idempotency_key=f"invitation:{invitation.id}",
+                organization_id=invitation.organization_id)
+
+
+def invitation_by_token(token: str) -> Invitation | None:
+    """The invitation of a candidate link, or ``None``; never another one."""
+    if not token or len(token) > 200:
+        return None
+    return db.session.scalar(db.select(Invitation).filter_by(token_hash=hash_token(token)))
+
+
+def invitation_url(invitation_id: str) -> str:
+    """The absolute candidate link of an invitation (``HUB_BASE_URL``/t/<token>)."""
+    invitation = db.session.get(Invitation, invitation_id)
+    if invitation is None:
+        raise LookupError(f"no invitation {invitation_id}")
+    return f"{current_app.config['HUB_BASE_URL']}/t/{invitation.token}"
+
+
+def start_invitation(token: str) -> Invitation:
+    """The candidate presses Start: the clock begins. Starting twice is harmless."""
+    invitation = invitation_by_token(token)
+    if invitation is None:
+        raise InvitationNotFound()
+    now = utcnow()
+    submit_by = now + timedelta(minutes=invitation.test.time_limit_minutes) + GRACE
+    started = db.session.execute(
+        sa.update(Invitation)
+        .where(Invitation.id == invitation.id, Invitation.status == INVITED,
+               Invitation.expires_at > now)
+        .values(status=STARTED, started_at=now, submit_by=submit_by)).rowcount
+    db.session.commit()
+    db.session.refresh(invitation)
+    if started or invitation.status == STARTED and not invitation.is_expired(now):
+        return invitation
+    _raise_for(invitation, now)
+
+
+def complete_invitation(token: str, answers: dict) -> Result:
+    """Grade the candidate's ``answers`` (``{question_id: [option index, ...]}``) exactly once.
+
+    The first call stores the result, commits, then sends ``invitation_completed``. Later calls
+    (a double submit, a retried request) return that same result and send nothing. A submission
+    after the time limit plus ``GRACE`` is refused with ``InvitationExpired(time_up=True)``:
+    the form posts all answers at once, so there is nothing partial worth grading.
+    """
+    invitation = invitation_by_token(token)
+    if invitation is None:
+        raise InvitationNotFound()
+    if invitation.status == COMPLETED:
+        return _result_of(invitation.id)
+    now = utcnow()
+    if invitation.status != STARTED or invitation.is_expired(now):
+        if invitation.status == STARTED:
+            _mark_expired(invitation.id, now)
+            db.session.commit()
+            raise InvitationExpired("the time limit is over", time_up=True)
+        _raise_for(invitation, now)
+
+    test = invitation.test
+    graded = grade(test, answers)
+    # The status change is the gate: of two concurrent submissions one updates the row, the
+    # other waits for its lock, then finds it completed and returns the stored result.
+    won = db.session.execute(
+        sa.update(Invitation).where(Invitation.id == invitation.id, Invitation.status == STARTED)
+        .values(status=COMPLETED, completed_at=now)).rowcount
+    if not won:
+        db.session.rollback()
+        return _result_of(invitation.id)
+    result = Result(organization_id=invitation.organization_id, invitation_id=invitation.id,
+                    test_id=test.id, completed_at=now, pass_mark=test.pass_mark, **graded)
+    result.issue_report_link()
+    db.session.add(result)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        return _result_of(invitation.id)
+    log.info("hub.assessments.completed invitation=%s result=%s passed=%s",
+             invitation.id, result.id, result.passed)
+    invitation_completed.send(current_app._get_current_object(), result_id=result.id,
+                              invitation_id=invitation.id)
+    return result
+
+
+def _result_of(invitation_id: str) -> Result:
+    db.session.expire_all()
+    return db.session.scalar(db.select(Result).filter_by(invitation_id=invitation_id))
+
+
+def _raise_for(invitation: Invitation, now) -> None:
+    if invitation.status == COMPLETED:
+        raise InvitationUsed()
+    if invitation.is_expired(now):
+        raise InvitationExpired(time_up=invitation.started_at is not None)
+    raise InvitationNotStarted()
+
+
+def _mark_expired(invitation_id: str, now) -> None:
+    db.session.execute(sa.update(Invitation)
+                       .where(Invitation.id == invitation_id,
+                              Invitation.status.in_((INVITED, STARTED)))
+                       .values(status=EXPIRED, expired_at=now))
+
+
+def expire_invitations() -> int:
+    """Periodic job: write down invitations whose start deadline or time limit has passed."""
+    now = utcnow()
+    count = db.session.execute(
+        sa.update(Invitation)
+        .where(sa.or_(sa.and_(Invitation.status == INVITED, Invitation.expires_at <= now),
+                      sa.and_(Invitation.status == STARTED, Invitation.submit_by < now)))
+        .values(status=EXPIRED, expired_at=now)).rowcount
+    db.session.commit()
+    if count:
+        log.info("hub.assessments.expired count=%s", count)
+    return count
+
+
+# ---------------------------------------------------------------------------------------------
+# Grading and reports
+
+
+def normalise_answers(test: AssessmentTest, answers: dict) -> dict[str, list[int]]:
+    """Keep only valid option indexes of the test's questions, keyed by question id as text."""
+    clean = {}
+    for question in test.questions:
+        raw = answers.get(str(question.id), answers.get(question.id, []))
+        if not isinstance(raw, (list, tuple)):
+            raw = [raw]
+        picked = set()
+        for value in raw:
+            try:
+                index = int(value)
+            except (TypeError, ValueError):
+                continue
+            if 0 <= index < len(question.options):
+                picked.add(index)
+        clean[str(question.id)] = sorted(picked)
+    return clean
+
+
+def grade(test: AssessmentTest, answers: dict) -> dict:
+    """Score one point per question whose chosen options are exactly the correct ones."""
+    clean = normalise_answers(test, answers)
+    details, score = [], 0
+    for question in test.questions:
+        selected = clean[str(question.id)]
+        correct = sorted(question.correct)
+        is_correct = selected == correct
+        score += is_correct
+        details.append({"question_id": question.id, "text": question.text, "kind": question.kind,
+                        "options": list(question.options), "correct": correct,
+                        "selected": selected, "is_correct": is_correct})
+    max_score = len(test.questions)
+    percentage = round(100.0 * score / max_score, 2) if max_score else 0.0
+    # Compare in integers so 2 of 3 against a 67 % mark is not decided by float rounding.
+    passed = max_score > 0 and score * 100 >= test.pass_mark * max_score
+    return {"answers": clean, "details": details, "score": score, "max_score": max_score,
+            "percentage": percentage, "passed": passed}
+
+
+def report_url(result_id: str) -> str:
+    """The absolute link to the result's detailed report (``HUB_BASE_URL``/r/<token>).
+
+    Raises ``ReportLinkRevoked`` after an admin revoked it, ``LookupError`` for an unknown id.
+    """
+    result = db.session.get(Result, result_id)
+    if result is None:
+        raise LookupError(f"no result {result_id}")
+    if result.report_token_hash is None:
+        raise ReportLinkRevoked(f"the report link of result {result_id} was revoked")
+    return f"{current_app.config['HUB_BASE_URL']}/r/{result.report_token}"
+
+
+def result_by_report_token(token: str) -> Result | None:
+    if not token or len(token) > 200:
+        return None
+    return db.session.scalar(db.select(Result).filter_by(report_token_hash=hash_token(token)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Tests (the UI and the API share this)
+
+
+def save_test(organization_id: int, data: dict, test: AssessmentTest | None = None,
+              user_id: int | None = None) -> AssessmentTest:
+    """Create or update a test from data validated by ``AssessmentTestSchema`` (not committed).
+
+    Questions are updated in place by position, so a candidate who is mid-test keeps answering
+    the same question ids.
+    """
+    from .models import AssessmentQuestion
+
+    if test is None:
+        test = AssessmentTest(organization_id=organization_id, created_by_id=user_id)
+        db.session.add(test)
+    for field in ("title", "description", "pass_mark", "time_limit_minutes", "valid_days"):
+        setattr(test, field, data[field])
+    existing = list(test.questions)
+    for position, q in enumerate(data["questions"]):
+        question = existing[position] if position < len(existing) else AssessmentQuestion(
+            organization_id=organization_id)
+        question.position = position
+        question.text = q["text"]
+        question.kind = q["kind"]
+        question.options = list(q["options"])
+        question.correct = sorted(q["correct"])
+        if position >= len(existing):
+            test.questions.append(question)
+    for question in existing[len(data["questions"]):]:
+        test.questions.remove(question)
+    return test

@@ -1,0 +1,9 @@
+"""Signals of the assessment domain; integrations connect receivers to them in ``init_app``."""
+from blinker import Namespace
+
+_signals = Namespace()
+
+#: Sent by ``complete_invitation`` once per invitation, after the result is committed.
+#: Sender: the Flask app. Keyword arguments: ``result_id`` (str) and ``invitation_id`` (str).
+#: Receivers should only enqueue a job (e.g. post the score to the ATS), never do I/O inline.
+invitation_completed = _signals.signal("invitation-completed")

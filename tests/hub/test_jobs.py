@@ -1,0 +1,221 @@
+"""Jobs: the inbox processor, pausing and resuming, the periodic scheduler, and real workers that crash."""
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+from unittest import mock
+
+import pytest
+from rq.job import Job
+
+from hub import jobs
+from hub.extensions import db, get_redis
+from hub.jobs import HubWorker, enqueue_periodic_jobs, get_queue, process_delivery, resume_deliveries
+from hub.models import WebhookDelivery, utcnow
+from hub.plugin import ConnectionUnusable, PeriodicJob
+from hub.signals import connection_restored
+from tests.plugins import tiny_example
+from tests.workers import make_connection, parent_of, wait_for, workers  # noqa: F401 (fixture)
+
+TINY = "tests.plugins.tiny_example"
+SECRET = {"X-Tiny-Secret": "tiny-secret"}
+
+#: Read by the scheduler through HUB_PERIODIC_JOB_MODULES in the tests below.
+HUB_PERIODIC_JOBS = [PeriodicJob(TINY + ".tick", timedelta(seconds=10), per_connection=True)]
+
+
+@pytest.fixture(autouse=True)
+def empty_redis(redis_server):
+    # conftest's reset skips Redis on a database's first use: start every test from an empty Redis.
+    import redis
+
+    redis.Redis.from_url(redis_server.url).flushdb()
+
+
+@pytest.fixture
+def app_config():
+    return {"HUB_PLUGINS": [TINY], "HUB_SWEEP_AFTER_SECONDS": 0}
+
+
+def store(conn, key="k", status="queued", **payload) -> int:
+    delivery = WebhookDelivery(connection_id=conn.id, plugin_key="tiny_example", source="tiny", event="ping",
+                               dedupe_key=key, payload={"id": key, **payload}, status=status)
+    db.session.add(delivery)
+    db.session.commit()
+    return delivery.id
+
+
+def reload(delivery_id) -> WebhookDelivery:
+    db.session.expire_all()
+    return db.session.get(WebhookDelivery, delivery_id)
+
+
+def test_process_delivery_runs_the_handler_once_and_records_it(app):
+    conn = make_connection()
+    delivery_id = store(conn)
+    assert process_delivery(delivery_id) == "done"
+    assert process_delivery(delivery_id) == "already done"
+    row = reload(delivery_id)
+    assert (row.status, row.attempts, row.result) == ("done", 1, "counted")
+    assert row.processed_at is not None
+    assert get_redis().get("tiny:runs:k") == b"1"
+
+
+def test_unusable_connection_pauses_and_restoring_it_resumes(app):
+    conn = make_connection(revoked_at=utcnow(), revoked_reason="invalid_grant")
+    delivery_id = store(conn)
+    assert process_delivery(delivery_id) == "paused"
+    assert reload(delivery_id).status == "paused" and get_redis().get("tiny:runs:k") is None
+
+    conn.revoked_at = None
+    db.session.commit()
+    connection_restored.send(app, connection=conn)
+    [job] = get_queue("webhooks").get_jobs()
+    assert job.func_name == "hub.jobs.resume_deliveries" and job.args == [conn.id]
+    assert resume_deliveries(conn.id) == "resumed 1"
+    assert reload(delivery_id).status == "queued"
+    assert f"delivery-{delivery_id}" in get_queue("webhooks").job_ids
+    assert process_delivery(delivery_id) == "done"
+
+
+def test_connection_unusable_raised_by_a_handler_pauses_without_retry(app):
+    conn = make_connection()
+    delivery_id = store(conn)
+    with mock.patch.object(tiny_example, "count_ping", side_effect=ConnectionUnusable(conn.id, "revoked in Lever")):
+        assert process_delivery(delivery_id) == "paused"
+    row = reload(delivery_id)
+    assert (row.status, row.error, row.attempts) == ("paused", "revoked in Lever", 1)
+
+
+def test_a_failing_handler_reraises_for_rq_and_is_failed_after_the_last_try(app):
+    conn = make_connection()
+    delivery_id = store(conn, fail=5)
+    fake_job = mock.Mock(retries_left=2)
+    with mock.patch.object(jobs, "get_current_job", return_value=fake_job):
+        with pytest.raises(RuntimeError):
+            process_delivery(delivery_id)
+    assert reload(delivery_id).status == "queued"  # RQ will retry
+    fake_job.retries_left = 0
+    with mock.patch.object(jobs, "get_current_job", return_value=fake_job):
+        with pytest.raises(RuntimeError):
+            process_delivery(delivery_id)
+    row = reload(delivery_id)
+    assert (row.status, row.attempts) == ("failed", 2)
+    assert "failing on purpose" in row.error
+
+
+def test_skipped_is_recorded_and_not_retried(app):
+    conn = make_connection()
+    delivery_id = store(conn)
+    with mock.patch.object(tiny_example, "count_ping", side_effect=jobs.Skipped("unsupported event")):
+        assert process_delivery(delivery_id) == "skipped"
+    row = reload(delivery_id)
+    assert (row.status, row.result) == ("skipped", "unsupported event")
+
+
+def test_periodic_jobs_are_enqueued_once_per_slot_and_per_usable_connection(app):
+    app.config["HUB_PERIODIC_JOB_MODULES"] = ["hub.webhooks", "tests.hub.test_jobs", "hub.does_not_exist"]
+    usable, revoked = make_connection(), make_connection(org_name="Other", revoked_at=utcnow())
+    now = 1_000_000.0
+    first = enqueue_periodic_jobs(app, now)
+    assert sorted(first) == sorted([
+        "periodic-tests-plugins-tiny_example-tick-hub-16666",          # the plugin's, every 60 s
+        "periodic-hub-webhooks-sweep_unqueued_deliveries-hub-33333",   # the hub's sweeper, every 30 s
+        f"periodic-tests-plugins-tiny_example-tick-{usable.id}-100000",  # per connection, every 10 s
+    ])
+    assert revoked.id not in "".join(first)
+    # Another worker in the same slot enqueues nothing; the next slot runs again.
+    assert enqueue_periodic_jobs(app, now + 1) == []
+    assert enqueue_periodic_jobs(app, now + 10) == [f"periodic-tests-plugins-tiny_example-tick-{usable.id}-100001"]
+    assert get_queue("sync").count == 3
+
+
+def test_abandoned_jobs_are_noticed_after_the_grace_not_after_a_minute(app):
+    worker = HubWorker([get_queue("webhooks")], connection=get_redis(), job_monitoring_interval=5)
+    worker.heartbeat_grace = 10
+    job = Job.create("tests.plugins.tiny_example.count_ping", args=[1], connection=get_redis(), timeout=300)
+    assert worker.get_heartbeat_ttl(job) == 15
+    assert worker.get_heartbeat_ttl(job, working_time=298) == 12
+
+
+# --- real worker processes -------------------------------------------------------------------
+
+#: Short retry intervals and scheduler ticks for the workers (environment) and the test app (config).
+FAST = {"HUB_RETRY_INTERVALS": "1,1,1", "HUB_SCHEDULER_TICK": "0.5"}
+FAST_CONFIG = {"HUB_RETRY_INTERVALS": [1, 1, 1], "HUB_SCHEDULER_TICK": 0.5}
+
+
+def post(client, conn, key, **payload):
+    response = client.post(f"/webhooks/tiny_example/{conn.endpoint_id}", data=json.dumps({"id": key, **payload}),
+                           headers=SECRET)
+    assert response.status_code == 200, response.data
+    return db.session.scalar(db.select(WebhookDelivery.id).filter_by(dedupe_key=key))
+
+
+def status_of(delivery_id):
+    return reload(delivery_id).status
+
+
+@pytest.mark.slow
+def test_kill_9_mid_job_runs_the_job_again_within_a_minute_with_one_effect(pg_app, workers, capsys):
+    pg_app.config.update(FAST_CONFIG)
+    client = pg_app.test_client()
+    conn = make_connection()
+    workers.start(2, **FAST)
+    r = get_redis()
+    delivery_id = post(client, conn, "crash", sleep=3)
+    horse = int(wait_for(lambda: r.get("tiny:pid:crash"), 60, message="the job to start"))
+    worker = parent_of(horse)
+    workers.kill(worker)  # the worker first, so it cannot record the horse's death
+    workers.kill(horse)
+    killed_at = time.monotonic()
+    wait_for(lambda: status_of(delivery_id) == "done", 60, message="the job to run again within a minute")
+    recovered_in = time.monotonic() - killed_at
+    with capsys.disabled():
+        print(f"\n[kill -9 recovery] job done again {recovered_in:.1f}s after the kill")
+    row = reload(delivery_id)
+    assert row.attempts == 2
+    assert r.get("tiny:runs:crash") == b"2"
+    assert r.get("tiny:effects") == b"1"
+
+
+@pytest.mark.slow
+def test_retries_then_success_and_after_the_last_retry_failed_and_retryable(pg_app, workers):
+    pg_app.config.update(FAST_CONFIG)
+    client = pg_app.test_client()
+    conn = make_connection()
+    workers.start(1, **FAST)
+    flaky = post(client, conn, "flaky", fail=2)
+    broken = post(client, conn, "broken", fail=99)
+    wait_for(lambda: status_of(flaky) == "done", 60, message="the flaky delivery to succeed")
+    wait_for(lambda: status_of(broken) == "failed", 60, message="the broken delivery to fail")
+    assert reload(flaky).attempts == 3
+    row = reload(broken)
+    assert row.attempts == 4 and "failing on purpose" in row.error
+    assert f"delivery-{broken}" in get_queue("webhooks").failed_job_registry.get_job_ids()
+    assert get_redis().get("tiny:effects") == b"1"
+
+
+@pytest.mark.slow
+def test_redis_down_during_intake_then_processed_after_it_returns(pg_app, workers, redis_server):
+    client = pg_app.test_client()
+    conn = make_connection()
+    redis_server.stop()
+    try:
+        ids = [post(client, conn, f"r{i}") for i in range(3)]
+    finally:
+        redis_server.start()
+    assert {status_of(i) for i in ids} == {"received"}
+    workers.start(1, HUB_PERIODIC_INTERVALS="hub.webhooks.sweep_unqueued_deliveries=1", **FAST)
+    wait_for(lambda: {status_of(i) for i in ids} == {"done"}, 60, message="the sweeper and the worker")
+    assert get_redis().get("tiny:effects") == b"3"
+
+
+@pytest.mark.slow
+def test_several_workers_enqueue_each_periodic_slot_once(pg_app, workers):
+    workers.start(3, HUB_PERIODIC_INTERVALS=f"{TINY}.tick=1", **FAST)
+    r = get_redis()
+    ticks = wait_for(lambda: (lambda t: t if len(t) >= 4 else None)(r.lrange("tiny:ticks", 0, -1)), 60,
+                     message="four periodic ticks")
+    assert len(ticks) == len(set(ticks)), ticks  # one run per slot, whichever worker enqueued it

@@ -1,0 +1,181 @@
+import email
+import os
+import subprocess
+import sys
+from email import policy
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from hub import mail
+from hub.extensions import db
+from hub.jobs import get_queue
+from hub.mail import OutboundEmail, queue_email, send_email
+from tests.conftest import TEST_KEYS, sign_in
+from tests.services import free_port
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class Inbox:
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_server():
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    inbox.url = f"smtp://127.0.0.1:{controller.port}"
+    yield inbox
+    controller.stop()
+
+
+def _queue(key="welcome-1", organization_id=None, **extra):
+    return queue_email("ada@example.com", "Welcome", "Hello Ada", "<p>Hello <b>Ada</b></p>",
+                       idempotency_key=key, organization_id=organization_id, **extra)
+
+
+def test_queue_email_is_idempotent_and_bodies_are_encrypted(app):
+    first = _queue()
+    second = queue_email("other@example.com", "Other", "x", idempotency_key="welcome-1")
+    assert second.id == first.id and second.to == "ada@example.com"
+    assert db.session.scalar(db.select(db.func.count(OutboundEmail.id))) == 1
+    raw = db.session.execute(db.text("SELECT text_ciphertext FROM outbound_email")).scalar()
+    assert "Hello Ada" not in raw and first.text == "Hello Ada"
+    job = get_queue("mail").fetch_job(f"send_email-{first.id}")
+    assert job.func_name == "hub.mail.send_email" and job.args == [first.id]
+
+
+def test_without_smtp_the_email_stays_in_the_outbox(app, client, admin, make_user):
+    queued = _queue(organization_id=admin.organization_id)
+    _queue(key="other-org", organization_id=make_user(org="Other", email="o@other.example").organization_id)
+    assert send_email(queued.id) == "sent"
+    assert send_email(queued.id) == "skipped (sent)"
+    db.session.expire_all()
+    stored = db.session.get(OutboundEmail, queued.id)
+    assert (stored.status, stored.transport, stored.attempts) == ("sent", "outbox", 1)
+    sign_in(client, admin.email)
+    page = client.get("/dev/outbox").get_data(as_text=True)
+    assert "Hello Ada" in page and "&lt;p&gt;Hello &lt;b&gt;Ada&lt;/b&gt;&lt;/p&gt;" in page
+    assert "sent · outbox" in page and "o@other.example" not in page
+    app.config["PRODUCTION"] = True
+    assert client.get("/dev/outbox").status_code == 404
+
+
+def test_outbox_page_is_for_admins(app, make_user):
+    member = make_user(role="member", email="member@acme.example")
+    client = app.test_client()
+    sign_in(client, member.email)
+    assert client.get("/dev/outbox").status_code == 403
+
+
+def test_send_email_through_smtp(app, smtp_server):
+    app.config["SMTP_URL"] = smtp_server.url
+    queued = _queue()
+    assert send_email(queued.id) == "sent" and send_email(queued.id) == "skipped (sent)"
+    [message] = smtp_server.messages
+    assert message["To"] == "ada@example.com" and message["Subject"] == "Welcome"
+    assert message.get_body(("plain",)).get_content().strip() == "Hello Ada"
+    assert "<b>Ada</b>" in message.get_body(("html",)).get_content()
+    db.session.expire_all()
+    assert db.session.get(OutboundEmail, queued.id).transport == "smtp"
+
+
+def test_a_failed_send_is_visible_and_retried(app, admin, smtp_server):
+    app.config["SMTP_URL"] = f"smtp://127.0.0.1:{free_port()}?timeout=2"  # nothing listens
+    queued = _queue(organization_id=admin.organization_id)
+    with pytest.raises(OSError):
+        send_email(queued.id)
+    db.session.expire_all()
+    failed = db.session.get(OutboundEmail, queued.id)
+    assert failed.status == "failed" and "ConnectionRefusedError" in failed.last_error
+    assert [e.id for e in mail.delivery_problems(admin.organization_id)] == [queued.id]
+    app.config["SMTP_URL"] = smtp_server.url
+    assert send_email(queued.id) == "sent" and len(smtp_server.messages) == 1
+    db.session.expire_all()
+    sent = db.session.get(OutboundEmail, queued.id)
+    assert sent.attempts == 2 and sent.last_error is None
+    assert mail.delivery_problems(admin.organization_id) == []
+
+
+def test_a_live_lease_keeps_other_workers_out(app, smtp_server):
+    from datetime import timedelta
+
+    from hub.models import utcnow
+
+    app.config["SMTP_URL"] = smtp_server.url
+    queued = _queue()
+    queued.status, queued.lease_until = "sending", utcnow() + timedelta(minutes=1)
+    db.session.commit()
+    assert send_email(queued.id) == "skipped (sending)" and smtp_server.messages == []
+    queued.lease_until = utcnow() - timedelta(seconds=1)  # that worker died mid-send
+    db.session.commit()
+    assert send_email(queued.id) == "sent" and len(smtp_server.messages) == 1
+
+
+def test_sweeper_enqueues_emails_left_behind(app):
+    from datetime import timedelta
+
+    from hub.models import utcnow
+
+    queued = _queue()
+    get_queue("mail").empty()
+    queued.created_at = utcnow() - timedelta(minutes=10)
+    fresh = _queue(key="fresh")
+    db.session.commit()
+    get_queue("mail").empty()
+    assert mail.sweep_outbox() == 1
+    assert get_queue("mail").job_ids == [f"send_email-{queued.id}"]
+    assert fresh.id not in str(get_queue("mail").job_ids)
+
+
+def _run_worker(app, smtp_url):
+    env = dict(os.environ, PYTHONPATH=ROOT, DATABASE_URL=app.config["DATABASE_URL"],
+               REDIS_URL=app.config["REDIS_URL"], SMTP_URL=smtp_url,
+               SECRET_KEY=app.config["SECRET_KEY"], HUB_ENCRYPTION_KEYS=TEST_KEYS[0],
+               HUB_BASE_URL=app.config["HUB_BASE_URL"], LEVER_ENV="local",
+               LEVER_CLIENT_ID="wecp-hub-test", LEVER_CLIENT_SECRET="test-client-secret")
+    done = subprocess.run([sys.executable, "-m", "hub.cli", "worker", "--burst", "--queues", "mail"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+@pytest.mark.slow
+def test_send_email_job_twice_in_a_worker_sends_one_message(pg_app, smtp_server):
+    queued = _queue()
+    _run_worker(pg_app, smtp_server.url)
+    assert len(smtp_server.messages) == 1
+    mail._enqueue(queued.id)  # the same job again, as a retry or the sweeper would
+    _run_worker(pg_app, smtp_server.url)
+    assert len(smtp_server.messages) == 1
+    db.session.expire_all()
+    stored = db.session.get(OutboundEmail, queued.id)
+    assert (stored.status, stored.attempts, stored.transport) == ("sent", 1, "smtp")
+    assert smtp_server.messages[0]["Message-ID"] == f"<{stored.message_id_hash}@wecp.local>"
+
+
+def test_invitation_email_has_both_parts_and_escapes_the_name(app, admin, smtp_server):
+    from hub.assessments import services
+    from tests.hub.assessments.conftest import make_test
+
+    app.config["SMTP_URL"] = smtp_server.url
+    test = make_test(admin.organization_id)
+    invitation, _ = services.create_invitation(
+        test.id, name='<img src=x onerror="alert(1)">', email="cand@example.com",
+        source="wecp_lever", source_ref="opp", idempotency_key="inv-mail")
+    send_email(services.invitation_email(invitation.id).id)
+    [message] = smtp_server.messages
+    url = services.invitation_url(invitation.id)
+    html = message.get_body(("html",)).get_content()
+    text = message.get_body(("plain",)).get_content()
+    assert "<img" not in html and "&lt;img src=x" in html and url in html
+    assert url in text and "Python basics" in text and "WeCP" in message["Subject"]
+    assert invitation.expires_at.strftime("%d %b %Y, %H:%M UTC") in text
+    assert "20 minutes" in html
