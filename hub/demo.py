@@ -140,6 +140,19 @@ def demo_environment(port: int, sandbox_port: int, redis_url: str, queue_mode: s
     return env
 
 
+def gunicorn_argv(port: int, workers: int = 2, *extra: str) -> list[str]:
+    """The hub under gunicorn on 127.0.0.1:``port`` (the demo and the end-to-end tests)."""
+    import gunicorn.config
+
+    argv = [sys.executable, "-m", "gunicorn", "-w", str(workers), "--threads", "4",
+            "-b", f"127.0.0.1:{port}", *extra]
+    if any(s.name == "control_socket_disable" for s in gunicorn.config.KNOWN_SETTINGS):
+        # gunicorn ≥ 25 opens one control socket per user (~/.gunicorn): several hubs on one
+        # machine (a demo and a test run) would take it from each other.
+        argv.append("--no-control-socket")
+    return argv + ["wsgi:app"]
+
+
 def _hub(*args: str) -> list[str]:
     return [sys.executable, "-m", "hub.cli", *args]
 
@@ -195,8 +208,7 @@ def demo_command(port, sandbox_port, redis_port, workers, scripted, data_dir):
                                               "--client-id", SANDBOX_CLIENT_ID,
                                               "--client-secret", SANDBOX_CLIENT_SECRET,
                                               "--redirect-uri", callback), env)
-        web = stack.start("web", [sys.executable, "-m", "gunicorn", "-w", "2", "--threads", "4",
-                                  "-b", f"127.0.0.1:{port}", "wsgi:app"], env)
+        web = stack.start("web", gunicorn_argv(port), env)
         if queue_mode == "rq":
             for i in range(workers):
                 stack.start(f"worker-{i + 1}", _hub("worker"), env)

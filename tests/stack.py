@@ -154,6 +154,7 @@ class HubStack:
         return self
 
     def _start(self) -> None:
+        from hub.demo import gunicorn_argv
         from plugins.wecp_lever.sandbox.testing import start_sandbox
 
         if self.database_url is None:
@@ -172,10 +173,8 @@ class HubStack:
         self.register_client()
         self.app = self._make_app()
         self.run_hub("db", "upgrade")
-        self.procs["web"] = self._spawn("web", [
-            sys.executable, "-m", "gunicorn", "-w", str(self.web_workers), "--threads", "4",
-            "-b", f"127.0.0.1:{self.port}", "--graceful-timeout", "3", "--access-logfile", "-",
-            "wsgi:app"])
+        self.procs["web"] = self._spawn("web", gunicorn_argv(
+            self.port, self.web_workers, "--graceful-timeout", "3", "--access-logfile", "-"))
         for i in range(self.worker_count):
             self.start_worker(f"worker-{i + 1}")
         self.wait_healthy()

@@ -1,0 +1,53 @@
+"""The end-to-end stack itself: its parts talk to each other, and stopping it leaves nothing running."""
+from __future__ import annotations
+
+import requests
+
+from tests.stack import HubStack, group_alive
+from tests.workers import children_of
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_worker_sends_email_to_the_smtp_server(stack):
+    from hub.mail import queue_email
+
+    stack.query(lambda: queue_email("ada@example.com", "Hello from the stack", "Hi Ada",
+                                    idempotency_key="e2e-stack-mail"))
+    message = stack.smtp.wait_for(lambda m: m["Subject"] == "Hello from the stack")
+    assert message["To"] == "ada@example.com" and "Hi Ada" in message.get_body(("plain",)).get_content()
+    assert message["From"] == "WeCP <no-reply@wecp.test>"
+
+
+def test_reset_empties_the_database_sandbox_and_inbox(stack):
+    from hub.extensions import db
+    from hub.models import User
+
+    stack.create_user("someone@acme.example", "a long password")
+    stack.sandbox.admin.set_toggle("acme", False)
+    stack.reset()
+    assert stack.query(lambda: db.session.scalar(db.select(db.func.count(User.id)))) == 0
+    assert stack.sandbox.admin.state("acme")["webhook_toggles"]["candidateStageChange"] is True
+    assert stack.smtp.messages == []
+    assert requests.get(stack.hub_url + "/readyz", timeout=5).status_code == 200
+
+
+def test_stopping_a_stack_leaves_no_process(tmp_path, postgres_db, redis_server):
+    from tests.services import PostgresDatabase
+
+    database = PostgresDatabase(admin_url=postgres_db.admin_url)
+    stack = HubStack(tmp_path, database_url=database.url,
+                     redis_url=redis_server.url.rsplit("/", 1)[0] + "/2", workers=2)
+    try:
+        stack.start()
+        leaders = [proc.pid for proc in stack.procs.values()]
+        assert len(leaders) == 3
+        # gunicorn's two workers are in its group; so are the RQ workers' schedulers.
+        assert len(children_of(stack.procs["web"].pid)) == 2
+    finally:
+        stack.stop()
+        database.drop()
+    assert stack.orphans == []
+    assert [pgid for pgid in leaders if group_alive(pgid)] == []
