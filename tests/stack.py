@@ -306,6 +306,8 @@ class HubStack:
         self.check_alive()
         with self.app.app_context():
             tables = [t.name for t in db.metadata.sorted_tables]
+            # A process stuck in a transaction would make TRUNCATE wait forever: fail instead.
+            db.session.execute(db.text("SET LOCAL lock_timeout = '15s'"))
             db.session.execute(db.text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) +
                                        " RESTART IDENTITY CASCADE"))
             db.session.commit()

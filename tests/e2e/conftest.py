@@ -149,7 +149,7 @@ document.addEventListener('securitypolicyviolation', (e) => {
 
 
 @pytest.fixture
-def page(browser):
+def page(browser, request):
     """A fresh browser context and page; the test fails if the browser reported any problem."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(10_000)
@@ -160,5 +160,10 @@ def page(browser):
     context.on("page", problems.watch)
     page.problems = problems
     yield page
+    if problems and not page.is_closed():
+        where = ARTIFACTS / _slug(request.node.nodeid)
+        where.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(where / "problems.png"), full_page=True)
+        (where / "problems.html").write_text(page.content())
     context.close()
     assert not problems, "the browser reported problems:\n" + "\n".join(problems)
