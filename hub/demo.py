@@ -123,7 +123,8 @@ def _stop_on_sigterm(signum, frame):
     raise KeyboardInterrupt
 
 
-def demo_environment(port: int, sandbox_port: int, redis_url: str, queue_mode: str, run_dir: Path) -> dict:
+def demo_environment(port: int, sandbox_port: int, redis_url: str, queue_mode: str,
+                     run_dir: Path) -> dict:
     env = dict(os.environ)
     env.update({
         "HUB_ENV": "development",
@@ -167,7 +168,8 @@ def run_step(what: str, argv: list[str], env: dict, run_dir: Path) -> None:
                                 stdin=subprocess.DEVNULL)
     if result.returncode != 0:
         tail = log_path.read_bytes()[-2000:].decode(errors="replace")
-        raise click.ClickException(f"{what} failed (exit {result.returncode}); from {log_path}:\n{tail}")
+        raise click.ClickException(
+            f"{what} failed (exit {result.returncode}); from {log_path}:\n{tail}")
 
 
 def seed(env: dict, run_dir: Path) -> None:
@@ -191,7 +193,8 @@ def demo_command(port, sandbox_port, redis_port, workers, scripted, data_dir):
     run_dir.mkdir(parents=True, exist_ok=True)
     if port == sandbox_port:
         raise click.UsageError("--port and --sandbox-port must differ")
-    for p, what, option in ((port, "hub", "--port"), (sandbox_port, "Lever sandbox", "--sandbox-port")):
+    for p, what, option in ((port, "hub", "--port"),
+                            (sandbox_port, "Lever sandbox", "--sandbox-port")):
         if port_in_use(p):
             raise click.ClickException(
                 f"port {p} (for the {what}) is in use: stop what runs there or pick another "
@@ -255,7 +258,8 @@ def _redis(stack: Stack, port: int, run_dir: Path) -> tuple[str, str]:
             time.sleep(0.1)
         return url, "rq"
     click.secho("!" * 78 + "\n!! No Redis and no redis-server: jobs run INSIDE the web process.\n"
-                "!! Nothing survives a restart. Install redis-server for the real thing.\n" + "!" * 78,
+                "!! Nothing survives a restart. Install redis-server for the real thing.\n"
+                + "!" * 78,
                 fg="yellow", bold=True, err=True)
     return url, "inline"
 

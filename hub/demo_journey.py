@@ -43,7 +43,8 @@ def connect_lever(http: requests.Session, hub_url: str, sandbox_url: str,
                        allow_redirects=False, timeout=10)
     authorize_url = answer.headers.get("Location", "")
     if not authorize_url.startswith(sandbox_url):
-        raise StepFailed(f"Connect did not lead to the Lever sandbox ({authorize_url or answer.status_code})")
+        raise StepFailed("Connect did not lead to the Lever sandbox "
+                         f"({authorize_url or answer.status_code})")
     consent = http.get(authorize_url, timeout=10)
     if 'name="consent_id"' not in consent.text:  # not signed in to the sandbox yet
         http.post(f"{sandbox_url}/login", data={
@@ -55,7 +56,8 @@ def connect_lever(http: requests.Session, hub_url: str, sandbox_url: str,
         allow_redirects=False, timeout=10)
     callback = decision.headers.get("Location", "")
     if not callback.startswith(hub_url):
-        raise StepFailed(f"the sandbox did not send us back to the hub ({callback or decision.status_code})")
+        raise StepFailed("the sandbox did not send us back to the hub "
+                         f"({callback or decision.status_code})")
     back = http.get(callback, timeout=30)
     if "Lever is connected" not in back.text:
         flash = re.search(r'class="flash[^"]*"[^>]*>([^<]+)<', back.text)
@@ -82,7 +84,7 @@ def wait_for_status(http: requests.Session, hub_url: str, status: str = "Active"
 
 def run_journey(hub_url: str, sandbox_url: str, env: dict | None = None, *,
                 email: str = DEMO_ADMIN, password: str = DEMO_PASSWORD, echo=print) -> bool:
-    """Run every step, printing ✓/✗ and its time; stops at the first failure. True when all passed."""
+    """Run every step, printing ✓/✗ and its time; stop at the first failure. True if all passed."""
     http = requests.Session()
     steps = [
         ("sign in to WeCP", lambda: sign_in(http, hub_url, email, password)),

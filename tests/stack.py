@@ -1,4 +1,4 @@
-"""The real stack for end-to-end tests and benchmarks: gunicorn, RQ workers, the Lever sandbox, SMTP.
+"""The real stack for end-to-end tests and benchmarks: gunicorn, RQ workers, Lever sandbox, SMTP.
 
 Nothing here needs pytest::
 
@@ -60,7 +60,7 @@ def group_alive(pgid: int) -> bool:
 
 
 def stop_group(proc: subprocess.Popen, timeout: float = 8.0) -> bool:
-    """SIGTERM the process group of ``proc``, SIGKILL what is left; True when it ended on its own."""
+    """SIGTERM the process group of ``proc``, SIGKILL what is left; True if it ended by itself."""
     pgid = proc.pid
     if group_alive(pgid):
         try:
@@ -145,7 +145,7 @@ class HubStack:
         self.orphans: list[str] = []
 
     # --- start / stop ---------------------------------------------------------------------
-    def start(self) -> "HubStack":
+    def start(self) -> HubStack:
         try:
             self._start()
         except BaseException:

@@ -1,4 +1,4 @@
-"""The hub's pages hold a strict Content-Security-Policy: no inline script or style, nothing external."""
+"""The hub's pages hold a strict CSP: no inline script or style, no URL outside the hub."""
 from __future__ import annotations
 
 import re
@@ -76,7 +76,7 @@ def html_pages(stack, http: requests.Session, limit: int = 60) -> dict[str, requ
 @pytest.mark.browser
 @pytest.mark.slow
 def test_every_page_holds_a_strict_csp_in_chromium(page, stack, admin_account):
-    from tests.e2e.test_browser_connect import connect_lever, sign_in, wait_for_status
+    from tests.e2e.steps import connect_lever, sign_in, wait_for_status
 
     http = requests.Session()
     http_sign_in(http, stack.hub_url, *admin_account)
@@ -96,7 +96,8 @@ def test_every_page_holds_a_strict_csp_in_chromium(page, stack, admin_account):
     assert {"/", "/settings/integrations", "/tests"} <= set(checked), checked
     assert any(re.fullmatch(r"/tests/[^/]+", path) for path in checked), checked
     # The sandbox's pages too (it sends no CSP, but its templates follow the same rules).
-    for path in ("/", "/accounts/acme", "/accounts/acme/authorized-apps", "/accounts/acme/webhooks"):
+    for path in ("/", "/accounts/acme", "/accounts/acme/authorized-apps",
+                 "/accounts/acme/webhooks"):
         page.goto(stack.sandbox.url + path)
         assert problems_in(page.content(), (stack.sandbox.url,)) == [], path
 

@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 import requests
@@ -47,7 +46,8 @@ class Demo:
     def __init__(self, tmp_path, *args: str):
         self.port, self.sandbox_port, self.redis_port = free_port(), free_port(), free_port()
         env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("HUB_", "LEVER_", "SMTP_")) and k not in ("DATABASE_URL", "REDIS_URL")}
+               if not k.startswith(("HUB_", "LEVER_", "SMTP_"))
+               and k not in ("DATABASE_URL", "REDIS_URL")}
         env["PYTHONUNBUFFERED"] = "1"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hub.cli", "demo", "--port", str(self.port), "--sandbox-port",
@@ -151,7 +151,8 @@ def test_demo_seed_creates_the_admin_and_sample_test_once(runner):
     users = db.session.scalars(db.select(User)).all()
     assert [u.email for u in users] == [DEMO_ADMIN] and users[0].role == "admin"
     tests = db.session.scalars(db.select(AssessmentTest)).all()
-    assert [(t.title, t.organization_id) for t in tests] == [(SAMPLE_TITLE, users[0].organization_id)]
+    assert [(t.title, t.organization_id) for t in tests] == \
+        [(SAMPLE_TITLE, users[0].organization_id)]
     assert len(tests[0].questions) >= 3
 
 

@@ -1,12 +1,11 @@
-"""The end-to-end stack itself: its parts talk to each other, and stopping it leaves nothing running."""
+"""The end-to-end stack itself: its parts talk to each other, and stopping it leaves nothing."""
 from __future__ import annotations
 
+import pytest
 import requests
 
 from tests.stack import HubStack, group_alive
 from tests.workers import children_of
-
-import pytest
 
 pytestmark = pytest.mark.slow
 
@@ -17,7 +16,8 @@ def test_a_worker_sends_email_to_the_smtp_server(stack):
     stack.query(lambda: queue_email("ada@example.com", "Hello from the stack", "Hi Ada",
                                     idempotency_key="e2e-stack-mail"))
     message = stack.smtp.wait_for(lambda m: m["Subject"] == "Hello from the stack")
-    assert message["To"] == "ada@example.com" and "Hi Ada" in message.get_body(("plain",)).get_content()
+    assert message["To"] == "ada@example.com"
+    assert "Hi Ada" in message.get_body(("plain",)).get_content()
     assert message["From"] == "WeCP <no-reply@wecp.test>"
 
 
