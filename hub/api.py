@@ -9,25 +9,33 @@ from .auth import login_required
 from .extensions import csrf
 from .settings import card_json, integration_cards
 
-bp = Blueprint("api", __name__, url_prefix="/api/v1")
-# Bearer-token calls carry no ambient credential; cookie calls are checked in ``check_csrf``.
-csrf.exempt(bp)
 
-
-@bp.before_request
 def check_csrf():
+    """Cookie calls that change state must carry the CSRF token; bearer calls carry no cookie."""
     if request.method not in ("GET", "HEAD", "OPTIONS") and not g.get("api_token"):
         csrf.protect()
 
 
-@bp.errorhandler(ValidationError)
 def validation_error(exc: ValidationError):
     return jsonify({"error": "invalid input", "fields": exc.messages}), 422
 
 
-@bp.errorhandler(HTTPException)
 def http_error(exc: HTTPException):
     return jsonify({"error": exc.description or exc.name}), exc.code
+
+
+def api_blueprint(name: str, import_name: str) -> Blueprint:
+    """A blueprint under ``/api/v1`` with the API's rules: auth by bearer token or session
+    cookie plus CSRF, and JSON errors. Hub modules and plugins make their API parts with it."""
+    api = Blueprint(name, import_name, url_prefix="/api/v1")
+    csrf.exempt(api)
+    api.before_request(check_csrf)
+    api.register_error_handler(ValidationError, validation_error)
+    api.register_error_handler(HTTPException, http_error)
+    return api
+
+
+bp = api_blueprint("api", __name__)
 
 
 @bp.route("/me")

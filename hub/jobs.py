@@ -16,7 +16,9 @@ from redis.exceptions import RedisError
 from rq import Queue, Retry, Worker, get_current_job
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
+from sqlalchemy import event as sa_event
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from .extensions import db, get_redis
 from .plugin import ConnectionUnusable, PeriodicJob
@@ -42,7 +44,7 @@ CONFIG = {
     # Inbox rows still `received` after this many seconds are enqueued by the sweeper.
     "HUB_SWEEP_AFTER_SECONDS": 10,
     # Modules whose `HUB_PERIODIC_JOBS` list the scheduler runs (missing modules are ignored).
-    "HUB_PERIODIC_JOB_MODULES": "hub.webhooks,hub.connections",
+    "HUB_PERIODIC_JOB_MODULES": "hub.webhooks,hub.connections,hub.assessments.services,hub.mail",
     # Interval overrides, "dotted.func=seconds,…" (demos and tests run the sweeper faster).
     "HUB_PERIODIC_INTERVALS": "",
     # Seconds between the retries of a failing job (before jitter).
@@ -96,6 +98,34 @@ def enqueue(func: str, *args, queue: str = "default", job_id: str | None = None,
             return existing
     return q.enqueue(func, *args, job_id=job_id, retry=retry or None,
                      failure_ttl=options.pop("failure_ttl", 7 * 24 * 3600), **options)
+
+
+def enqueue_after_commit(func: str, *args, **options) -> None:
+    """Enqueue once the current database transaction commits, so the job sees what it wrote.
+
+    Dropped if the transaction rolls back. Used where a job must never run ahead of its data.
+    In the inline queue mode the job runs at once, inside the caller's transaction.
+    """
+    if current_app.config.get("HUB_QUEUE_MODE") == "inline":
+        enqueue(func, *args, **options)
+        return
+    db.session().info.setdefault("hub.after_commit", []).append((func, args, options))
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _enqueue_pending(session) -> None:
+    for func, args, options in session.info.pop("hub.after_commit", []):
+        try:
+            enqueue(func, *args, **options)
+        except RedisError:
+            # The data is committed; the job's own sweeper or the next run picks it up.
+            log.error("hub.jobs.enqueue_after_commit_failed func=%s", func)
+
+
+@sa_event.listens_for(Session, "after_soft_rollback")
+def _drop_pending(session, previous_transaction) -> None:
+    if not previous_transaction.nested:
+        session.info.pop("hub.after_commit", None)
 
 
 def safe_job_id(*parts) -> str:

@@ -178,6 +178,11 @@ class Plugin:
     periodic_jobs: tuple[PeriodicJob, ...] = ()
     #: Dotted path ``module:attribute`` of a blueprint mounted at ``/integrations/<key>``.
     blueprint: str | None = None
+    #: Dotted path of a blueprint made with ``hub.api.api_blueprint`` (mounted under
+    #: ``/api/v1``; its routes should start with the plugin's resources or key).
+    api_blueprint: str | None = None
+    #: Templates included on each WeCP test page (rendered with ``test``), e.g. a link panel.
+    test_page_panels: tuple[str, ...] = ()
     #: Per-organization settings with defaults.
     settings: tuple[Setting, ...] = ()
     #: Config keys the plugin reads, with defaults; filled from the environment at load.

@@ -73,6 +73,9 @@ def _load_one(app, path: str) -> Plugin:
     if plugin.blueprint:
         bp = import_string(plugin.blueprint)
         app.register_blueprint(bp, url_prefix=f"/integrations/{plugin.key}")
+    if plugin.api_blueprint:
+        app.register_blueprint(import_string(plugin.api_blueprint))
+    app.extensions.setdefault("hub.test_page_panels", []).extend(plugin.test_page_panels)
     plugin.init_app(app)
     return plugin
 

@@ -1,9 +1,9 @@
 """Settings > Integrations: one card per registered plugin with its connection status."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, g, make_response, render_template
+from flask import Blueprint, current_app, g, make_response, render_template, url_for
 
-from .auth import login_required, scoped
+from .auth import login_required
 from .extensions import db
 from .models import Connection
 from .registry import all_plugins
@@ -20,8 +20,10 @@ def integration_cards(org_id: int) -> list[dict]:
         provider = plugin.providers[0] if plugin.providers else None
         conn = connections.get((plugin.key, provider.name)) if provider else None
         status = conn.status if conn else Connection.NOT_CONNECTED
+        index = f"{plugin.key}.index"
+        page = url_for(index) if index in current_app.view_functions else None
         cards.append({"plugin": plugin, "provider": provider, "connection": conn,
-                      "status": status})
+                      "status": status, "page": page})
     return cards
 
 
@@ -41,6 +43,36 @@ def card_json(card: dict) -> dict:
         "last_refresh_error": conn.last_refresh_error if connected else None,
         "hints": list(card["plugin"].connected_hints) if connected else [],
     }
+
+
+def get_setting(org_id: int, plugin_key: str, key: str):
+    """An organization's value of a plugin setting, else the plugin's default."""
+    from .models import IntegrationSetting
+    from .registry import get_plugin
+
+    setting = next(s for s in get_plugin(plugin_key).settings if s.key == key)
+    row = db.session.scalar(db.select(IntegrationSetting).filter_by(
+        organization_id=org_id, plugin_key=plugin_key, key=key))
+    if row is None:
+        return setting.default
+    return row.secret_value if setting.secret else row.value
+
+
+def set_setting(org_id: int, plugin_key: str, key: str, value) -> None:
+    """Store an organization's value of a plugin setting (secret ones encrypted)."""
+    from .models import IntegrationSetting
+    from .registry import get_plugin
+
+    setting = next(s for s in get_plugin(plugin_key).settings if s.key == key)
+    row = db.session.scalar(db.select(IntegrationSetting).filter_by(
+        organization_id=org_id, plugin_key=plugin_key, key=key))
+    if row is None:
+        row = IntegrationSetting(organization_id=org_id, plugin_key=plugin_key, key=key)
+        db.session.add(row)
+    if setting.secret:
+        row.value, row.secret_value = None, value
+    else:
+        row.value = value
 
 
 @bp.route("/")

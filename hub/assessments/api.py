@@ -1,22 +1,18 @@
 """JSON API for tests: list, read and create, under /api/v1 with the hub API's auth and CSRF rules."""
 from __future__ import annotations
 
-from flask import Blueprint, g, jsonify, request, url_for
+from flask import g, jsonify, request, url_for
 from marshmallow import ValidationError
 
 from .. import api as hub_api
 from ..auth import get_scoped_or_404, login_required, scoped
-from ..extensions import csrf, db
+from ..extensions import db
 from ..models import audit
 from .models import AssessmentTest
 from .schemas import AssessmentTestSchema, AssessmentTestSummarySchema
 from .services import save_test
 
-bp = Blueprint("assessments_api", __name__, url_prefix="/api/v1")
-# Same rule as the hub API: bearer calls are exempt, cookie calls must carry the CSRF token.
-csrf.exempt(bp)
-bp.before_request(hub_api.check_csrf)
-bp.register_error_handler(ValidationError, hub_api.validation_error)
+bp = hub_api.api_blueprint("assessments_api", __name__)
 
 
 @bp.route("/tests")

@@ -121,7 +121,15 @@ def invitation_email(invitation_id: str):
     return email_by_key(f"invitation:{invitation_id}")
 
 
-def _queue_invitation_email(invitation: Invitation) -> None:
+def resend_invitation(invitation_id: str) -> None:
+    """Email a live invitation again (same link); every call sends one more email."""
+    invitation = db.session.get(Invitation, invitation_id)
+    if invitation is None or invitation.status not in (INVITED, STARTED) or invitation.is_expired():
+        raise ValueError("Only an open invitation (not completed or expired) can be sent again.")
+    _queue_invitation_email(invitation, key_suffix=f":resend:{utcnow().isoformat()}")
+
+
+def _queue_invitation_email(invitation: Invitation, key_suffix: str = "") -> None:
     test = invitation.test
     context = {"invitation": invitation, "test": test, "url": invitation_url(invitation.id),
                "company": current_app.config["HUB_COMPANY_NAME"]}
@@ -129,7 +137,7 @@ def _queue_invitation_email(invitation: Invitation) -> None:
                 f"{context['company']}: your assessment “{test.title}”",
                 render_template("hub/mail/invitation.txt", **context),
                 render_template("hub/mail/invitation.html", **context),
-                idempotency_key=f"invitation:{invitation.id}",
+                idempotency_key=f"invitation:{invitation.id}{key_suffix}",
                 organization_id=invitation.organization_id)
 
 

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
 
-from hub.plugin import OAuth2Provider, Plugin, Setting
+from hub.plugin import OAuth2Provider, PeriodicJob, Plugin, Setting
 
 from .webhooks import LeverWebhookSource
 
@@ -41,6 +42,7 @@ LEVER_SCOPES = (
 class WecpLeverPlugin(Plugin):
     key = "wecp_lever"
     title = "Lever"
+    logo = "logo.svg"
     description = ("Invite Lever candidates to a WeCP test when they reach a stage, and save "
                    "their score as a note on the Lever profile.")
     providers = (
@@ -83,7 +85,21 @@ class WecpLeverPlugin(Plugin):
     )
     #: Creates the candidateStageChange webhook and stores its signature token.
     on_connect_job = "plugins.wecp_lever.jobs.register_webhook"
-    jobs = ("plugins.wecp_lever.jobs.register_webhook",)
+    jobs = (
+        "plugins.wecp_lever.jobs.register_webhook",
+        "plugins.wecp_lever.flow.post_note",
+        "plugins.wecp_lever.flow.tag_opportunity",
+        "plugins.wecp_lever.flow.advance_candidate",
+        "plugins.wecp_lever.flow.resume_notes",
+    )
+    periodic_jobs = (
+        # Webhooks get lost (the hub down longer than Lever retries): read back what moved.
+        PeriodicJob("plugins.wecp_lever.flow.reconcile_postings", timedelta(minutes=5),
+                    queue="sync", per_connection=True),
+    )
+    blueprint = "plugins.wecp_lever.views:bp"
+    api_blueprint = "plugins.wecp_lever.api:bp"
+    test_page_panels = ("wecp_lever/_test_panel.html",)
 
     def check_connection(self, connection) -> None:
         """Prove the tokens work by listing Lever's users, and learn who to write as.
@@ -127,9 +143,17 @@ class WecpLeverPlugin(Plugin):
         return None
 
     def init_app(self, app) -> None:
+        from hub.assessments.signals import invitation_completed
+        from hub.signals import connection_restored
+
+        from .flow import on_invitation_completed, on_connection_restored
         from .sandbox.cli import lever_sandbox_command
 
         app.cli.add_command(lever_sandbox_command)
+        app.jinja_env.globals["wecp_lever_links"] = _links_of_test
+        app.extensions["hub.nav"].append(("wecp_lever.index", "Lever activity"))
+        invitation_completed.connect(on_invitation_completed)
+        connection_restored.connect(on_connection_restored)
 
     def configure(self, config) -> None:
         env = config["LEVER_ENV"]
@@ -147,3 +171,9 @@ class WecpLeverPlugin(Plugin):
         for key, value in preset.items():
             if not config.get(key):
                 config[key] = value
+
+
+def _links_of_test(test):
+    from .links import links_of_test
+
+    return links_of_test(test.organization_id, test.id)

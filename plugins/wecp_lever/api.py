@@ -1,0 +1,60 @@
+"""JSON API of the Lever integration: posting links of a test, and the account's postings and stages."""
+from __future__ import annotations
+
+from flask import abort, g, jsonify, request
+from marshmallow import ValidationError
+
+from hub.api import api_blueprint
+from hub.assessments.models import AssessmentTest
+from hub.auth import get_scoped_or_404, login_required
+
+from . import links
+from .schemas import LinkSchema, PostingLinkSchema
+
+bp = api_blueprint("wecp_lever_api", __name__)
+
+
+@bp.errorhandler(links.LinkError)
+def link_error(exc: links.LinkError):
+    return jsonify({"error": str(exc)}), exc.status
+
+
+@bp.route("/tests/<int:test_id>/lever-links")
+@login_required
+def list_links(test_id):
+    get_scoped_or_404(AssessmentTest, test_id)
+    rows = links.links_of_test(g.user.organization_id, test_id)
+    return jsonify({"data": PostingLinkSchema(many=True).dump(rows)})
+
+
+@bp.route("/tests/<int:test_id>/lever-links", methods=["POST"])
+@login_required
+def create_link(test_id):
+    get_scoped_or_404(AssessmentTest, test_id)
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ValidationError({"_schema": ["Send a JSON object (Content-Type: application/json)."]})
+    data = LinkSchema().load(body)
+    link = links.create_link(g.user.organization_id, g.user.id, test_id, data["posting_id"], data["stage_id"])
+    return jsonify({"data": PostingLinkSchema().dump(link)}), 201
+
+
+@bp.route("/tests/<int:test_id>/lever-links/<int:link_id>", methods=["DELETE"])
+@login_required
+def delete_link(test_id, link_id):
+    get_scoped_or_404(AssessmentTest, test_id)
+    if not links.delete_link(g.user.organization_id, g.user.id, link_id):
+        abort(404)
+    return "", 204
+
+
+@bp.route("/integrations/wecp_lever/postings")
+@login_required
+def postings():
+    return jsonify({"data": links.postings(g.user.organization_id, request.args.get("q", ""))})
+
+
+@bp.route("/integrations/wecp_lever/stages")
+@login_required
+def stages():
+    return jsonify({"data": links.stages(g.user.organization_id)})

@@ -1,0 +1,128 @@
+"""The wecp_lever_* tables: posting links, stage changes acted on, candidates, notes, activity."""
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from hub.extensions import db
+from hub.assessments.models import AssessmentTest
+from hub.models import User, utcnow
+
+
+class PostingLink(db.Model):
+    """A WeCP test linked to one Lever posting and one of Lever's (account-wide) stages."""
+
+    __tablename__ = "wecp_lever_posting_link"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(sa.ForeignKey("organization.id"), index=True)
+    test_id: Mapped[int] = mapped_column(sa.ForeignKey("assessment_test.id", ondelete="CASCADE"))
+    posting_id: Mapped[str] = mapped_column(sa.String(64))
+    posting_text: Mapped[str] = mapped_column(sa.String(300), default="")
+    stage_id: Mapped[str] = mapped_column(sa.String(64))
+    stage_text: Mapped[str] = mapped_column(sa.String(200), default="")
+    linked_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("user_account.id"))
+    linked_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    linked_by: Mapped[User | None] = relationship()
+    test: Mapped["AssessmentTest"] = relationship()
+
+    # One test never links to two stages of the same posting.
+    __table_args__ = (sa.UniqueConstraint("test_id", "posting_id"),
+                      sa.Index("ix_wecp_lever_posting_link_lookup", "organization_id", "stage_id", "posting_id"))
+
+    @property
+    def linked_at_ms(self) -> int:
+        from calendar import timegm
+
+        return timegm(self.linked_at.timetuple()) * 1000 + self.linked_at.microsecond // 1000
+
+
+class StageChange(db.Model):
+    """One Lever move of one opportunity into a linked stage, claimed once per linked test.
+
+    Webhooks and reconciliation compute the same key (connection, opportunity, stage, the time
+    Lever recorded the move, test), so a move seen twice invites once, and a candidate who
+    stays in the stage is not invited again when the first invitation expires.
+    """
+
+    __tablename__ = "wecp_lever_stage_change"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(sa.ForeignKey("organization.id"), index=True)
+    key: Mapped[str] = mapped_column(sa.String(300), unique=True)
+    opportunity_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    stage_id: Mapped[str] = mapped_column(sa.String(64))
+    test_id: Mapped[int] = mapped_column(sa.ForeignKey("assessment_test.id", ondelete="CASCADE"))
+    via: Mapped[str] = mapped_column(sa.String(20))  # "webhook" or "reconcile"
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Note(db.Model):
+    """A note the hub writes on a Lever opportunity, exactly once per key.
+
+    Keys: ``result:<result id>`` for a score, ``no-email:<opportunity>:<test id>`` when a
+    candidate could not be invited.
+    """
+
+    __tablename__ = "wecp_lever_note"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(sa.ForeignKey("organization.id"), index=True)
+    connection_id: Mapped[str] = mapped_column(sa.ForeignKey("connection.id"))
+    key: Mapped[str] = mapped_column(sa.String(300), unique=True)
+    result_id: Mapped[str | None] = mapped_column(sa.ForeignKey("result.id", ondelete="CASCADE"))
+    opportunity_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    #: pending → posting → posted | failed; ``paused`` while the connection is unusable.
+    status: Mapped[str] = mapped_column(sa.String(20), default="pending")
+    perform_as: Mapped[str | None] = mapped_column(sa.String(64))
+    #: Who ``perform_as`` is: owner, hiring_manager, creator or fallback.
+    perform_as_role: Mapped[str | None] = mapped_column(sa.String(20))
+    lever_note_id: Mapped[str | None] = mapped_column(sa.String(64))
+    attempts: Mapped[int] = mapped_column(default=0)
+    attempted_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    posted_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReconcileCursor(db.Model):
+    """How far reconciliation has read one connection's linked stages (epoch ms)."""
+
+    __tablename__ = "wecp_lever_reconcile_cursor"
+
+    connection_id: Mapped[str] = mapped_column(sa.ForeignKey("connection.id", ondelete="CASCADE"),
+                                               primary_key=True)
+    updated_at_ms: Mapped[int] = mapped_column(sa.BigInteger)
+    ran_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Activity(db.Model):
+    """One line of the plugin's activity log, per candidate: what happened and why."""
+
+    __tablename__ = "wecp_lever_activity"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+    organization_id: Mapped[int] = mapped_column(sa.ForeignKey("organization.id"), index=True)
+    opportunity_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    candidate_name: Mapped[str | None] = mapped_column(sa.String(300))
+    #: webhook, invitation, email, completion, note, tag, setup
+    kind: Mapped[str] = mapped_column(sa.String(20))
+    #: ok, skipped, failed, paused
+    status: Mapped[str] = mapped_column(sa.String(20))
+    message: Mapped[str] = mapped_column(sa.Text, default="")
+    delivery_id: Mapped[int | None] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"))
+    invitation_id: Mapped[str | None] = mapped_column(sa.String(36))
+    result_id: Mapped[str | None] = mapped_column(sa.String(36))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+def record(kind: str, status: str, message: str, *, organization_id: int, opportunity_id=None,
+           candidate_name=None, **refs) -> Activity:
+    """Add an activity line to the session (committed with the caller's transaction)."""
+    row = Activity(kind=kind, status=status, message=message, organization_id=organization_id,
+                   opportunity_id=opportunity_id, candidate_name=candidate_name, **refs)
+    db.session.add(row)
+    return row

@@ -1,0 +1,139 @@
+"""Pages of the Lever integration: link a test to a posting, the activity log, its settings."""
+from __future__ import annotations
+
+from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+
+from hub.assessments.models import AssessmentTest, Invitation
+from hub.auth import admin_required, get_scoped_or_404, login_required
+from hub.extensions import db
+from hub.assessments.services import invitation_email
+from hub.jobs import enqueue, safe_job_id
+from hub.mail import OutboundEmail, delivery_problems
+from hub.models import audit
+from hub.registry import get_plugin
+from hub.settings import get_setting, set_setting
+
+from . import links
+from .lever import LeverError
+from .models import Activity, Note
+
+bp = Blueprint("wecp_lever", __name__, template_folder="templates", static_folder="static")
+
+
+@bp.route("/")
+@login_required
+def index():
+    org_id = g.user.organization_id
+    rows = db.session.scalars(db.select(Activity).filter_by(organization_id=org_id)
+                              .order_by(Activity.id.desc()).limit(200)).all()
+    notes = db.session.scalars(db.select(Note).filter(
+        Note.organization_id == org_id, Note.status.in_(("failed", "paused", "posting", "pending")))
+        .order_by(Note.id.desc()).limit(50)).all()
+    plugin = get_plugin("wecp_lever")
+    values = {s.key: get_setting(org_id, "wecp_lever", s.key) for s in plugin.settings}
+    # Every invitation line shows how its email fared, so a failed send is never silent.
+    emails = {row.invitation_id: invitation_email(row.invitation_id) for row in rows
+              if row.kind == "invitation" and row.invitation_id}
+    return render_template("wecp_lever/index.html", activity=rows, open_notes=notes,
+                           settings=plugin.settings, values=values, emails=emails,
+                           failed_emails=delivery_problems(org_id))
+
+
+@bp.route("/emails/<email_id>/retry", methods=["POST"])
+@login_required
+def retry_email(email_id):
+    email = get_scoped_or_404(OutboundEmail, email_id)
+    if email.status == "failed":
+        enqueue("hub.mail.send_email", email.id, queue="mail", job_id=safe_job_id("send_email", email.id))
+        flash(f"Sending the email to {email.to} again.", "success")
+    return redirect(url_for(".index"))
+
+
+@bp.route("/tests/<int:test_id>/link", methods=["GET", "POST"])
+@login_required
+def link(test_id):
+    """“Link job posting from Lever”: pick a posting (searchable, closed hidden) and a stage."""
+    test = get_scoped_or_404(AssessmentTest, test_id)
+    org_id = g.user.organization_id
+    query = request.values.get("q", "").strip()
+    error = None
+    if request.method == "POST":
+        try:
+            created = links.create_link(org_id, g.user.id, test.id, request.form.get("posting_id", ""),
+                                        request.form.get("stage_id", ""))
+        except links.LinkError as exc:
+            error = str(exc)
+        except LeverError:
+            error = "Lever could not be reached. Try again in a moment."
+        else:
+            flash(f"Linked to “{created.posting_text}” at stage “{created.stage_text}”. Candidates "
+                  f"who apply from now on and reach that stage get this test.", "success")
+            return redirect(url_for("assessments.test", test_id=test.id))
+    try:
+        postings, stages = links.postings(org_id, query), links.stages(org_id)
+    except links.NotConnected as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("settings.index"))
+    except LeverError:
+        postings, stages = [], []
+        error = error or "Lever could not be reached. Try again in a moment."
+    linked = {l.posting_id: l for l in links.links_of_test(org_id, test.id)}
+    return render_template("wecp_lever/link.html", test=test, postings=postings, stages=stages,
+                           query=query, error=error, linked=linked,
+                           chosen=request.form.get("posting_id"), chosen_stage=request.form.get("stage_id")), \
+        (409 if error and "already linked" in error else 400 if error else 200)
+
+
+@bp.route("/links/<int:link_id>/unlink", methods=["POST"])
+@login_required
+def unlink(link_id):
+    from .models import PostingLink
+
+    link_row = get_scoped_or_404(PostingLink, link_id)
+    test_id = link_row.test_id
+    links.delete_link(g.user.organization_id, g.user.id, link_id)
+    flash("Unlinked. Candidates reaching that stage no longer get this test.", "success")
+    return redirect(url_for("assessments.test", test_id=test_id))
+
+
+@bp.route("/invitations/<invitation_id>/resend", methods=["POST"])
+@login_required
+def resend(invitation_id):
+    """Send the invitation email again (a new email, the same link)."""
+    from hub.assessments.services import resend_invitation
+
+    invitation = get_scoped_or_404(Invitation, invitation_id)
+    try:
+        resend_invitation(invitation.id)
+    except ValueError as exc:
+        flash(str(exc), "error")
+    else:
+        flash(f"The invitation to {invitation.candidate_email} is being sent again.", "success")
+    return redirect(url_for(".index"))
+
+
+@bp.route("/notes/<int:note_id>/retry", methods=["POST"])
+@login_required
+def retry_note(note_id):
+    note = get_scoped_or_404(Note, note_id)
+    if note.status != "posted":
+        enqueue("plugins.wecp_lever.flow.post_note", note.key, job_id=safe_job_id("wecp_lever-note", note.key))
+        flash("The note is being posted again.", "success")
+    return redirect(url_for(".index"))
+
+
+@bp.route("/settings", methods=["POST"])
+@admin_required
+def save_settings():
+    org_id = g.user.organization_id
+    plugin = get_plugin("wecp_lever")
+    for setting in plugin.settings:
+        if setting.type is bool:
+            value = request.form.get(setting.key) == "on"
+        else:
+            value = request.form.get(setting.key, "").strip()[:200]
+        set_setting(org_id, "wecp_lever", setting.key, value)
+    audit("wecp_lever.settings_changed", organization_id=org_id, user_id=g.user.id)
+    db.session.commit()
+    flash("Settings saved.", "success")
+    return redirect(url_for(".index"))

@@ -1,0 +1,90 @@
+"""The plugin contract, checked against every plugin the hub ships and the tiny test plugin."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from hub import create_app
+from hub.extensions import db
+from hub.models import Connection, utcnow
+from hub.registry import all_plugins, import_string
+from tests.conftest import base_config, sign_in
+
+PLUGINS = ["plugins.wecp_lever", "tests.plugins.tiny_example"]
+
+
+@pytest.fixture
+def app_config():
+    return {"HUB_PLUGINS": PLUGINS}
+
+
+def plugin_params():
+    return [pytest.param(path, id=path.rsplit(".", 1)[1]) for path in PLUGINS]
+
+
+@pytest.mark.parametrize("path", plugin_params())
+def test_key_is_the_folder_url_segment_blueprint_and_logger(app, path):
+    module = import_string(path)
+    plugin = module.plugin
+    assert plugin.key == os.path.basename(os.path.dirname(module.__file__))
+    assert plugin.key in all_plugins()
+    if plugin.blueprint:
+        bp = import_string(plugin.blueprint)
+        assert bp.name == plugin.key
+        rules = [r.rule for r in app.url_map.iter_rules() if r.endpoint.startswith(plugin.key + ".")]
+        assert rules and all(r.startswith(f"/integrations/{plugin.key}/") for r in rules)
+        if bp.template_folder:
+            folder = os.path.join(bp.root_path, bp.template_folder)
+            assert os.listdir(folder) == [plugin.key], "templates live in templates/<key>/"
+
+
+@pytest.mark.parametrize("path", plugin_params())
+def test_tables_are_prefixed_with_the_key(app, path):
+    plugin = import_string(path).plugin
+    for mapper in db.Model.registry.mappers:
+        if mapper.class_.__module__.startswith(path + "."):
+            assert mapper.local_table.name.startswith(plugin.key + "_"), mapper.local_table.name
+
+
+@pytest.mark.parametrize("path", plugin_params())
+def test_blueprint_builds_twice(redis_server, sqlite_url, path):
+    plugin = import_string(path).plugin
+    apps = [create_app(base_config(sqlite_url, redis_server.url, HUB_PLUGINS=PLUGINS)) for _ in range(2)]
+    for one in apps:
+        assert plugin.key in all_plugins(one)
+        if plugin.blueprint:
+            assert plugin.key in one.blueprints
+
+
+@pytest.mark.parametrize("path", plugin_params())
+def test_every_job_and_handler_is_importable_by_a_worker(app, path):
+    plugin = import_string(path).plugin
+    paths = list(plugin.jobs) + [j.func for j in plugin.periodic_jobs] + \
+        [s.handler for s in plugin.webhook_sources]
+    for job in paths:
+        assert callable(import_string(job)), job
+        assert import_string(job).__module__.startswith(path), f"{job} lives outside the plugin"
+
+
+@pytest.mark.parametrize("path", plugin_params())
+def test_secrets_are_never_rendered(app, make_user, path):
+    """The plugin's pages, the Integrations page and the API never show a connection's secrets."""
+    plugin = import_string(path).plugin
+    admin = make_user(role="admin")
+    conn = Connection(organization_id=admin.organization_id, plugin_key=plugin.key,
+                      provider=plugin.providers[0].name if plugin.providers else "tiny",
+                      connected_at=utcnow(), setup_completed_at=utcnow())
+    conn.credentials = '{"access_token": "at-SECRET-1", "refresh_token": "rt-SECRET-2"}'
+    conn.webhook_secret = "whsec-SECRET-3"
+    db.session.add(conn)
+    db.session.commit()
+    client = app.test_client()
+    sign_in(client, admin.email)
+    pages = ["/settings/integrations", "/api/v1/integrations"]
+    pages += [r.rule for r in app.url_map.iter_rules()
+              if r.endpoint.startswith(plugin.key + ".") and "GET" in r.methods and not r.arguments]
+    for page in pages:
+        body = client.get(page).get_data(as_text=True)
+        for secret in ("at-SECRET-1", "rt-SECRET-2", "whsec-SECRET-3"):
+            assert secret not in body, f"{secret} rendered on {page}"

@@ -1,0 +1,322 @@
+"""The WeCP–Lever flow against the sandbox: link, stage change → invitation, completion → note."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from hub.assessments.models import Invitation
+from hub.assessments.services import complete_invitation, report_url, start_invitation
+from hub.extensions import db
+from hub.mail import OutboundEmail
+from hub.models import WebhookDelivery
+from plugins.wecp_lever.flow import post_note, reconcile_postings
+from plugins.wecp_lever.models import Note
+from tests.conftest import csrf_token
+from tests.plugins.wecp_lever.conftest import (ACCOUNT, ASSESSMENT, BACKEND, CLOSED, FRONTEND, HANK,
+                                               NEW, OLIVIA, SCREEN, make_test)
+from tests.plugins.wecp_lever.signing import sign_lever_delivery
+
+
+@pytest.fixture
+def app_config(sandbox):
+    # Jobs run inline here; tests/e2e runs the same flow with real workers and SMTP.
+    return {"LEVER_SANDBOX_URL": sandbox.url, "HUB_QUEUE_MODE": "inline", "LEVER_MAX_RETRIES": 0}
+
+
+def link(client, test, posting=BACKEND, stage=ASSESSMENT):
+    token = csrf_token(client, f"/tests/{test.id}")
+    return client.post(f"/api/v1/tests/{test.id}/lever-links", json={"posting_id": posting, "stage_id": stage},
+                       headers={"X-CSRFToken": token})
+
+
+def deliver(client, conn, opportunity_id, to_stage, from_stage=NEW, token=None):
+    """What Lever sends after a move (the sandbox cannot reach the test client, so we sign it)."""
+    body = sign_lever_delivery(conn.webhook_secret, {
+        "event": "candidateStageChange",
+        "data": {"opportunityId": opportunity_id, "candidateId": opportunity_id,
+                 "fromStageId": from_stage, "toStageId": to_stage}}, token=token)
+    return client.post(f"/webhooks/wecp_lever/{conn.endpoint_id}", data=json.dumps(body),
+                       content_type="application/json")
+
+
+def new_candidate(sandbox, posting=BACKEND, email="ada@example.com", name="Ada Lovelace"):
+    candidate = {"name": name, "emails": [email] if email else []}
+    return sandbox.admin.add_candidates(ACCOUNT, posting, NEW, candidates=[candidate])[0]
+
+
+def move(sandbox, client, conn, opp, stage=ASSESSMENT):
+    sandbox.admin.move(ACCOUNT, [opp], stage)
+    return deliver(client, conn, opp, stage)
+
+
+def invitations():
+    db.session.expire_all()
+    return db.session.scalars(db.select(Invitation)).all()
+
+
+def lever_writes(sandbox, since=0):
+    return [r for r in sandbox.admin.requests_log(since) if r["method"] != "GET" and r["path"].startswith("/v1/opportunities")]
+
+
+def test_link_rules_one_stage_per_posting_many_postings_per_test(connected, sandbox):
+    client, conn = connected
+    test = make_test(conn.organization_id)
+    created = link(client, test)
+    assert created.status_code == 201, created.json
+    assert created.json["data"]["posting_text"] == "Backend Engineer"
+    assert created.json["data"]["stage_text"] == "Assessment"
+    second_stage = link(client, test, stage=SCREEN)
+    assert second_stage.status_code == 409 and "only one stage" in second_stage.json["error"]
+    assert link(client, test, posting=FRONTEND).status_code == 201
+    other = make_test(conn.organization_id, "Another test")
+    assert link(client, other).status_code == 201  # two tests may share a posting and stage
+    assert link(client, test, posting=CLOSED).status_code == 400
+    listed = client.get(f"/api/v1/tests/{test.id}/lever-links").json["data"]
+    assert [l["posting_id"] for l in listed] == [BACKEND, FRONTEND]
+    assert listed[0]["linked_by"] == "admin@acme-wecp.example"
+
+
+def test_link_api_refuses_unknown_fields(connected):
+    client, conn = connected
+    test = make_test(conn.organization_id)
+    token = csrf_token(client, f"/tests/{test.id}")
+    response = client.post(f"/api/v1/tests/{test.id}/lever-links", headers={"X-CSRFToken": token},
+                           json={"posting_id": BACKEND, "stage_id": ASSESSMENT, "owner": "me"})
+    assert response.status_code == 422 and "owner" in response.json["fields"]
+
+
+def test_postings_and_stages_for_the_picker(connected):
+    client, _ = connected
+    postings = client.get("/api/v1/integrations/wecp_lever/postings").json["data"]
+    assert CLOSED not in {p["id"] for p in postings} and BACKEND in {p["id"] for p in postings}
+    found = client.get("/api/v1/integrations/wecp_lever/postings?q=backend").json["data"]
+    assert [p["text"] for p in found] == ["Backend Engineer"]
+    stages = client.get("/api/v1/integrations/wecp_lever/stages").json["data"]
+    assert {"id": ASSESSMENT, "text": "Assessment"} in stages
+
+
+def test_link_page_in_html(connected):
+    client, conn = connected
+    test = make_test(conn.organization_id)
+    page = client.get(f"/tests/{test.id}").get_data(as_text=True)
+    assert "Link job posting from Lever" in page
+    picker = client.get(f"/integrations/wecp_lever/tests/{test.id}/link?q=engineer").get_data(as_text=True)
+    assert "Backend Engineer" in picker and "Sales Lead" not in picker and "Assessment" in picker
+    token = csrf_token(client, f"/integrations/wecp_lever/tests/{test.id}/link")
+    done = client.post(f"/integrations/wecp_lever/tests/{test.id}/link",
+                       data={"posting_id": BACKEND, "stage_id": ASSESSMENT, "csrf_token": token})
+    assert done.status_code == 302
+    again = client.post(f"/integrations/wecp_lever/tests/{test.id}/link",
+                        data={"posting_id": BACKEND, "stage_id": SCREEN, "csrf_token": token})
+    assert again.status_code == 409 and "already linked" in again.get_data(as_text=True)
+    assert "Unlink" in client.get(f"/tests/{test.id}").get_data(as_text=True)
+
+
+def test_stage_change_invites_once_and_the_result_becomes_one_note(connected, sandbox):
+    client, conn = connected
+    test = make_test(conn.organization_id)
+    assert link(client, test).status_code == 201
+    opp = new_candidate(sandbox)
+    since = sandbox.admin.requests_log()[-1]["seq"]
+    response = move(sandbox, client, conn, opp)
+    assert response.status_code == 200
+    [invitation] = invitations()
+    assert (invitation.candidate_email, invitation.source, invitation.source_ref) == \
+        ("ada@example.com", "wecp_lever", opp)
+    email = db.session.scalar(db.select(OutboundEmail))
+    assert email is not None and email.to == "ada@example.com"
+    reads = [r for r in sandbox.admin.requests_log(since) if r["method"] == "GET"]
+    assert [r["path"] for r in reads].count(f"/v1/opportunities/{opp}") == 1
+    tags = [r for r in lever_writes(sandbox, since) if r["path"].endswith("/addTags")]
+    assert len(tags) == 1 and tags[0]["perform_as"] == OLIVIA
+
+    # The same delivery again, and the same move reported once more: nothing new.
+    assert deliver(client, conn, opp, ASSESSMENT).status_code == 200
+    assert len(invitations()) == 1
+
+    token = invitations()[0]
+    from hub.assessments.services import invitation_url
+    link_token = invitation_url(token.id).rsplit("/", 1)[1]
+    start_invitation(link_token)
+    questions = token.test.questions
+    result = complete_invitation(link_token, {str(q.id): [0] for q in questions})
+    notes = sandbox.admin.notes(ACCOUNT)
+    assert len(notes) == 1
+    value = notes[0]["value"]
+    assert "Backend screen" in value and "100%" in value and "Passed" in value
+    assert f"View a detailed report on WeCP: {report_url(result.id)}" in value
+    assert notes[0].get("perform_as", notes[0].get("user")) == OLIVIA
+    note = db.session.scalar(db.select(Note))
+    assert (note.status, note.perform_as_role) == ("posted", "owner")
+    # The report link from the note opens the report.
+    report = client.get(report_url(result.id).replace("http://hub.test", ""))
+    assert report.status_code == 200 and "Backend screen" in report.get_data(as_text=True)
+    # The job running again posts nothing.
+    assert post_note(note.key) == "already posted"
+    assert len(sandbox.admin.notes(ACCOUNT)) == 1
+
+
+def test_a_run_that_died_after_lever_accepted_the_note_finds_it(connected, sandbox):
+    client, conn = connected
+    test = make_test(conn.organization_id)
+    link(client, test)
+    opp = new_candidate(sandbox)
+    move(sandbox, client, conn, opp)
+    [invitation] = invitations()
+    from hub.assessments.services import invitation_url
+    token = invitation_url(invitation.id).rsplit("/", 1)[1]
+    start_invitation(token)
+    complete_invitation(token, {})
+    note = db.session.scalar(db.select(Note))
+    assert note.status == "posted" and len(sandbox.admin.notes(ACCOUNT)) == 1
+    # Simulate the crash window: Lever holds the note, our row says "posting", lease over.
+    note.status, note.lever_note_id = "posting", None
+    note.attempted_at = note.attempted_at.replace(year=2000)
+    db.session.commit()
+    assert "found in Lever" in post_note(note.key)
+    assert len(sandbox.admin.notes(ACCOUNT)) == 1
+
+
+def test_candidate_in_the_posting_before_the_link_is_not_invited(connected, sandbox):
+    client, conn = connected
+    test = make_test(conn.organization_id)
+    opp = new_candidate(sandbox)
+    time.sleep(0.01)
+    link(client, test)
+    move(sandbox, client, conn, opp)
+    assert invitations() == []
+    delivery = db.session.scalar(db.select(WebhookDelivery))
+    assert delivery.status == "skipped" and "before" in delivery.result
+
+
+@pytest.mark.parametrize("stage,posting", [(SCREEN, BACKEND), (ASSESSMENT, FRONTEND)])
+def test_another_stage_or_another_posting_is_ignored(connected, sandbox, stage, posting):
+    client, conn = connected
+    test = make_test(conn.organization_id)
+    link(client, test)
+    opp = new_candidate(sandbox, posting=posting)
+    move(sandbox, client, conn, opp, stage=stage)
+    assert invitations() == []
+    assert db.session.scalar(db.select(WebhookDelivery)).status == "skipped"
+
+
+def test_unlinked_stage_costs_no_lever_call(connected, sandbox):
+    client, conn = connected
+    link(client, make_test(conn.organization_id))
+    opp = new_candidate(sandbox)
+    since = sandbox.admin.requests_log()[-1]["seq"]
+    move(sandbox, client, conn, opp, stage=SCREEN)
+    assert [r for r in sandbox.admin.requests_log(since) if r["path"].startswith("/v1/")] == []
+
+
+def test_no_email_leaves_one_note_in_lever(connected, sandbox):
+    client, conn = connected
+    link(client, make_test(conn.organization_id))
+    opp = new_candidate(sandbox, email=None)
+    move(sandbox, client, conn, opp)
+    deliver(client, conn, opp, ASSESSMENT)
+    assert invitations() == []
+    notes = sandbox.admin.notes(ACCOUNT)
+    assert len(notes) == 1 and "no email address" in notes[0]["value"]
+
+
+def test_archived_opportunity_is_skipped(connected, sandbox):
+    client, conn = connected
+    link(client, make_test(conn.organization_id))
+    opp = new_candidate(sandbox)
+    sandbox.admin.patch_opportunity(opp, archived={"reason": "withdrew", "archivedAt": 1})
+    move(sandbox, client, conn, opp)
+    assert invitations() == []
+    assert "archived" in db.session.scalar(db.select(WebhookDelivery)).result
+
+
+def test_two_tests_on_one_posting_and_stage_both_invite(connected, sandbox):
+    client, conn = connected
+    link(client, make_test(conn.organization_id, "One"))
+    link(client, make_test(conn.organization_id, "Two"))
+    opp = new_candidate(sandbox)
+    move(sandbox, client, conn, opp)
+    assert sorted(i.test.title for i in invitations()) == ["One", "Two"]
+
+
+def test_moving_out_and_back_in_does_not_invite_again(connected, sandbox):
+    client, conn = connected
+    link(client, make_test(conn.organization_id))
+    opp = new_candidate(sandbox)
+    move(sandbox, client, conn, opp)
+    move(sandbox, client, conn, opp, stage=SCREEN)
+    move(sandbox, client, conn, opp)
+    assert len(invitations()) == 1
+
+
+def test_note_falls_back_to_the_hiring_manager_when_the_owner_is_deactivated(connected, sandbox):
+    client, conn = connected
+    link(client, make_test(conn.organization_id), posting=FRONTEND)
+    opp = new_candidate(sandbox, posting=FRONTEND)
+    move(sandbox, client, conn, opp)
+    [invitation] = invitations()
+    from hub.assessments.services import invitation_url
+    token = invitation_url(invitation.id).rsplit("/", 1)[1]
+    start_invitation(token)
+    complete_invitation(token, {})
+    note = db.session.scalar(db.select(Note))
+    assert (note.status, note.perform_as, note.perform_as_role) == ("posted", HANK, "hiring_manager")
+    assert "Failed" in sandbox.admin.notes(ACCOUNT)[0]["value"]
+
+
+def test_reconciliation_acts_on_a_move_whose_webhook_was_lost(connected, sandbox):
+    client, conn = connected
+    link(client, make_test(conn.organization_id))
+    opp = new_candidate(sandbox)
+    sandbox.admin.move(ACCOUNT, [opp], ASSESSMENT)  # no delivery reaches the hub
+    assert invitations() == []
+    assert "invited 1" in reconcile_postings(conn.id)
+    assert len(invitations()) == 1
+    # The webhook arriving late after all, and the next reconciliation: nothing twice.
+    deliver(client, conn, opp, ASSESSMENT)
+    reconcile_postings(conn.id)
+    assert len(invitations()) == 1
+
+
+def test_revoked_connection_pauses_work_and_reconnect_resumes_it(connected, sandbox):
+    from hub.models import Connection
+    from tests.hub.test_connections import connect
+
+    client, conn = connected
+    link(client, make_test(conn.organization_id))
+    opp = new_candidate(sandbox)
+    sandbox.admin.revoke_app(ACCOUNT, "wecp-hub-test")
+    assert move(sandbox, client, conn, opp).status_code == 200
+    db.session.expire_all()
+    delivery = db.session.scalar(db.select(WebhookDelivery))
+    assert delivery.status == "paused" and invitations() == []
+    assert db.session.get(Connection, conn.id).status == "Revoked"
+    connect(client, sandbox)  # Reconnect: the paused delivery runs (inline queue in this test)
+    db.session.expire_all()
+    assert db.session.get(WebhookDelivery, delivery.id).status == "done"
+    assert len(invitations()) == 1
+
+
+def test_activity_log_shows_what_happened(connected, sandbox):
+    client, conn = connected
+    link(client, make_test(conn.organization_id))
+    opp = new_candidate(sandbox, name="<b>Grace</b> Hopper")
+    move(sandbox, client, conn, opp)
+    page = client.get("/integrations/wecp_lever/").get_data(as_text=True)
+    assert "&lt;b&gt;Grace&lt;/b&gt; Hopper" in page and "<b>Grace</b>" not in page
+    assert "Resend invitation" in page and "invited ada@example.com" in page
+
+
+def test_a_failed_email_is_visible_with_a_retry(connected, sandbox, pg_app):
+    from tests.services import free_port
+
+    client, conn = connected
+    pg_app.config["SMTP_URL"] = f"smtp://127.0.0.1:{free_port()}"  # nothing listens there
+    link(client, make_test(conn.organization_id))
+    move(sandbox, client, conn, new_candidate(sandbox))
+    assert len(invitations()) == 1
+    page = client.get("/integrations/wecp_lever/").get_data(as_text=True)
+    assert "Emails that could not be sent" in page and "ConnectionRefusedError" in page
+    assert "email: failed" in page and ">Retry</button>" in page
