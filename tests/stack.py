@@ -59,30 +59,62 @@ def group_alive(pgid: int) -> bool:
         return True
 
 
-def stop_group(proc: subprocess.Popen, timeout: float = 8.0) -> bool:
-    """SIGTERM the process group of ``proc``, SIGKILL what is left; True if it ended by itself."""
+def _proc_stat(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            # The command name may hold spaces; the fields after its closing parenthesis do not.
+            return f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (Linux /proc), whatever its process group.
+
+    RQ's work horses call setpgrp(), so a process-group kill of their worker misses them.
+    """
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (stat := _proc_stat(int(entry))) is not None:
+            parents.setdefault(int(stat[1]), []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def running(pid: int) -> bool:
+    """True while the process exists and is not a zombie waiting for its reaper."""
+    stat = _proc_stat(pid)
+    return stat is not None and stat[0] != "Z"
+
+
+def stop_group(proc: subprocess.Popen, timeout: float = 8.0, again_after: float = 2.0) -> bool:
+    """Stop the process group of ``proc``: SIGTERM, SIGTERM again, then SIGKILL what is left.
+
+    The second SIGTERM turns an RQ worker's warm shutdown (wait for the running job) into a
+    cold one (kill its work horse). True if the group ended without SIGKILL.
+    """
     pgid = proc.pid
-    if group_alive(pgid):
-        try:
-            os.killpg(pgid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + timeout
-    graceful = True
+    started = time.monotonic()
+    steps = [(0.0, signal.SIGTERM), (again_after, signal.SIGTERM), (timeout, signal.SIGKILL)]
+    killed = False
     while True:
-        if proc.poll() is not None and not group_alive(pgid):
-            break
-        if time.monotonic() > deadline:
-            graceful = False
+        proc.poll()  # reap the leader, or its group never ends
+        if not group_alive(pgid):
+            return not killed
+        if steps and time.monotonic() - started >= steps[0][0]:
+            _, sig = steps.pop(0)
+            killed = sig == signal.SIGKILL
             try:
-                os.killpg(pgid, signal.SIGKILL)
+                os.killpg(pgid, sig)
             except ProcessLookupError:
                 pass
-            proc.wait(5)
-            wait_until(lambda: not group_alive(pgid), 5, what=f"process group {pgid} to end")
-            break
+        if not steps and time.monotonic() - started > timeout + 5:
+            raise AssertionError(f"process group {pgid} survived SIGKILL")
         time.sleep(0.05)
-    return graceful
 
 
 class MailCatcher:
@@ -195,10 +227,18 @@ class HubStack:
         wait_until(up, timeout, 0.1, f"the hub at {self.hub_url}/readyz")
 
     def stop(self) -> None:
-        """Stop every process group and service; ``orphans`` names groups that needed SIGKILL."""
+        """Stop every process and service; ``orphans`` names what needed SIGKILL or outlived it."""
         for name, proc in reversed(list(self.procs.items())):
+            below = descendants(proc.pid)
             if not stop_group(proc):
                 self.orphans.append(name)
+            for pid in below:
+                if running(pid):  # left its group (a work horse) and outlived its parent
+                    self.orphans.append(f"{name} child {pid}")
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
         self.procs.clear()
         if self.app is not None:
             from hub.extensions import db
@@ -301,7 +341,6 @@ class HubStack:
     def reset(self) -> None:
         """Empty the database and the queues, reset the sandbox to its seed, forget emails."""
         from hub.extensions import db, get_redis
-        from hub.jobs import QUEUES, get_queue
 
         self.check_alive()
         with self.app.app_context():
@@ -311,11 +350,10 @@ class HubStack:
             db.session.execute(db.text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) +
                                        " RESTART IDENTITY CASCADE"))
             db.session.commit()
-            for name in QUEUES:
-                get_queue(name).empty()
             redis = get_redis()
-            # Locks, rate limits and caches go; RQ's own keys stay (the workers are running).
-            stale = [k for k in redis.scan_iter(count=500) if not k.startswith(b"rq:")]
+            # Jobs, retries, locks, rate limits and periodic slots go, so nothing of one test
+            # runs during the next; the running workers' own registrations stay.
+            stale = [k for k in redis.scan_iter(count=500) if not k.startswith(b"rq:worker")]
             if stale:
                 redis.delete(*stale)
         self.sandbox.admin.reset()

@@ -6,6 +6,7 @@ import re
 import shutil
 
 import pytest
+import redis
 
 from tests.services import PostgresDatabase
 from tests.stack import ROOT, HubStack
@@ -61,6 +62,7 @@ def _module_stack(request, postgres_db, redis_server, stack_options):
     database = PostgresDatabase(admin_url=postgres_db.admin_url)
     # Redis database 1: the rest of the suite flushes database 0 between tests.
     redis_url = redis_server.url.rsplit("/", 1)[0] + "/1"
+    redis.Redis.from_url(redis_url).flushdb()  # nothing left by the previous module's stack
     artifacts = ARTIFACTS / "stack" / _slug(request.module.__name__)
     shutil.rmtree(artifacts, ignore_errors=True)
     stack = HubStack(artifacts, database_url=database.url, redis_url=redis_url, **stack_options)
@@ -125,8 +127,13 @@ class BrowserProblems(list):
     def watch(self, page) -> None:
         page.on("console", lambda msg: self.console(page, msg))
         page.on("pageerror", lambda exc: self.append(f"uncaught exception on {page.url}: {exc}"))
-        page.on("requestfailed", lambda req: self.append(
-            f"request failed: {req.method} {req.url} ({req.failure})"))
+        page.on("requestfailed", lambda req: self.request_failed(req))
+
+    def request_failed(self, request) -> None:
+        # Leaving a page (a reload, a click) aborts what it was still loading: not a fault.
+        # A server's error answers are not failures here; the console reports them.
+        if "ERR_ABORTED" not in (request.failure or ""):
+            self.append(f"request failed: {request.method} {request.url} ({request.failure})")
 
     def console(self, page, msg) -> None:
         if msg.type != "error":

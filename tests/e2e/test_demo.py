@@ -14,30 +14,11 @@ import requests
 from hub.demo import DEMO_ADMIN
 from hub.extensions import db
 from tests.services import free_port
-from tests.stack import ROOT, wait_until
-from tests.workers import children_of
+from tests.stack import ROOT, descendants, running, wait_until
 
 pytestmark = pytest.mark.slow
 
 WELCOME = "WeCP Integration Hub demo is running"
-
-
-def descendants(pid: int) -> list[int]:
-    found, todo = [], [pid]
-    while todo:
-        for child in children_of(todo.pop()):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def running(pid: int) -> bool:
-    """True while the process exists and is not a zombie waiting for a reaper."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 class Demo:
