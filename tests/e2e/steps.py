@@ -74,3 +74,39 @@ def revoke_in_lever(page: Page, sandbox_url: str, account: str = LEVER_ACCOUNT) 
     row = page.get_by_role("row").filter(has_text="WeCP")
     row.get_by_role("button", name="Revoke access").click()
     expect(page.get_by_text("No app is authorized for this account.")).to_be_visible()
+
+
+def link_posting(page: Page, hub_url: str, test_title: str, posting: str, stage: str) -> None:
+    """Tests › the test › Link job posting from Lever › pick the posting and stage › Link."""
+    page.goto(f"{hub_url}/tests")
+    page.get_by_role("link", name=test_title).click()
+    page.get_by_role("link", name="Link job posting from Lever").click()
+    page.get_by_role("radio", name=re.compile(re.escape(posting))).check()
+    page.get_by_label("Stage").select_option(label=stage)
+    page.get_by_role("button", name="Link").click()
+    expect(page.locator(".flash-success")).to_contain_text(f"Linked to “{posting}”")
+    expect(page.locator("#lever-links")).to_contain_text(stage)
+
+
+def move_in_lever(page: Page, sandbox_url: str, posting_id: str, candidate: str, stage: str,
+                  account: str = LEVER_ACCOUNT) -> None:
+    """In the sandbox's pipeline of the posting: the candidate's card › stage › Move."""
+    page.goto(f"{sandbox_url}/accounts/{account}/postings/{posting_id}")
+    page.get_by_label(f"Stage for {candidate}").select_option(label=stage)
+    card = page.locator("article.card").filter(has_text=candidate)
+    card.get_by_role("button", name="Move").click()
+    column = page.locator("section.column").filter(
+        has=page.get_by_role("heading", name=re.compile(rf"^{re.escape(stage)} \d+$")))
+    expect(column).to_contain_text(candidate)
+
+
+def take_test(page: Page, url: str, answers: dict[str, list[str]]) -> None:
+    """As the candidate: open the emailed link, Start, tick the answers, Submit."""
+    page.goto(url)
+    page.get_by_role("button", name="Start the test").click()
+    for question, options in answers.items():
+        box = page.locator("fieldset.question").filter(has_text=question)
+        for option in options:
+            box.get_by_label(option, exact=True).check()
+    page.get_by_role("button", name="Submit answers").click()
+    expect(page.get_by_role("heading", name=re.compile(r"^Thank you"))).to_be_visible()
