@@ -1,4 +1,4 @@
-"""The whole product in a real browser: connect, link a posting, move, email, test, note in Lever."""
+"""The whole product in a real browser: connect, link, move, email, test, note in Lever."""
 from __future__ import annotations
 
 import re
