@@ -141,6 +141,8 @@ def test_scripted_demo_walks_the_journey_and_stops(demo_run):
     demo = demo_run("--scripted")
     code = demo.wait_exit(120)
     assert code == 0, demo.text
-    for step in ("sign in to WeCP", "connect Lever", "Lever shows Active"):
+    for step in ("sign in to WeCP", "connect Lever", "Lever shows Active", "link the sample test",
+                 "a new candidate is moved", "the invitation email arrives",
+                 "the candidate takes the test", "the score is a note in Lever"):
         assert f"✓ {step}" in demo.text, demo.text
     assert "✗" not in demo.text
