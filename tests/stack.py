@@ -248,8 +248,8 @@ class HubStack:
         for stop in reversed(self._owned):
             try:
                 stop()
-            except Exception:
-                pass
+            except Exception as exc:  # stopping the others matters more than this one's error
+                print(f"stack: stopping {stop} failed: {exc}", file=sys.stderr)
         self._owned.clear()
 
     def __enter__(self):
