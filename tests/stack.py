@@ -91,7 +91,7 @@ def running(pid: int) -> bool:
     return stat is not None and stat[0] != "Z"
 
 
-def stop_group(proc: subprocess.Popen, timeout: float = 8.0, again_after: float = 2.0) -> bool:
+def stop_group(proc: subprocess.Popen, timeout: float = 8.0, again_after: float = 1.0) -> bool:
     """Stop the process group of ``proc``: SIGTERM, SIGTERM again, then SIGKILL what is left.
 
     The second SIGTERM turns an RQ worker's warm shutdown (wait for the running job) into a
