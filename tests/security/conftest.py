@@ -138,12 +138,12 @@ def start_connect(client) -> dict:
     return {k: v[0] for k, v in parse_qs(urlsplit(response.headers["Location"]).query).items()}
 
 
-def consent(sandbox, query: dict, decision: str = "accept") -> dict:
+def consent(sandbox, query: dict, decision: str = "accept", **signed_in_as) -> dict:
     """Sign in to the sandbox and answer its consent page, like a browser; the callback query."""
     extra = {k: query[k] for k in ("code_challenge", "code_challenge_method") if k in query}
     answer = sandbox.authorize(query["client_id"], query["redirect_uri"], query["scope"],
                                audience=query["audience"], state=query["state"],
-                               decision=decision, extra=extra)
+                               decision=decision, extra=extra, **signed_in_as)
     return {k: v for k, v in answer.items() if not k.startswith("_")}
 
 
