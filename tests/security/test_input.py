@@ -8,12 +8,11 @@ import json
 import pytest
 
 from hub.assessments import services
-from hub.assessments.models import AssessmentTest, Invitation
+from hub.assessments.models import AssessmentTest
 from hub.extensions import db
 from hub.mail import OutboundEmail, build_message
 from hub.models import Connection, WebhookDelivery
 from plugins.wecp_lever.sandbox.state import read_seed
-from tests.conftest import csrf_token
 from tests.plugins.wecp_lever.signing import lever_body, sign_lever_delivery
 from tests.security.conftest import SAMPLE, api_token, consent, finish, lever_fixture, start_connect
 
@@ -135,7 +134,6 @@ def test_candidate_and_test_text_is_escaped_in_pages_and_emails(app, org_a, brow
         assert ESCAPED in html, name
     email = db.session.scalar(db.select(OutboundEmail).filter_by(idempotency_key=f"invitation:{invitation.id}"))
     assert "<script>alert" not in email.html and ESCAPED in email.html
-    assert "<script>" not in email.subject or email.html  # the subject is plain text by nature
     api = admin.get(f"/api/v1/tests/{test.id}")
     assert api.json["data"]["title"] == "Test " + XSS and api.content_type == "application/json"
 

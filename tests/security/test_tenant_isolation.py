@@ -8,7 +8,7 @@ from hub.extensions import db
 from hub.models import Connection, WebhookDelivery
 from tests.conftest import csrf_token
 from tests.plugins.wecp_lever.signing import lever_body
-from tests.security.conftest import Org, api_token, lever_fixture
+from tests.security.conftest import api_token, lever_fixture
 from tests.security.test_roles import access_of, calls, send
 
 #: URL arguments that name a row of one organization.

@@ -8,10 +8,11 @@ from urllib.parse import quote, urljoin, urlsplit
 import pytest
 
 from hub import create_app
+from hub.assessments.models import AssessmentTest
 from hub.extensions import db
 from hub.models import AuditEvent
 from tests.conftest import _make_app, base_config, csrf_token, sign_in
-from tests.security.conftest import Org, api_token, form_token
+from tests.security.conftest import api_token, form_token
 from tests.security.test_roles import calls
 
 ROOT = pathlib.Path(__file__).parents[2]
@@ -60,8 +61,8 @@ def test_bearer_api_calls_need_no_csrf_and_ignore_the_cookie(app, org_a, org_b, 
     response = client.post("/api/v1/tests", json=body,
                            headers={"Authorization": f"Bearer {api_token(org_a.member)}"})
     assert response.status_code == 201
-    assert db.session.get(__import__("hub.assessments.models", fromlist=["x"]).AssessmentTest,
-                          response.json["data"]["id"]).organization_id == org_a.admin.organization_id
+    test = db.session.get(AssessmentTest, response.json["data"]["id"])
+    assert test.organization_id == org_a.admin.organization_id
     # A wrong token is a 401, never a fall back to the cookie.
     assert client.get("/api/v1/me", headers={"Authorization": "Bearer hub_wrong"}).status_code == 401
 
