@@ -13,6 +13,7 @@ from hub.assessments import services
 from hub.auth import create_user
 from hub.extensions import db
 from hub.models import ApiToken, User, WebhookDelivery
+from plugins.wecp_lever.models import Note, PostingLink
 from plugins.wecp_lever.sandbox.testing import start_sandbox
 from tests.conftest import csrf_token, sign_in
 from tests.hub.assessments.conftest import SAMPLE
@@ -44,6 +45,9 @@ class Org:
     endpoint_id: str
     webhook_secret: str
     delivery_id: int
+    link_id: int
+    note_id: int
+    email_id: str
     marker: str  # text that appears in this organization's data and nowhere else
 
 
@@ -70,12 +74,18 @@ def make_org(name: str) -> Org:
                                event="candidateStageChange", dedupe_key=f"dedupe-{slug}",
                                payload={"data": {}}, status="failed", error="boom")
     db.session.add(delivery)
+    link = PostingLink(organization_id=admin.organization_id, test_id=test.id, posting_id="posting-1",
+                       posting_text=f"{marker} posting", stage_id="stage-1", stage_text="Assessment")
+    note = Note(organization_id=admin.organization_id, connection_id=connection.id,
+                key=f"result:{result.id}", result_id=result.id, opportunity_id="opp-1", status="failed")
+    db.session.add_all([link, note])
     db.session.commit()
+    email_id = services.invitation_email(invitation.id).id
     return Org(name=name, admin=admin, member=member, test_id=test.id, invitation_id=invitation.id,
                invitation_token=token, result_id=result.id, report_token=result.report_token,
                connection_id=connection.id, endpoint_id=connection.endpoint_id,
                webhook_secret=f"whsec-{slug}-0123456789abcdef", delivery_id=delivery.id,
-               marker=marker)
+               link_id=link.id, note_id=note.id, email_id=email_id, marker=marker)
 
 
 @pytest.fixture

@@ -31,6 +31,14 @@ ACCESS = {
     "connections.connect": "admin", "connections.callback": "admin", "connections.revoke": "admin",
     "webhooks.retry_failed": "admin", "mail.outbox": "admin",
     "assessments.revoke_report_link": "admin", "assessments.new_report_link": "admin",
+    # The Lever integration: members link postings and follow up on candidates; admins set it up.
+    "wecp_lever.static": "public",
+    "wecp_lever.index": "member", "wecp_lever.link": "member", "wecp_lever.unlink": "member",
+    "wecp_lever.resend": "member", "wecp_lever.retry_email": "member", "wecp_lever.retry_note": "member",
+    "wecp_lever_api.list_links": "member", "wecp_lever_api.create_link": "member",
+    "wecp_lever_api.delete_link": "member", "wecp_lever_api.postings": "member",
+    "wecp_lever_api.stages": "member",
+    "wecp_lever.save_settings": "admin",
 }
 # The job dashboard, every page and action of it: admins only.
 ADMIN_BLUEPRINTS = ("rq_dashboard.",)
@@ -48,9 +56,12 @@ def url_for_rule(rule, org: Org) -> str:
               "connection_id": org.connection_id, "endpoint_id": org.endpoint_id,
               "token": org.invitation_token, "instance_number": 0, "job_id": "x",
               "queue_name": "webhooks", "registry_name": "failed", "per_page": 10, "order": "asc",
-              "page": 1, "filename": "hub.css"}
+              "page": 1, "filename": "hub.css", "link_id": org.link_id, "note_id": org.note_id,
+              "invitation_id": org.invitation_id, "email_id": org.email_id}
     if rule.endpoint == "assessments.report":
         values["token"] = org.report_token
+    if rule.endpoint == "wecp_lever.static":
+        values["filename"] = "logo.svg"
     missing = set(rule.arguments) - set(values)
     assert not missing, f"{rule.endpoint}: give a sample value for {missing} in url_for_rule"
     url = rule.rule

@@ -12,7 +12,8 @@ from tests.security.conftest import api_token, lever_fixture
 from tests.security.test_roles import access_of, calls, send
 
 #: URL arguments that name a row of one organization.
-TENANT_ARGUMENTS = {"test_id", "result_id", "connection_id"}
+TENANT_ARGUMENTS = {"test_id", "result_id", "connection_id", "link_id", "note_id", "invitation_id",
+                    "email_id"}
 
 
 def test_every_url_with_an_id_refuses_another_organizations_object(app, org_a, org_b, browser):
