@@ -71,3 +71,12 @@ def test_candidate_moved_in_lever_takes_the_test_and_the_score_lands_in_lever(
     page.goto(f"{stack.sandbox.url}/accounts/{LEVER_ACCOUNT}/opportunities/{opportunity}")
     expect(page.get_by_text(re.compile("View a detailed report on WeCP"))).to_be_visible()
     assert len(stack.smtp.messages) == 1  # one invitation, however many deliveries
+
+    # The report link in the note opens the report; the admin sees the candidate's activity.
+    report = re.search(r"View a detailed report on WeCP: (\S+)", note["value"]).group(1)
+    page.goto(report)
+    expect(page.get_by_text(title).first).to_be_visible()
+    expect(page.get_by_text("Passed").first).to_be_visible()
+    page.goto(stack.hub_url + "/integrations/wecp_lever/")
+    expect(page.get_by_text(CANDIDATE).first).to_be_visible()
+    expect(page.get_by_text(re.compile("posted as the posting's owner"))).to_be_visible()
