@@ -318,3 +318,53 @@ def test_a_failed_email_is_visible_with_a_retry(connected, sandbox, pg_app):
     page = client.get("/integrations/wecp_lever/").get_data(as_text=True)
     assert "Emails that could not be sent" in page and "ConnectionRefusedError" in page
     assert "email: failed" in page and ">Retry</button>" in page
+
+
+def test_optional_move_on_pass_happens_once(connected, sandbox):
+    from hub.settings import set_setting
+    from plugins.wecp_lever.flow import advance_candidate
+
+    done_stage = "6e2b3c4d-5f6a-4b7c-9d8e-0f1a2b3c4d5e"  # "Assessment complete"
+    client, conn = connected
+    set_setting(conn.organization_id, "wecp_lever", "advance_on_pass_stage", done_stage)
+    db.session.commit()
+    link(client, make_test(conn.organization_id))
+    opp = new_candidate(sandbox)
+    move(sandbox, client, conn, opp)
+    take_test(invitations()[0], correct=True)
+    moves = [r for r in lever_writes(sandbox) if r["path"].endswith("/stage")]
+    assert len(moves) == 1 and moves[0]["perform_as"] == OLIVIA
+    note = db.session.scalar(db.select(Note))
+    assert advance_candidate(note.key, done_stage) == "already moved"
+    assert len([r for r in lever_writes(sandbox) if r["path"].endswith("/stage")]) == 1
+
+
+def test_settings_off_means_no_tags(connected, sandbox):
+    from hub.settings import set_setting
+
+    client, conn = connected
+    set_setting(conn.organization_id, "wecp_lever", "tag_invited", False)
+    set_setting(conn.organization_id, "wecp_lever", "tag_results", False)
+    db.session.commit()
+    link(client, make_test(conn.organization_id))
+    opp = new_candidate(sandbox)
+    move(sandbox, client, conn, opp)
+    take_test(invitations()[0], correct=False)
+    assert [r for r in lever_writes(sandbox) if "Tags" in r["path"]] == []
+    assert len(sandbox.admin.notes(ACCOUNT)) == 1
+
+
+def test_admin_changes_the_settings_on_the_activity_page(connected):
+    from hub.settings import get_setting
+
+    client, conn = connected
+    page = client.get("/integrations/wecp_lever/").get_data(as_text=True)
+    assert "Tag invited candidates" in page
+    token = csrf_token(client, "/integrations/wecp_lever/")
+    response = client.post("/integrations/wecp_lever/settings", data={
+        "csrf_token": token, "tag_results": "on", "advance_on_pass_stage": "offer"})
+    assert response.status_code == 302
+    org = conn.organization_id
+    assert get_setting(org, "wecp_lever", "tag_invited") is False
+    assert get_setting(org, "wecp_lever", "tag_results") is True
+    assert get_setting(org, "wecp_lever", "advance_on_pass_stage") == "offer"
