@@ -14,6 +14,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 from redis.exceptions import RedisError
 from rq import Queue, Retry, Worker, get_current_job
+from rq.exceptions import StopRequested
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 from sqlalchemy import event as sa_event
@@ -238,6 +239,12 @@ class HubWorker(Worker):
     """
 
     heartbeat_grace = 10
+    #: Set by SIGTERM/SIGINT: the work loop ended because someone asked, not because Redis went away.
+    stop_asked = False
+
+    def request_stop(self, signum, frame):
+        self.stop_asked = True
+        super().request_stop(signum, frame)
 
     def main_work_horse(self, job, queue):
         # SQLAlchemy docs (pooling: "Using Connection Pools with Multiprocessing or os.fork()"):
@@ -376,22 +383,53 @@ def worker_command(queues, burst, name, no_scheduler):
     """Run an RQ worker (with the scheduler thread) for the hub's jobs. Run as many as you like."""
     app = current_app._get_current_object()
     names = [q.strip() for q in queues.split(",") if q.strip()]
-    worker = HubWorker([get_queue(n, app) for n in names], connection=get_redis(app),
-                       serializer=JSONSerializer, name=name,
-                       job_monitoring_interval=int(app.config["HUB_JOB_MONITORING_INTERVAL"]))
-    worker.heartbeat_grace = int(app.config["HUB_JOB_HEARTBEAT_GRACE"])
+
+    def new_worker() -> HubWorker:
+        worker = HubWorker([get_queue(n, app) for n in names], connection=get_redis(app),
+                           serializer=JSONSerializer, name=name,
+                           job_monitoring_interval=int(app.config["HUB_JOB_MONITORING_INTERVAL"]))
+        worker.heartbeat_grace = int(app.config["HUB_JOB_HEARTBEAT_GRACE"])
+        return worker
+
     scheduler = None
     if burst:
         promote_scheduled_jobs(app)
     elif not no_scheduler:
         scheduler = Scheduler(app)
         scheduler.start()
+    worker = None
     try:
-        # RQ's own scheduler process is replaced by the thread above (see promote_scheduled_jobs).
-        worker.work(burst=burst, with_scheduler=False, logging_level="INFO")
+        while True:
+            try:
+                worker = new_worker()
+                # RQ's own scheduler process is replaced by the thread above (see promote_scheduled_jobs).
+                worker.work(burst=burst, with_scheduler=False, logging_level="INFO")
+            except RedisError as exc:  # Redis down at start, or in RQ's teardown after its loop
+                log.warning("hub.worker.redis_unavailable %s", type(exc).__name__)
+            if burst or (worker is not None and worker.stop_asked):
+                break
+            # RQ leaves its work loop on any unexpected error, e.g. Redis going away while a job
+            # runs: without this the worker would exit and the queue stop until someone restarts it.
+            log.warning("hub.worker.restarting in 2s")
+            try:
+                time.sleep(2)
+            except StopRequested:  # RQ's signal handler, when asked to stop while we wait
+                break
+            if worker is not None:
+                if worker.stop_asked:
+                    break
+                _forget_worker(worker)
     finally:
         if scheduler:
             scheduler.stop()
+
+
+def _forget_worker(worker: HubWorker) -> None:
+    """Drop the registration a worker could not remove (Redis was away), so its name is free again."""
+    try:
+        worker.connection.delete(worker.key)
+    except RedisError:
+        pass
 
 
 def _load_config(app) -> None:

@@ -9,12 +9,12 @@ from datetime import datetime, timedelta, timezone
 import click
 import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, request, url_for
-from rq.job import JobStatus
+from rq.job import Job, JobStatus
 from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from .auth import admin_required, get_scoped_or_404
-from .extensions import csrf, db
+from .extensions import csrf, db, get_redis
 from .jobs import enqueue, get_queue, safe_job_id
 from .models import Connection, WebhookDelivery, utcnow
 from .plugin import PeriodicJob, Ping, WebhookError
@@ -90,6 +90,10 @@ def receive(plugin_key: str, endpoint_id: str):
                                event=event.event, dedupe_key=dedupe_key, payload=event.payload)
     db.session.add(delivery)
     try:
+        # The id from the INSERT itself: reading it after the commit would reload the row (a
+        # second round trip for every delivery, measured in docs/performance.md).
+        db.session.flush()
+        delivery_id = delivery.id
         db.session.commit()
     except IntegrityError:
         # The same delivery again (a provider retry, or a concurrent copy): acknowledged once.
@@ -102,7 +106,6 @@ def receive(plugin_key: str, endpoint_id: str):
         log.info("hub.webhooks.unstorable plugin=%s", plugin_key)
         return jsonify({"error": "the delivery cannot be stored"}), 400
 
-    delivery_id = delivery.id
     try:
         delivery_received.send(current_app._get_current_object(), delivery=delivery)
     except Exception:
@@ -152,8 +155,8 @@ def sweep_unqueued_deliveries() -> str:
 
     - ``received`` for longer than HUB_SWEEP_AFTER_SECONDS (Redis was down at intake);
     - ``paused`` whose connection is usable again (in case ``connection_restored`` was missed);
-    - ``queued`` long past the job timeout whose RQ job vanished (re-enqueued) or failed
-      for good (recorded ``failed``, retryable from the Integrations card).
+    - ``queued`` whose RQ job vanished (re-enqueued), or long past the job timeout whose job
+      failed for good (recorded ``failed``, retryable from the Integrations card).
     """
     now = utcnow()
     config = current_app.config
@@ -171,6 +174,8 @@ def sweep_unqueued_deliveries() -> str:
     ).limit(500)
     resumed_count = requeue_deliveries(resumed)
 
+    vanished = _requeue_vanished_jobs(now - timedelta(seconds=config["HUB_SWEEP_AFTER_SECONDS"]))
+
     stale_after = timedelta(seconds=config.get("HUB_JOB_TIMEOUT", 300) + 600)
     stale = db.select(WebhookDelivery.id).where(
         WebhookDelivery.status == "queued", WebhookDelivery.enqueued_at < now - stale_after).limit(500)
@@ -187,7 +192,26 @@ def sweep_unqueued_deliveries() -> str:
             ).values(status="failed", processed_at=now, error=f"job {status}"))
             db.session.commit()
             stuck += 1
-    return f"enqueued {count}, resumed {resumed_count}, stuck {stuck}"
+    return f"enqueued {count}, resumed {resumed_count}, vanished {vanished}, stuck {stuck}"
+
+
+def _requeue_vanished_jobs(before: datetime) -> int:
+    """Enqueue again ``queued`` rows (enqueued before ``before``) whose RQ job no longer exists.
+
+    Redis restarted without persistence, flushed, or failed over to a replica that lagged: the
+    rows say queued, the jobs are gone. RQ keeps a job's key until long after its row is final
+    (result and failure TTLs), so a missing key means the job is lost, whatever the row's age.
+    """
+    ids = list(db.session.scalars(db.select(WebhookDelivery.id).where(
+        WebhookDelivery.status == "queued", WebhookDelivery.enqueued_at < before,
+    ).order_by(WebhookDelivery.id).limit(500)))
+    if not ids:
+        return 0
+    with get_redis().pipeline(transaction=False) as pipe:
+        for delivery_id in ids:
+            pipe.exists(Job.key_for(safe_job_id("delivery", delivery_id)))
+        found = pipe.execute()
+    return sum(enqueue_delivery(delivery_id) for delivery_id, exists in zip(ids, found) if not exists)
 
 
 def delivery_stats(connection_id: str | None) -> dict:

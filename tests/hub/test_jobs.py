@@ -213,6 +213,24 @@ def test_redis_down_during_intake_then_processed_after_it_returns(pg_app, worker
 
 
 @pytest.mark.slow
+def test_a_worker_busy_when_redis_goes_away_works_again_when_it_returns(pg_app, workers, redis_server):
+    client = pg_app.test_client()
+    conn = make_connection()
+    (proc,) = workers.start(1, **FAST)
+    r = get_redis()
+    post(client, conn, "busy", sleep=2)
+    wait_for(lambda: r.get("tiny:pid:busy"), 60, message="the job to start")
+    redis_server.stop()
+    try:
+        time.sleep(3)  # the job ends while Redis is away: RQ's work loop fails and gives up
+    finally:
+        redis_server.start()
+    assert proc.poll() is None, "the worker exited"
+    after = post(client, conn, "after")
+    wait_for(lambda: status_of(after) == "done", 60, message="the same worker to take new work")
+
+
+@pytest.mark.slow
 def test_several_workers_enqueue_each_periodic_slot_once(pg_app, workers):
     workers.start(3, HUB_PERIODIC_INTERVALS=f"{TINY}.tick=1", **FAST)
     r = get_redis()

@@ -185,6 +185,19 @@ def test_sweeper_enqueues_received_resumes_paused_and_rescues_lost_jobs(app, con
     assert sorted(queued_job_ids()) == sorted(f"delivery-{d.id}" for d in (received, paused, lost))
 
 
+def test_sweeper_enqueues_again_queued_rows_whose_jobs_redis_lost(client, conn, redis_server):
+    for i in range(2):
+        assert client.post(url(conn), data=json.dumps({"id": i}), headers=SECRET).status_code == 200
+    rows = deliveries()
+    assert [r.status for r in rows] == ["queued", "queued"]
+    redis_server.stop()  # restarted without persistence: the queue is empty, the rows say queued
+    redis_server.start()
+    assert queued_job_ids() == []
+    assert "vanished 2" in sweep_unqueued_deliveries()
+    assert sorted(queued_job_ids()) == sorted(f"delivery-{r.id}" for r in rows)
+    assert "vanished 0" in sweep_unqueued_deliveries()  # jobs that exist are left alone
+
+
 def test_delivery_stats_and_card_partial(app, conn, admin):
     from flask import g, render_template
 

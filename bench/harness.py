@@ -1,0 +1,680 @@
+"""Shared benchmark machinery: start PostgreSQL, Redis, gunicorn, workers, the sandbox, an SMTP sink; measure; write JSON."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import platform
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = ROOT / "bench" / "results"
+if str(ROOT) not in sys.path:  # `python bench/x.py` as well as `python -m bench.x`
+    sys.path.insert(0, str(ROOT))
+
+from tests.services import (PostgresDatabase, RedisServer, ServiceUnavailable, _pg_bin,  # noqa: E402
+                            _wait_port, free_port)
+
+#: The sandbox's default OAuth client (plugins/wecp_lever/sandbox/app.py).
+SANDBOX_CLIENT_ID = "wecp-hub-demo"
+SANDBOX_CLIENT_SECRET = "sandbox-secret"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM (and SIGINT, even when started in the background) end a benchmark cleanly.
+
+    ``finally`` blocks then stop the servers and workers it started, which a plain SIGTERM
+    would leave running.
+    """
+    def stop(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
+def log(message: str) -> None:
+    """Progress on stderr; stdout carries only the one summary line."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# --- processes --------------------------------------------------------------------------------
+
+class Procs:
+    """Child processes of one benchmark, each in its own session, with logs in ``run_dir``."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, name: str, argv: list[str], env: dict | None = None) -> subprocess.Popen:
+        logfile = open(self.run_dir / f"{name}.log", "ab")
+        proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=logfile, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        logfile.close()
+        proc.name = name
+        self.procs.append((name, proc))
+        return proc
+
+    def stop(self, proc: subprocess.Popen, sig=signal.SIGTERM, timeout: float = 15) -> None:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+        self.procs = [(n, p) for n, p in self.procs if p is not proc]
+
+    def stop_all(self) -> None:
+        for _, proc in reversed(list(self.procs)):
+            self.stop(proc)
+
+    def dead(self) -> list[str]:
+        return [name for name, proc in self.procs if proc.poll() is not None]
+
+    def tail(self, name: str, chars: int = 3000) -> str:
+        path = self.run_dir / f"{name}.log"
+        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+
+class PrivatePostgres:
+    """A throwaway PostgreSQL cluster of our own, which a fault scenario may stop and start."""
+
+    def __init__(self):
+        self.initdb, self.postgres, self.pg_ctl = _pg_bin("initdb"), _pg_bin("postgres"), _pg_bin("pg_ctl")
+        if not self.initdb or not self.postgres:
+            raise ServiceUnavailable("initdb/postgres are not installed (Debian package postgresql)")
+        import tempfile
+
+        self.dir = tempfile.mkdtemp(prefix="hub-bench-pg-")
+        self.run_as: list[str] = []
+        if os.geteuid() == 0:  # postgres refuses to run as root
+            shutil.chown(self.dir, "postgres")
+            self.run_as = ["runuser", "-u", "postgres", "--"]
+        subprocess.run(self.run_as + [self.initdb, "-D", self.dir, "-U", "postgres", "--auth=trust"],
+                       check=True, stdout=subprocess.DEVNULL)
+        self.port = free_port()
+        self.proc = None
+        self.start()
+        self.admin_url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/hub_bench"
+        import psycopg
+
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute('CREATE DATABASE "hub_bench"')
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            self.run_as + [self.postgres, "-D", self.dir, "-p", str(self.port), "-k", self.dir,
+                           "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        _wait_port(self.port, 60)
+        deadline = time.monotonic() + 30
+        import psycopg
+
+        while True:
+            try:
+                psycopg.connect(f"postgresql://postgres@127.0.0.1:{self.port}/postgres",
+                                connect_timeout=2).close()
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise ServiceUnavailable("private PostgreSQL did not start")
+                time.sleep(0.2)
+
+    def postmaster_pid(self) -> int | None:
+        try:
+            return int((Path(self.dir) / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def stop(self) -> None:
+        """Fast shutdown: clients are disconnected, new connections refused, as in an outage."""
+        if self.proc is None:
+            return
+        if self.pg_ctl:
+            subprocess.run(self.run_as + [self.pg_ctl, "-D", self.dir, "-m", "fast", "-w", "stop"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+        else:
+            pid = self.postmaster_pid()
+            if pid:
+                os.kill(pid, signal.SIGINT)
+        self.proc.wait(60)
+        self.proc = None
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def postgres(private: bool):
+    """(url, handle): a private cluster, or a fresh database on the server that answers."""
+    if private:
+        cluster = PrivatePostgres()
+        return cluster.url, cluster
+    database = PostgresDatabase()
+    return database.url, database
+
+
+def close_service(handle) -> None:
+    (handle.destroy if isinstance(handle, PrivatePostgres) else handle.drop)()
+
+
+# --- the hub ----------------------------------------------------------------------------------
+
+def hub_config(database_url: str, redis_url: str, base_url: str, **extra) -> dict:
+    """create_app overrides of a benchmark hub (development env: plain http on 127.0.0.1)."""
+    from hub.crypto import generate_key
+
+    config = {
+        "HUB_ENV": "development",
+        "SECRET_KEY": secrets.token_hex(32),
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "HUB_ENCRYPTION_KEYS": [generate_key()],
+        "HUB_BASE_URL": base_url,
+        "HUB_PLUGINS": ["plugins.wecp_lever"],
+        "LEVER_ENV": "local",
+        "LEVER_CLIENT_ID": SANDBOX_CLIENT_ID,
+        "LEVER_CLIENT_SECRET": SANDBOX_CLIENT_SECRET,
+    }
+    config.update(extra)
+    return config
+
+
+def make_app(config: dict):
+    """The hub app of this controller process, with the schema migrated."""
+    from flask_migrate import upgrade
+
+    from hub import create_app
+
+    app = create_app(config)
+    with app.app_context():
+        upgrade()
+    return app
+
+
+def hub_env(app, **extra) -> dict:
+    """Environment for `gunicorn wsgi:app` and `hub worker` that builds the same app as ``app``."""
+    from tests.workers import worker_env
+
+    env = worker_env(app, **extra)
+    env.setdefault("HUB_ENV", "development")
+    return env
+
+
+class Server:
+    def __init__(self, proc: subprocess.Popen, port: int):
+        self.proc, self.port = proc, port
+        self.url = f"http://127.0.0.1:{port}"
+
+    @property
+    def pids(self) -> list[int]:
+        """The master and its workers."""
+        return [self.proc.pid] + children_of(self.proc.pid)
+
+
+def start_gunicorn(procs: Procs, name: str, target: str, env: dict, *, workers: int, threads: int,
+                   port: int | None = None, health: str = "/healthz") -> Server:
+    """``gunicorn target`` with ``workers`` processes (gthread when ``threads`` > 1, as `hub demo`)."""
+    port = port or free_port()
+    argv = [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{port}",
+            "--backlog", "2048", "--timeout", "60", "--graceful-timeout", "5"]
+    if threads > 1:
+        argv += ["--worker-class", "gthread", "--threads", str(threads)]
+    proc = procs.start(name, argv + [target], env)
+    wait_http(f"http://127.0.0.1:{port}{health}", proc=proc, name=name, procs=procs)
+    # gunicorn answers from its first worker; wait until all of them are up.
+    deadline = time.monotonic() + 30
+    while len(children_of(proc.pid)) < workers and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return Server(proc, port)
+
+
+def start_workers(procs: Procs, env: dict, count: int, *args: str, prefix: str = "worker") -> list:
+    started = []
+    for i in range(count):
+        name = f"{prefix}-{len([n for n, _ in procs.procs if n.startswith(prefix)]) + 1}"
+        rq_name = f"{name}-{secrets.token_hex(3)}"
+        proc = procs.start(name, [sys.executable, "-m", "hub.cli", "worker", "--name", rq_name, *args], env)
+        proc.rq_name = rq_name
+        started.append(proc)
+    return started
+
+
+def wait_workers_ready(redis_url: str, count: int, procs: Procs | None = None, timeout: float = 60) -> None:
+    """Wait until ``count`` RQ workers are registered in Redis (a worker exits if Redis is down at start)."""
+    import redis
+    from rq import Worker
+
+    connection = redis.Redis.from_url(redis_url)
+    deadline = time.monotonic() + timeout
+    while Worker.count(connection=connection) < count:
+        if procs is not None and procs.dead():
+            raise RuntimeError(f"{procs.dead()} exited early:\n{procs.tail(procs.dead()[0])}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"fewer than {count} workers registered within {timeout:.0f}s")
+        time.sleep(0.2)
+
+
+def start_sandbox(procs: Procs, env: dict | None = None):
+    """The Lever sandbox as its own process (all its state in it); returns (url, AdminClient)."""
+    from plugins.wecp_lever.sandbox.testing import AdminClient
+
+    port = free_port()
+    proc = procs.start("sandbox", [sys.executable, "-m", "plugins.wecp_lever.sandbox", "--port",
+                                   str(port)], env or dict(os.environ, PYTHONPATH=str(ROOT)))
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/", proc=proc, name="sandbox", procs=procs)
+    return url, AdminClient(url, timeout=30)
+
+
+def wait_http(url: str, *, proc=None, name: str = "", procs: Procs | None = None,
+              timeout: float = 60) -> None:
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{name} exited early:\n{procs.tail(name) if procs else ''}")
+        try:
+            requests.get(url, timeout=2)
+            return
+        except requests.RequestException:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f}s")
+
+
+class SmtpSink:
+    """An aiosmtpd server on 127.0.0.1 that counts and keeps the messages it receives."""
+
+    def __init__(self):
+        import logging
+
+        from aiosmtpd.controller import Controller
+
+        logging.getLogger("mail.log").setLevel(logging.WARNING)  # one line per SMTP command
+        self.messages: list[tuple[float, list[str], bytes]] = []  # (received at, recipients, data)
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):
+                sink.messages.append((time.time(), list(envelope.rcpt_tos), envelope.content))
+                return "250 OK"
+
+        self.port = free_port()
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+        self.url = f"smtp://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
+#: Short timings so a scenario takes a minute or two, not the production intervals.
+FAST = {
+    "HUB_SCHEDULER_TICK": 0.5,
+    "HUB_SWEEP_AFTER_SECONDS": 3,
+    "HUB_PERIODIC_INTERVALS": {"hub.webhooks.sweep_unqueued_deliveries": 2, "hub.mail.sweep_outbox": 5},
+    "HUB_JOB_MONITORING_INTERVAL": 1,
+    "HUB_JOB_HEARTBEAT_GRACE": 3,
+    # Growing like production's (5 s … 15 min) but shorter; together they outlast a 30 s outage.
+    "HUB_RETRY_INTERVALS": [2, 5, 10, 20, 40, 60],
+    "LEVER_TIMEOUT": 10,
+}
+
+
+class HubStack:
+    """Redis, PostgreSQL, optionally the sandbox, an SMTP sink and the gunicorn hub, and `hub worker`s."""
+
+    def __init__(self, name: str, *, private_pg: bool = False, sandbox: bool = False,
+                 web: bool = True, workers: int = 2, smtp: bool = False, **config):
+        self.procs = Procs(run_dir(name))
+        self.redis = self.pg = self.smtp = None
+        try:
+            if smtp:
+                self.smtp = SmtpSink()
+                config["SMTP_URL"] = self.smtp.url
+            self.redis = RedisServer()
+            self.database_url, self.pg = postgres(private_pg)
+            self.sandbox_url = self.admin = None
+            if sandbox:
+                self.sandbox_url, self.admin = start_sandbox(self.procs)
+                config["LEVER_SANDBOX_URL"] = self.sandbox_url
+            port = free_port()
+            self.app = make_app(hub_config(self.database_url, self.redis.url,
+                                           f"http://127.0.0.1:{port}", **{**FAST, **config}))
+            self.env = hub_env(self.app)
+            self.web = start_gunicorn(self.procs, "hub-web", "wsgi:app", self.env, workers=2,
+                                      threads=4, port=port) if web else None
+            self.workers = start_workers(self.procs, self.env, workers)
+            wait_workers_ready(self.redis.url, workers, self.procs)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        self.procs.stop_all()
+        if self.redis:
+            self.redis.stop()
+        if self.pg:
+            close_service(self.pg)
+        if self.smtp:
+            self.smtp.stop()
+
+    def alive_workers(self) -> int:
+        return sum(1 for p in self.workers if p.poll() is None)
+
+    def query(self, fn):
+        from hub.extensions import db
+
+        with self.app.app_context():
+            try:
+                return fn(db)
+            finally:
+                db.session.remove()
+
+
+# --- connections and deliveries ----------------------------------------------------------------
+
+def known_secret_connection(app, secret: str, org_name: str = "Bench") -> tuple[str, str]:
+    """A Lever connection with a known webhook secret, created directly (no OAuth); (id, endpoint id)."""
+    from hub.extensions import db
+    from tests.workers import make_connection
+
+    with app.app_context():
+        conn = make_connection("wecp_lever", org_name=org_name, provider="lever", webhook_secret=secret)
+        result = conn.id, conn.endpoint_id
+        db.session.remove()
+    return result
+
+
+def sandbox_connection(app, admin, org_name: str, account: str = "acme") -> str:
+    """A Lever connection holding real sandbox tokens (as after Connect), not yet set up; its id."""
+    from hub.connections import _store_tokens
+    from hub.extensions import db
+    from hub.models import Connection, Organization, utcnow
+
+    token = admin.mint_tokens(account, SANDBOX_CLIENT_ID)
+    with app.app_context():
+        org = Organization(name=org_name)
+        db.session.add(org)
+        db.session.flush()
+        conn = Connection(organization_id=org.id, plugin_key="wecp_lever", provider="lever",
+                          connected_at=utcnow(), scopes=token.get("scope", ""),
+                          external_account_name=account)
+        _store_tokens(conn, token)
+        db.session.add(conn)
+        db.session.commit()
+        connection_id = conn.id
+        db.session.remove()
+    return connection_id
+
+
+def registered_connection(stack: HubStack, org: str) -> tuple[str, str]:
+    """A connection with sandbox tokens whose webhook is registered (the on-connect job, run here)."""
+    from hub.connections import webhook_url
+    from hub.models import Connection
+    from plugins.wecp_lever.jobs import register_webhook
+
+    conn_id = sandbox_connection(stack.app, stack.admin, org)
+    with stack.app.app_context():
+        assert register_webhook(conn_id) == "created"
+    url = stack.query(lambda db: webhook_url(db.session.get(Connection, conn_id)))
+    return conn_id, url
+
+
+def link_a_test(stack: HubStack, conn_id: str) -> tuple[str, str]:
+    """The sample WeCP test linked to a published posting and a stage; (posting id, stage id)."""
+    from hub.auth import create_user
+    from hub.assessments.demo import seed_sample_test
+    from hub.extensions import db
+    from hub.models import Connection, Organization
+    from plugins.wecp_lever.links import create_link
+
+    account = stack.admin.state("acme")
+    posting = next(p for p, s in account["postings"].items() if s == "published")
+    stage = next(s for s in account["stages"] if s not in ("lead-new", "applicant-new"))
+    with stack.app.app_context():
+        org_id = db.session.get(Connection, conn_id).organization_id
+        org_name = db.session.get(Organization, org_id).name
+        user = create_user(org_name, "bench-admin@wecp.example", "bench-password-0123", "admin")
+        test = seed_sample_test(org_id)
+        db.session.flush()
+        create_link(org_id, user.id, test.id, posting, stage)
+        db.session.commit()
+        db.session.remove()
+    return posting, stage
+
+
+def add_candidates(stack, posting: str, count: int, prefix: str) -> dict[str, str]:
+    """``count`` new candidates at applicant-new; {opportunity id: email}."""
+    emails = [f"{prefix}-{i}@candidates.example" for i in range(count)]
+    ids = stack.admin.add_candidates("acme", posting, "applicant-new", candidates=[
+        {"name": f"Bench {prefix} {i}", "emails": [email]} for i, email in enumerate(emails)])
+    return dict(zip(ids, emails))
+
+
+def invitations(stack) -> dict[str, int]:
+    """Invitations of the Lever source by opportunity id (a count above 1 is a duplicate)."""
+    from hub.assessments.models import Invitation
+
+    def read(db):
+        found: dict[str, int] = {}
+        for ref in db.session.scalars(db.select(Invitation.source_ref).filter_by(source="wecp_lever")):
+            found[ref] = found.get(ref, 0) + 1
+        return found
+    return stack.query(read)
+
+
+def mailed(stack) -> dict[str, list[float]]:
+    """Arrival times of the emails at the SMTP sink, by recipient."""
+    found: dict[str, list[float]] = {}
+    for at, recipients, _ in list(stack.smtp.messages):
+        for rcpt in recipients:
+            found.setdefault(rcpt.lower(), []).append(at)
+    return found
+
+
+def sign(secret: str, token: str, triggered_at: int) -> str:
+    # Lever docs (/developer/documentation#webhooks): hex HMAC-SHA256 of token + triggeredAt.
+    return hmac.new(secret.encode(), (token + str(triggered_at)).encode(), hashlib.sha256).hexdigest()
+
+
+def stage_change_body(secret: str, *, token: str | None = None, to_stage: str = "bench-stage") -> tuple[str, bytes]:
+    """(token, body) of a signed candidateStageChange dated now, with a fresh token and opportunity."""
+    token = token or secrets.token_hex(16)
+    triggered_at = int(time.time() * 1000)
+    opportunity = str(uuid.uuid4())
+    body = {"triggeredAt": triggered_at, "event": "candidateStageChange",
+            "signature": sign(secret, token, triggered_at), "token": token,
+            "data": {"opportunityId": opportunity, "candidateId": opportunity,
+                     "contactId": str(uuid.uuid4()), "fromStageId": "applicant-new",
+                     "toStageId": to_stage}}
+    return token, json.dumps(body, separators=(",", ":")).encode()
+
+
+def inbox(app, connection_id: str | None = None) -> dict[str, dict]:
+    """Every stored delivery (of one connection) by dedupe key: status, attempts, result."""
+    from hub.extensions import db
+    from hub.models import WebhookDelivery
+
+    with app.app_context():
+        query = db.select(WebhookDelivery.dedupe_key, WebhookDelivery.status, WebhookDelivery.attempts,
+                          WebhookDelivery.id, WebhookDelivery.error, WebhookDelivery.result)
+        if connection_id:
+            query = query.where(WebhookDelivery.connection_id == connection_id)
+        rows = db.session.execute(query).all()
+        db.session.remove()
+    found: dict[str, dict] = {}
+    for key, status, attempts, row_id, error, outcome in rows:
+        if key in found:  # the UNIQUE constraint should make this impossible
+            found[key]["copies"] += 1
+            continue
+        found[key] = {"status": status, "attempts": attempts, "id": row_id, "copies": 1,
+                      "error": error, "result": outcome}
+    return found
+
+
+# --- measuring --------------------------------------------------------------------------------
+
+def children_of(pid: int) -> list[int]:
+    from tests.workers import children_of as _children
+
+    return _children(pid)
+
+
+def descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        for child in children_of(todo.pop()):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def cpu_seconds(pid: int, *, waited_children: bool = False) -> float:
+    """User + system CPU of a process (plus its reaped children: RQ's work horses)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # After the command name: state is field 3, so utime (14) is index 11, cutime (16) index 13.
+    ticks = int(fields[11]) + int(fields[12])
+    if waited_children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / CLK_TCK
+
+
+def memory_kb(pid: int, field: str = "VmHWM") -> int:
+    """VmHWM (peak resident set) or VmRSS of a process, in kB; 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class PeakSampler(threading.Thread):
+    """Samples the peak RSS of short-lived processes (RQ work horses) that VmHWM cannot outlive."""
+
+    def __init__(self, pids_fn, interval: float = 0.02):
+        super().__init__(name="bench-rss", daemon=True)
+        self.pids_fn, self.interval = pids_fn, interval
+        self.peak_kb = 0
+        self.seen: set[int] = set()
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            for pid in self.pids_fn():
+                self.seen.add(pid)
+                self.peak_kb = max(self.peak_kb, memory_kb(pid, "VmHWM"))
+            self.stopping.wait(self.interval)
+
+    def stop(self) -> int:
+        self.stopping.set()
+        self.join(5)
+        return self.peak_kb
+
+
+def percentile(values, q: float) -> float | None:
+    values = sorted(values)
+    if not values:
+        return None
+    k = (len(values) - 1) * q / 100
+    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+def median(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.5, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def machine(database_url: str | None = None, redis_url: str | None = None) -> dict:
+    """What the numbers were measured on."""
+    info = {"nproc": os.cpu_count(), "python": platform.python_version(),
+            "kernel": platform.release(), "memory_gb": None, "postgresql": None, "redis": None}
+    try:
+        with open("/proc/meminfo") as f:
+            info["memory_gb"] = round(int(f.readline().split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    if database_url:
+        try:
+            import psycopg
+
+            with psycopg.connect(database_url, connect_timeout=3) as conn:
+                info["postgresql"] = conn.execute("SHOW server_version").fetchone()[0]
+        except Exception:
+            pass
+    if redis_url:
+        try:
+            import redis
+
+            info["redis"] = redis.Redis.from_url(redis_url).info("server")["redis_version"]
+        except Exception:
+            pass
+    from importlib.metadata import version
+
+    for package in ("gunicorn", "rq", "flask", "sqlalchemy", "psycopg"):
+        try:
+            info[package] = version(package)
+        except Exception:
+            info[package] = None
+    wrk = shutil.which("wrk")
+    info["wrk"] = subprocess.run([wrk, "--version"], capture_output=True, text=True).stdout.split(" [")[0] \
+        if wrk else None
+    return info
+
+
+def write_result(name: str, result: dict, out: str | None = None) -> Path:
+    """Write the JSON result (default bench/results/<name>-<time>.json) and return its path."""
+    result.setdefault("finished_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    if out:
+        path = Path(out)
+    else:
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        path = RESULTS_DIR / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, sort_keys=True, default=str) + "\n")
+    return path
+
+
+def run_dir(name: str) -> Path:
+    """Where a benchmark's process logs go (kept after the run, git-ignored)."""
+    path = RESULTS_DIR / "logs" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,87 @@
+"""Smoke-size runs of the benchmarks and fault scenarios: they still work and their invariants hold.
+
+Speed is never asserted here (the numbers live in docs/performance.md); only that each command
+finishes, writes complete JSON, loses nothing and does nothing twice.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+pytestmark = pytest.mark.slow
+
+
+def run_bench(tmp_path, *argv: str, timeout: float = 300) -> tuple[dict, str]:
+    """Run ``python -m <argv> --smoke``; its JSON result and its one line of output."""
+    out = tmp_path / "result.json"
+    proc = subprocess.run([sys.executable, "-m", *argv, "--smoke", "--out", str(out)], cwd=REPO,
+                          env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True,
+                          timeout=timeout)
+    assert out.exists(), f"no JSON written (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
+    result = json.loads(out.read_text())
+    assert proc.returncode == 0, \
+        f"{proc.stdout}\n{json.dumps(result, indent=1)[:6000]}\n{proc.stderr[-3000:]}"
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stdout  # one summary line; progress goes to stderr
+    return result, lines[0]
+
+
+def test_intake_benchmark(tmp_path):
+    result, line = run_bench(tmp_path, "bench.intake")
+    summary = result["summary"]
+    assert line.startswith("B1 intake:")
+    assert summary["acknowledged"] > 0 and summary["hub_rps"] > 0 and summary["bare_rps"] > 0
+    assert summary["lost"] == 0 and summary["duplicates"] == 0 and summary["not_enqueued"] == 0
+    assert summary["worker_run_twice"] == 0
+    for key in ("ratio", "hub_p50_ms", "hub_p99_ms", "web_peak_rss_mb", "web_cpu_s_per_1000",
+                "worker_peak_rss_mb", "worker_cpu_s_per_1000"):
+        assert summary[key] is not None, key
+    assert result["machine"]["nproc"] and result["machine"]["postgresql"] and result["machine"]["redis"]
+    (run,) = result["runs"]
+    assert run["hub"]["stored"] >= run["hub"]["acknowledged"]
+    assert run["worker"]["processed"] > 0
+
+
+def test_intake_benchmark_without_wrk(tmp_path):
+    result, _ = run_bench(tmp_path, "bench.intake", "--generator", "python")
+    assert result["generator"] == "python"
+    assert result["summary"]["acknowledged"] > 0 and result["summary"]["lost"] == 0
+
+
+@pytest.mark.parametrize("scenario", ["redis", "postgres", "worker-kill", "storm"])
+def test_fault_scenario(tmp_path, scenario):
+    result, line = run_bench(tmp_path, "bench.faults", scenario)
+    assert line.startswith(f"fault {scenario}: OK"), line
+    assert result["ok"] and result["failed_checks"] == []
+    if scenario in ("redis", "postgres"):
+        assert result["moved"] > 0 and result["moves_during_outage"] > 0
+        assert result["given_up"] == 0 and result["lost"] == 0 and result["duplicates"] == 0
+        assert result["not_done"] == 0
+        assert result["invited"] == result["emailed"] == result["moved"]
+        assert result["duplicate_invitations"] == 0 and result["duplicate_emails"] == 0
+    if scenario == "redis":
+        assert set(result["first_answers_during_outage"]) == {"200"}  # acknowledged while Redis was down
+    if scenario == "postgres":
+        assert result["attempts_by_answer"].get("503", 0) > 0  # refused while down, redelivered after
+    if scenario == "worker-kill":
+        assert all(r["webhooks_created"] == 1 and r["job_status"] == "finished" for r in result["rounds"])
+    if scenario == "storm":
+        assert result["lever_answers"].get("500", 0) > 0
+        assert result["webhooks_created"] == result["connections"]
+
+
+def test_flow_benchmark(tmp_path):
+    result, line = run_bench(tmp_path, "bench.flow")
+    assert line.startswith("B2 bulk move:") and result["ok"], line
+    b2, b6 = result["b2"], result["b6"]
+    candidates, moves = result["settings"]["candidates"], result["settings"]["latency_moves"]
+    assert b2["invited"] == b2["emailed"] == candidates
+    assert b2["duplicate_invitations"] == 0 and b2["duplicate_emails"] == 0
+    assert b2["all_emailed_seconds"] is not None and b2["lever_calls"]
+    assert b6["emailed"] == moves and b6["duplicate_emails"] == 0 and b6["p99_seconds"] is not None
