@@ -183,7 +183,8 @@ def _refresh(connection_id: str, *, rejected: str | None = None, force: bool = F
             s.commit()
             _sync(connection_id, row, "last_refresh_error", "refresh_failures")
             log.warning("hub.connections.refresh_failed connection=%s error=%s", connection_id, exc)
-            if rejected is None and not force and row.token_expires_at > utcnow() + timedelta(seconds=30):
+            if rejected is None and not force and row.token_expires_at is not None \
+                    and row.token_expires_at > utcnow() + timedelta(seconds=30):
                 return creds["access_token"]  # still valid for a while: the next call retries
             raise
         _store_tokens(row, fresh)

@@ -29,13 +29,16 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
+def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = None,
+              log: Path | None = None) -> None:
     import requests
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise click.ClickException(f"a process exited early while waiting for {url}")
+            where = f"; see {log}" if log else ""
+            raise click.ClickException(f"the process for {url} exited (code {proc.returncode}) "
+                                       f"before answering{where}")
         try:
             requests.get(url, timeout=1)
             return
@@ -55,36 +58,73 @@ def redis_answers(url: str) -> bool:
 
 
 class Stack:
-    """Child processes of the demo, stopped together on Ctrl-C or on any failure."""
+    """Child processes of the demo, stopped together on Ctrl-C, SIGTERM or any failure.
+
+    Each child leads a process group of its own (gunicorn's workers and RQ's work horses
+    join it), so stopping a child's group leaves nothing behind, and a Ctrl-C in the terminal
+    reaches only this process, which then stops the children in order.
+    """
 
     def __init__(self, run_dir: Path):
         self.run_dir = run_dir
         self.procs: list[tuple[str, subprocess.Popen]] = []
 
     def start(self, name: str, argv: list[str], env: dict) -> subprocess.Popen:
-        log = open(self.run_dir / f"{name}.log", "ab")
-        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-                                start_new_session=True)
+        with open(self.run_dir / f"{name}.log", "ab") as log:
+            proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
         self.procs.append((name, proc))
         return proc
 
-    def stop(self) -> None:
-        for name, proc in reversed(self.procs):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for name, proc in reversed(self.procs):
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-        self.procs.clear()
+    def stop(self, timeout: float = 10.0) -> None:
+        # A second Ctrl-C while stopping must not leave children running.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            for _, proc in reversed(self.procs):
+                _signal_group(proc.pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            for _, proc in reversed(self.procs):
+                while _group_alive(proc.pid) and time.monotonic() < deadline:
+                    proc.poll()  # reap the leader so its group can end
+                    time.sleep(0.05)
+                if _group_alive(proc.pid):
+                    _signal_group(proc.pid, signal.SIGKILL)
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    pass
+            self.procs.clear()
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     def dead(self) -> list[str]:
         return [name for name, proc in self.procs if proc.poll() is not None]
 
 
-def demo_environment(port: int, sandbox_port: int, redis_url: str, queue_mode: str, run_dir: Path) -> dict:
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _stop_on_sigterm(signum, frame):
+    # `kill <pid>`, a closed terminal or a supervisor: stop the children as Ctrl-C does.
+    raise KeyboardInterrupt
+
+
+def demo_environment(port: int, sandbox_port: int, redis_url: str, queue_mode: str,
+                     run_dir: Path) -> dict:
     env = dict(os.environ)
     env.update({
         "HUB_ENV": "development",
@@ -101,13 +141,40 @@ def demo_environment(port: int, sandbox_port: int, redis_url: str, queue_mode: s
     return env
 
 
+def gunicorn_argv(port: int, workers: int = 2, *extra: str) -> list[str]:
+    """The hub under gunicorn on 127.0.0.1:``port`` (the demo and the end-to-end tests)."""
+    import gunicorn.config
+
+    argv = [sys.executable, "-m", "gunicorn", "-w", str(workers), "--threads", "4",
+            "-b", f"127.0.0.1:{port}", *extra]
+    if any(s.name == "control_socket_disable" for s in gunicorn.config.KNOWN_SETTINGS):
+        # gunicorn ≥ 25 opens one control socket per user (~/.gunicorn): several hubs on one
+        # machine (a demo and a test run) would take it from each other.
+        argv.append("--no-control-socket")
+    return argv + ["wsgi:app"]
+
+
 def _hub(*args: str) -> list[str]:
     return [sys.executable, "-m", "hub.cli", *args]
 
 
-def seed(env: dict) -> None:
+def run_step(what: str, argv: list[str], env: dict, run_dir: Path) -> None:
+    """Run a set-up command to completion; its output goes to setup.log, shown if it fails."""
+    log_path = run_dir / "setup.log"
+    with open(log_path, "ab") as log:
+        log.write(f"\n=== {what}: {' '.join(argv)}\n".encode())
+        log.flush()
+        result = subprocess.run(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+    if result.returncode != 0:
+        tail = log_path.read_bytes()[-2000:].decode(errors="replace")
+        raise click.ClickException(
+            f"{what} failed (exit {result.returncode}); from {log_path}:\n{tail}")
+
+
+def seed(env: dict, run_dir: Path) -> None:
     """Create the demo organization, admin and sample test (once)."""
-    subprocess.run(_hub("demo-seed"), env=env, cwd=ROOT, check=True)
+    run_step("seeding the demo data", _hub("demo-seed"), env, run_dir)
 
 
 @click.command("demo")
@@ -117,34 +184,39 @@ def seed(env: dict) -> None:
               help="Port of the Redis to use or start (ignored when REDIS_URL is set).")
 @click.option("--workers", default=1, show_default=True, help="RQ worker processes.")
 @click.option("--scripted", is_flag=True, help="Run the whole journey without a person, then stop.")
-def demo_command(port, sandbox_port, redis_port, workers, scripted):
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=ROOT / "instance" / "demo", show_default="instance/demo",
+              help="Where the demo keeps its SQLite database and logs.")
+def demo_command(port, sandbox_port, redis_port, workers, scripted, data_dir):
     """Start Redis, the Lever sandbox, the hub and a worker, seeded, and print where to go."""
-    run_dir = ROOT / "instance" / "demo"
+    run_dir = data_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
-    for p, what in ((port, "hub"), (sandbox_port, "Lever sandbox")):
+    if port == sandbox_port:
+        raise click.UsageError("--port and --sandbox-port must differ")
+    for p, what, option in ((port, "hub", "--port"),
+                            (sandbox_port, "Lever sandbox", "--sandbox-port")):
         if port_in_use(p):
             raise click.ClickException(
-                f"port {p} (for the {what}) is in use: stop what runs there or pick another with "
-                f"--{'port' if what == 'hub' else 'sandbox-port'}")
+                f"port {p} (for the {what}) is in use: stop what runs there or pick another "
+                f"with {option}")
     stack = Stack(run_dir)
+    previous_sigterm = signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         redis_url, queue_mode = _redis(stack, redis_port, run_dir)
         env = demo_environment(port, sandbox_port, redis_url, queue_mode, run_dir)
-        subprocess.run(_hub("db", "upgrade"), env=env, cwd=ROOT, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        seed(env)
+        run_step("creating the database", _hub("db", "upgrade"), env, run_dir)
+        seed(env, run_dir)
         callback = f"http://127.0.0.1:{port}/integrations/wecp_lever/connect/callback"
         sandbox = stack.start("sandbox", _hub("lever-sandbox", "--port", str(sandbox_port),
                                               "--client-id", SANDBOX_CLIENT_ID,
                                               "--client-secret", SANDBOX_CLIENT_SECRET,
                                               "--redirect-uri", callback), env)
-        web = stack.start("web", [sys.executable, "-m", "gunicorn", "-w", "2", "--threads", "4",
-                                  "-b", f"127.0.0.1:{port}", "wsgi:app"], env)
+        web = stack.start("web", gunicorn_argv(port), env)
         if queue_mode == "rq":
             for i in range(workers):
                 stack.start(f"worker-{i + 1}", _hub("worker"), env)
-        wait_http(f"http://127.0.0.1:{sandbox_port}/", proc=sandbox)
-        wait_http(f"http://127.0.0.1:{port}/healthz", proc=web)
+        wait_http(f"http://127.0.0.1:{sandbox_port}/", proc=sandbox, log=run_dir / "sandbox.log")
+        wait_http(f"http://127.0.0.1:{port}/healthz", proc=web, log=run_dir / "web.log")
         if scripted:
             from .demo_journey import run_journey
 
@@ -161,6 +233,7 @@ def demo_command(port, sandbox_port, redis_port, workers, scripted):
         click.echo("\nstopping…")
     finally:
         stack.stop()
+        signal.signal(signal.SIGTERM, previous_sigterm)
 
 
 def _redis(stack: Stack, port: int, run_dir: Path) -> tuple[str, str]:
@@ -181,11 +254,12 @@ def _redis(stack: Stack, port: int, run_dir: Path) -> tuple[str, str]:
         deadline = time.monotonic() + 10
         while not redis_answers(url):
             if time.monotonic() > deadline:
-                raise click.ClickException("redis-server did not start; see instance/demo/redis.log")
+                raise click.ClickException(f"redis-server did not start; see {run_dir}/redis.log")
             time.sleep(0.1)
         return url, "rq"
     click.secho("!" * 78 + "\n!! No Redis and no redis-server: jobs run INSIDE the web process.\n"
-                "!! Nothing survives a restart. Install redis-server for the real thing.\n" + "!" * 78,
+                "!! Nothing survives a restart. Install redis-server for the real thing.\n"
+                + "!" * 78,
                 fg="yellow", bold=True, err=True)
     return url, "inline"
 

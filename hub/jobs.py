@@ -246,6 +246,13 @@ class HubWorker(Worker):
         self.stop_asked = True
         super().request_stop(signum, frame)
 
+    def main_work_horse(self, job, queue):
+        # SQLAlchemy docs (pooling: "Using Connection Pools with Multiprocessing or os.fork()"):
+        # the forked work horse must not reuse the connections it inherited from the worker,
+        # whose scheduler thread keeps using them; two processes on one socket hang.
+        db.engine.dispose(close=False)
+        super().main_work_horse(job, queue)
+
     def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
         interval = self.job_monitoring_interval
         if job.timeout and job.timeout > 0:

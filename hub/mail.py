@@ -86,6 +86,8 @@ def queue_email(to: str, subject: str, text: str, html: str | None = None, *,
     call with the same key returns the stored email and changes nothing. If Redis is down the
     email stays ``queued`` and ``sweep_outbox`` enqueues it later.
     """
+    # Subjects are built from text users and providers chose; a line break would start a header.
+    subject = " ".join(subject.split())
     existing = email_by_key(idempotency_key)
     if existing is None:
         email = OutboundEmail(to=to, subject=subject, idempotency_key=idempotency_key,

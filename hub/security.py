@@ -33,6 +33,8 @@ _SECRET_PATTERNS = [
     re.compile(r"(?i)((?:access_token|refresh_token|client_secret|signatureToken|signature_token|"
                r"password|code|token)[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,}]+"),
     re.compile(r"hub_[A-Za-z0-9_-]{20,}"),
+    # Candidate links /t/<token> and report links /r/<token>: access logs print every path.
+    re.compile(r"(/[tr]/)[A-Za-z0-9_-]{20,}"),
 ]
 
 
@@ -42,21 +44,47 @@ def redact(text: str) -> str:
     return text
 
 
+def redact_record(record: logging.LogRecord) -> logging.LogRecord:
+    """Replace the record's message, traceback and stack with their redacted text."""
+    try:
+        message = record.getMessage()
+    except Exception:  # bad arguments: logging reports it at emit time, as it always does
+        return record
+    cleaned = redact(message)
+    if cleaned != message or record.args:
+        record.msg, record.args = cleaned, None
+    if record.exc_info and not record.exc_text:
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
+    if record.exc_text:
+        record.exc_text = redact(record.exc_text)
+    if record.stack_info:
+        record.stack_info = redact(record.stack_info)
+    return record
+
+
 class RedactingFilter(logging.Filter):
     """Rewrites every record so tokens never reach a log handler, whoever logged them."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = redact(message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
+        redact_record(record)
         return True
 
 
 def install_log_redaction() -> None:
-    root = logging.getLogger()
-    if not any(isinstance(f, RedactingFilter) for f in root.filters):
-        root.addFilter(RedactingFilter())
-    for handler in root.handlers:
-        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
-            handler.addFilter(RedactingFilter())
+    """Redact every log record of this process when it is created.
+
+    A filter on a handler only sees records of that handler, and a filter on the root logger
+    never sees records propagated from other loggers. Handlers are added after the app starts
+    (gunicorn's access and error logs, the RQ worker's own handler, pytest's capture), and some
+    loggers do not propagate. The record factory is the one place every record passes through,
+    whichever logger or handler it is meant for.
+    """
+    current = logging.getLogRecordFactory()
+    if getattr(current, "hub_redacting", False):
+        return
+
+    def factory(*args, **kwargs):
+        return redact_record(current(*args, **kwargs))
+
+    factory.hub_redacting = True
+    logging.setLogRecordFactory(factory)

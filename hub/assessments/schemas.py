@@ -34,8 +34,10 @@ class QuestionSchema(Schema):
 
 class AssessmentTestSchema(Schema):
     id = fields.Integer(dump_only=True)
-    title = fields.String(required=True, validate=validate.Length(
-        min=1, max=200, error="Enter a title of at most {max} characters."))
+    title = fields.String(required=True, validate=[
+        validate.Length(min=1, max=200, error="Enter a title of at most {max} characters."),
+        # The title is the invitation email's subject: a line break there would be a new header.
+        validate.Regexp(r"[^\x00-\x1f\x7f]*\Z", error="Enter a title on one line.")])
     description = fields.String(load_default="", validate=validate.Length(max=5000))
     pass_mark = fields.Integer(strict=True, load_default=60, validate=validate.Range(0, 100))
     time_limit_minutes = fields.Integer(strict=True, load_default=30, validate=validate.Range(1, 600))

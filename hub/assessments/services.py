@@ -6,6 +6,7 @@ the same arguments (retried jobs, duplicate webhooks).
 from __future__ import annotations
 
 import logging
+import re
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -21,6 +22,9 @@ from .models import (COMPLETED, EXPIRED, INVITED, STARTED, AssessmentTest, Invit
 from .signals import invitation_completed
 
 log = logging.getLogger("hub.assessments")
+
+#: One address, nothing else: no spaces, line breaks (header injection) or display-name syntax.
+_EMAIL = re.compile(r"[^@\s<>\",;:()\[\]\\\x00-\x1f\x7f]+@[^@\s<>\",;:()\[\]\\\x00-\x1f\x7f]+")
 
 #: Extra time after the time limit before a submission is refused (slow networks, clock skew).
 GRACE = timedelta(minutes=2)
@@ -77,7 +81,7 @@ def create_invitation(test_id: int, *, name: str, email: str, source: str,
     Raises ``LookupError`` for an unknown test and ``ValueError`` for a missing email.
     """
     email = (email or "").strip()
-    if "@" not in email or len(email) > 320:
+    if len(email) > 320 or not _EMAIL.fullmatch(email):
         raise ValueError("a candidate email address is required")
     if not idempotency_key or len(idempotency_key) > 200:
         raise ValueError("idempotency_key must have 1 to 200 characters")

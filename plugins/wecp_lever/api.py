@@ -7,8 +7,11 @@ from marshmallow import ValidationError
 from hub.api import api_blueprint
 from hub.assessments.models import AssessmentTest
 from hub.auth import get_scoped_or_404, login_required
+from hub.connections import TokenRefreshError
+from hub.plugin import ConnectionUnusable
 
 from . import links
+from .lever import LeverError
 from .schemas import LinkSchema, PostingLinkSchema
 
 bp = api_blueprint("wecp_lever_api", __name__)
@@ -17,6 +20,18 @@ bp = api_blueprint("wecp_lever_api", __name__)
 @bp.errorhandler(links.LinkError)
 def link_error(exc: links.LinkError):
     return jsonify({"error": str(exc)}), exc.status
+
+
+@bp.errorhandler(LeverError)
+@bp.errorhandler(TokenRefreshError)
+def lever_unreachable(exc):
+    return jsonify({"error": "Lever could not be reached. Try again in a moment."}), 502
+
+
+@bp.errorhandler(ConnectionUnusable)
+def connection_unusable(exc):
+    return jsonify({"error": "Lever no longer accepts this connection: reconnect it in "
+                             "Settings › Integrations."}), 409
 
 
 @bp.route("/tests/<int:test_id>/lever-links")

@@ -4,12 +4,14 @@ from __future__ import annotations
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 
 from hub.assessments.models import AssessmentTest, Invitation
-from hub.auth import admin_required, get_scoped_or_404, login_required
-from hub.extensions import db
 from hub.assessments.services import invitation_email
+from hub.auth import admin_required, get_scoped_or_404, login_required
+from hub.connections import TokenRefreshError
+from hub.extensions import db
 from hub.jobs import enqueue, safe_job_id
 from hub.mail import OutboundEmail, delivery_problems
 from hub.models import audit
+from hub.plugin import ConnectionUnusable
 from hub.registry import get_plugin
 from hub.settings import get_setting, set_setting
 
@@ -63,7 +65,7 @@ def link(test_id):
                                         request.form.get("stage_id", ""))
         except links.LinkError as exc:
             error = str(exc)
-        except LeverError:
+        except (LeverError, TokenRefreshError, ConnectionUnusable):
             error = "Lever could not be reached. Try again in a moment."
         else:
             flash(f"Linked to “{created.posting_text}” at stage “{created.stage_text}”. Candidates "
@@ -74,7 +76,7 @@ def link(test_id):
     except links.NotConnected as exc:
         flash(str(exc), "error")
         return redirect(url_for("settings.index"))
-    except LeverError:
+    except (LeverError, TokenRefreshError, ConnectionUnusable):
         postings, stages = [], []
         error = error or "Lever could not be reached. Try again in a moment."
     linked = {l.posting_id: l for l in links.links_of_test(org_id, test.id)}

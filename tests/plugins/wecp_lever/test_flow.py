@@ -6,8 +6,9 @@ import time
 
 import pytest
 
-from hub.assessments.models import Invitation
-from hub.assessments.services import complete_invitation, report_url, start_invitation
+from hub.assessments.models import Invitation, Result
+from hub.assessments.services import (complete_invitation, invitation_url, report_url,
+                                      start_invitation)
 from hub.extensions import db
 from hub.mail import OutboundEmail
 from hub.models import WebhookDelivery
@@ -54,6 +55,14 @@ def move(sandbox, client, conn, opp, stage=ASSESSMENT):
 def invitations():
     db.session.expire_all()
     return db.session.scalars(db.select(Invitation)).all()
+
+
+def take_test(invitation, correct: bool) -> Result:
+    """The candidate opens the emailed link, starts and submits (all right, or nothing)."""
+    token = invitation_url(invitation.id).rsplit("/", 1)[1]
+    start_invitation(token)
+    answers = {str(q.id): [0] for q in invitation.test.questions} if correct else {}
+    return complete_invitation(token, answers)
 
 
 def lever_writes(sandbox, since=0):
@@ -136,12 +145,7 @@ def test_stage_change_invites_once_and_the_result_becomes_one_note(connected, sa
     assert deliver(client, conn, opp, ASSESSMENT).status_code == 200
     assert len(invitations()) == 1
 
-    token = invitations()[0]
-    from hub.assessments.services import invitation_url
-    link_token = invitation_url(token.id).rsplit("/", 1)[1]
-    start_invitation(link_token)
-    questions = token.test.questions
-    result = complete_invitation(link_token, {str(q.id): [0] for q in questions})
+    result = take_test(invitations()[0], correct=True)
     notes = sandbox.admin.notes(ACCOUNT)
     assert len(notes) == 1
     value = notes[0]["value"]
@@ -165,10 +169,7 @@ def test_a_run_that_died_after_lever_accepted_the_note_finds_it(connected, sandb
     opp = new_candidate(sandbox)
     move(sandbox, client, conn, opp)
     [invitation] = invitations()
-    from hub.assessments.services import invitation_url
-    token = invitation_url(invitation.id).rsplit("/", 1)[1]
-    start_invitation(token)
-    complete_invitation(token, {})
+    take_test(invitation, correct=False)
     note = db.session.scalar(db.select(Note))
     assert note.status == "posted" and len(sandbox.admin.notes(ACCOUNT)) == 1
     # Simulate the crash window: Lever holds the note, our row says "posting", lease over.
@@ -257,10 +258,7 @@ def test_note_falls_back_to_the_hiring_manager_when_the_owner_is_deactivated(con
     opp = new_candidate(sandbox, posting=FRONTEND)
     move(sandbox, client, conn, opp)
     [invitation] = invitations()
-    from hub.assessments.services import invitation_url
-    token = invitation_url(invitation.id).rsplit("/", 1)[1]
-    start_invitation(token)
-    complete_invitation(token, {})
+    take_test(invitation, correct=False)
     note = db.session.scalar(db.select(Note))
     assert (note.status, note.perform_as, note.perform_as_role) == ("posted", HANK, "hiring_manager")
     assert "Failed" in sandbox.admin.notes(ACCOUNT)[0]["value"]
@@ -320,3 +318,53 @@ def test_a_failed_email_is_visible_with_a_retry(connected, sandbox, pg_app):
     page = client.get("/integrations/wecp_lever/").get_data(as_text=True)
     assert "Emails that could not be sent" in page and "ConnectionRefusedError" in page
     assert "email: failed" in page and ">Retry</button>" in page
+
+
+def test_optional_move_on_pass_happens_once(connected, sandbox):
+    from hub.settings import set_setting
+    from plugins.wecp_lever.flow import advance_candidate
+
+    done_stage = "6e2b3c4d-5f6a-4b7c-9d8e-0f1a2b3c4d5e"  # "Assessment complete"
+    client, conn = connected
+    set_setting(conn.organization_id, "wecp_lever", "advance_on_pass_stage", done_stage)
+    db.session.commit()
+    link(client, make_test(conn.organization_id))
+    opp = new_candidate(sandbox)
+    move(sandbox, client, conn, opp)
+    take_test(invitations()[0], correct=True)
+    moves = [r for r in lever_writes(sandbox) if r["path"].endswith("/stage")]
+    assert len(moves) == 1 and moves[0]["perform_as"] == OLIVIA
+    note = db.session.scalar(db.select(Note))
+    assert advance_candidate(note.key, done_stage) == "already moved"
+    assert len([r for r in lever_writes(sandbox) if r["path"].endswith("/stage")]) == 1
+
+
+def test_settings_off_means_no_tags(connected, sandbox):
+    from hub.settings import set_setting
+
+    client, conn = connected
+    set_setting(conn.organization_id, "wecp_lever", "tag_invited", False)
+    set_setting(conn.organization_id, "wecp_lever", "tag_results", False)
+    db.session.commit()
+    link(client, make_test(conn.organization_id))
+    opp = new_candidate(sandbox)
+    move(sandbox, client, conn, opp)
+    take_test(invitations()[0], correct=False)
+    assert [r for r in lever_writes(sandbox) if "Tags" in r["path"]] == []
+    assert len(sandbox.admin.notes(ACCOUNT)) == 1
+
+
+def test_admin_changes_the_settings_on_the_activity_page(connected):
+    from hub.settings import get_setting
+
+    client, conn = connected
+    page = client.get("/integrations/wecp_lever/").get_data(as_text=True)
+    assert "Tag invited candidates" in page
+    token = csrf_token(client, "/integrations/wecp_lever/")
+    response = client.post("/integrations/wecp_lever/settings", data={
+        "csrf_token": token, "tag_results": "on", "advance_on_pass_stage": "offer"})
+    assert response.status_code == 302
+    org = conn.organization_id
+    assert get_setting(org, "wecp_lever", "tag_invited") is False
+    assert get_setting(org, "wecp_lever", "tag_results") is True
+    assert get_setting(org, "wecp_lever", "advance_on_pass_stage") == "offer"

@@ -1,0 +1,112 @@
+"""Steps of the browser journeys (Playwright), shared by every end-to-end test with a page."""
+from __future__ import annotations
+
+import re
+import time
+
+from playwright.sync_api import Page, expect
+
+LEVER_ACCOUNT = "acme"
+LEVER_ADMIN = ("olivia@acme.example", "sandbox")
+STAGE_CHANGE_HINT = re.compile(r"Candidate Stage Change.{0,3} on")
+
+
+def sign_in(page: Page, hub_url: str, email: str, password: str) -> None:
+    """Sign in to WeCP from its sign-in page and land on the home page."""
+    page.goto(f"{hub_url}/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator(".signout .who")).to_contain_text(email)
+
+
+def open_integrations(page: Page, hub_url: str) -> None:
+    page.goto(f"{hub_url}/settings/integrations")
+    expect(page.get_by_role("heading", name="Settings › Integrations")).to_be_visible()
+
+
+def lever_card(page: Page):
+    return page.locator("#integration-wecp_lever")
+
+
+def expect_status(page: Page, status: str) -> None:
+    expect(lever_card(page).locator(".badge")).to_have_text(status)
+
+
+def wait_for_status(page: Page, hub_url: str, status: str, timeout: float = 20.0) -> None:
+    """Reload Settings › Integrations until the Lever card shows ``status`` (work is async)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        open_integrations(page, hub_url)
+        if lever_card(page).get_attribute("data-status") == status:
+            return
+        if time.monotonic() > deadline:
+            expect_status(page, status)  # fails with what the card shows instead
+        page.wait_for_timeout(250)
+
+
+def connect_lever(page: Page, hub_url: str, email: str = LEVER_ADMIN[0],
+                  password: str = LEVER_ADMIN[1]) -> None:
+    """Connect → sign in to Lever (the sandbox) → Accept → back on WeCP, connected."""
+    open_integrations(page, hub_url)
+    expect_status(page, "Not connected")
+    lever_card(page).get_by_role("button", name="Connect").click()
+    expect(page.get_by_role("heading", name="Sign in to Lever (sandbox)")).to_be_visible()
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name=re.compile(r"WeCP wants to access"))).to_be_visible()
+    page.get_by_role("button", name="Accept").click()
+    page.wait_for_url(f"{hub_url}/settings/integrations")
+    expect(page.locator(".flash-success")).to_contain_text("Lever is connected")
+
+
+def revoke_in_hub(page: Page, hub_url: str) -> None:
+    open_integrations(page, hub_url)
+    lever_card(page).get_by_role("button", name="Revoke").click()
+    expect(page.locator(".flash")).to_contain_text("Lever is disconnected")
+
+
+def revoke_in_lever(page: Page, sandbox_url: str, account: str = LEVER_ACCOUNT) -> None:
+    """In the sandbox (signed in from the consent step): Authorized Apps › Revoke access."""
+    page.goto(f"{sandbox_url}/accounts/{account}")
+    page.get_by_role("link", name="Authorized Apps").click()
+    row = page.get_by_role("row").filter(has_text="WeCP")
+    row.get_by_role("button", name="Revoke access").click()
+    expect(page.get_by_text("No app is authorized for this account.")).to_be_visible()
+
+
+def link_posting(page: Page, hub_url: str, test_title: str, posting: str, stage: str) -> None:
+    """Tests › the test › Link job posting from Lever › pick the posting and stage › Link."""
+    page.goto(f"{hub_url}/tests")
+    page.get_by_role("link", name=test_title).click()
+    page.get_by_role("link", name="Link job posting from Lever").click()
+    page.get_by_role("radio", name=re.compile(re.escape(posting))).check()
+    page.get_by_label("Stage").select_option(label=stage)
+    page.get_by_role("button", name="Link").click()
+    expect(page.locator(".flash-success")).to_contain_text(f"Linked to “{posting}”")
+    expect(page.locator("#lever-links")).to_contain_text(stage)
+
+
+def move_in_lever(page: Page, sandbox_url: str, posting_id: str, candidate: str, stage: str,
+                  account: str = LEVER_ACCOUNT) -> None:
+    """In the sandbox's pipeline of the posting: the candidate's card › stage › Move."""
+    page.goto(f"{sandbox_url}/accounts/{account}/postings/{posting_id}")
+    page.get_by_label(f"Stage for {candidate}").select_option(label=stage)
+    card = page.locator("article.card").filter(has_text=candidate)
+    card.get_by_role("button", name="Move").click()
+    column = page.locator("section.column").filter(
+        has=page.get_by_role("heading", name=re.compile(rf"^{re.escape(stage)} \d+$")))
+    expect(column).to_contain_text(candidate)
+
+
+def take_test(page: Page, url: str, answers: dict[str, list[str]]) -> None:
+    """As the candidate: open the emailed link, Start, tick the answers, Submit."""
+    page.goto(url)
+    page.get_by_role("button", name="Start the test").click()
+    for question, options in answers.items():
+        box = page.locator("fieldset.question").filter(has_text=question)
+        for option in options:
+            box.get_by_label(option, exact=True).check()
+    page.get_by_role("button", name="Submit answers").click()
+    expect(page.get_by_role("heading", name=re.compile(r"^Thank you"))).to_be_visible()

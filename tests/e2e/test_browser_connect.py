@@ -1,0 +1,56 @@
+"""In a real browser: an admin connects Lever, sees it Active, revokes it in the hub or in Lever."""
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.e2e.steps import (LEVER_ACCOUNT, STAGE_CHANGE_HINT, connect_lever, expect_status,
+                             lever_card, revoke_in_hub, revoke_in_lever, sign_in, wait_for_status)
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+# --- tests ------------------------------------------------------------------------------------
+
+def test_admin_connects_lever_and_sees_it_active(page, stack, admin_account):
+    sign_in(page, stack.hub_url, *admin_account)
+    connect_lever(page, stack.hub_url)
+    wait_for_status(page, stack.hub_url, "Active")
+    card = lever_card(page)
+    expect(card.locator(".account")).to_have_text("acme.example")
+    expect(card.locator(".hint-connected")).to_contain_text(STAGE_CHANGE_HINT)
+    expect(card.get_by_role("button", name="Revoke")).to_be_visible()
+    expect(card.get_by_role("button", name="Connect")).to_have_count(0)
+    # The worker registered exactly one webhook in Lever, pointing at this hub.
+    hooks = stack.sandbox.admin.webhooks(LEVER_ACCOUNT)
+    assert [h["url"].startswith(stack.hub_url + "/webhooks/wecp_lever/") for h in hooks] == [True]
+
+
+def test_revoke_in_the_hub_disconnects(page, stack, admin_account):
+    sign_in(page, stack.hub_url, *admin_account)
+    connect_lever(page, stack.hub_url)
+    wait_for_status(page, stack.hub_url, "Active")
+    revoke_in_hub(page, stack.hub_url)
+    expect_status(page, "Not connected")
+    expect(lever_card(page).get_by_role("button", name="Connect")).to_be_visible()
+    # Revoking cleans up in Lever too: the webhook is gone.
+    assert stack.sandbox.admin.webhooks(LEVER_ACCOUNT) == []
+
+
+def test_revoked_in_lever_shows_revoked_after_the_next_call(page, stack, admin_account):
+    from hub.extensions import db
+    from hub.models import Connection
+
+    sign_in(page, stack.hub_url, *admin_account)
+    connect_lever(page, stack.hub_url)
+    wait_for_status(page, stack.hub_url, "Active")
+    revoke_in_lever(page, stack.sandbox.url)
+    # Lever tells nobody: the hub only learns it at its next call. Nothing called yet.
+    wait_for_status(page, stack.hub_url, "Active", timeout=0)
+    connection_id = stack.query(lambda: db.session.scalar(db.select(Connection.id)))
+    stack.enqueue("plugins.wecp_lever.jobs.register_webhook", connection_id)
+    wait_for_status(page, stack.hub_url, "Revoked")
+    card = lever_card(page)
+    expect(card.locator(".notice")).to_contain_text("Lever no longer accepts this connection")
+    expect(card.get_by_role("button", name="Reconnect")).to_be_visible()
+    expect(card.locator(".hint-connected")).to_have_count(0)

@@ -1,0 +1,82 @@
+"""The whole product in a real browser: connect, link, move, email, test, note in Lever."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.e2e.steps import (LEVER_ACCOUNT, connect_lever, link_posting, move_in_lever,
+                             sign_in, take_test, wait_for_status)
+from tests.stack import wait_until
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+POSTING_ID, POSTING = "f1e2d3c4-b5a6-4978-8695-a4b3c2d1e0f9", "Backend Engineer"
+POSTING_OWNER = "b1f2c3d4-0000-4000-8000-000000000001"  # Olivia, in the sandbox's seed
+CANDIDATE, CANDIDATE_EMAIL = "Radia Perlman", "radia.perlman@example.com"
+#: Every answer right (hub/assessments/demo.py).
+ANSWERS = {
+    "What does len([1, 2, 3]) return?": ["3"],
+    "Which of these types are mutable?": ["list", "dict"],
+    "Which keyword defines a function?": ["def"],
+    "What is the value of bool([])?": ["False"],
+    "Which statements handle exceptions?": ["try / except", "finally"],
+}
+
+
+def seed_sample_test(email: str):
+    def seed():
+        from hub.assessments.demo import SAMPLE_TITLE, seed_sample_test
+        from hub.extensions import db
+        from hub.models import User
+
+        user = db.session.scalar(db.select(User).filter_by(email=email))
+        seed_sample_test(user.organization_id)
+        db.session.commit()
+        return SAMPLE_TITLE
+    return seed
+
+
+def test_candidate_moved_in_lever_takes_the_test_and_the_score_lands_in_lever(
+        page, stack, admin_account):
+    title = stack.query(seed_sample_test(admin_account[0]))
+    sign_in(page, stack.hub_url, *admin_account)
+    connect_lever(page, stack.hub_url)
+    wait_for_status(page, stack.hub_url, "Active")
+    link_posting(page, stack.hub_url, title, POSTING, "Assessment")
+
+    # A candidate applies after the link exists, then a recruiter moves them in Lever.
+    [opportunity] = stack.sandbox.admin.add_candidates(
+        LEVER_ACCOUNT, POSTING_ID, "applicant-new",
+        candidates=[{"name": CANDIDATE, "emails": [CANDIDATE_EMAIL]}])
+    move_in_lever(page, stack.sandbox.url, POSTING_ID, CANDIDATE, "Assessment")
+
+    invitation = stack.smtp.wait_for(lambda m: CANDIDATE_EMAIL in m["To"], timeout=30)
+    assert title in invitation["Subject"] or title in invitation.get_body(("plain",)).get_content()
+    url = re.search(r"http://\S+/t/\S+", invitation.get_body(("plain",)).get_content()).group(0)
+    assert url.startswith(stack.hub_url)
+    take_test(page, url, ANSWERS)
+
+    # A worker writes the score as a note, on behalf of the posting's owner.
+    def the_note():
+        notes = [n for n in stack.sandbox.admin.notes(LEVER_ACCOUNT)
+                 if n["opportunity_id"] == opportunity]
+        return notes if notes else None
+    [note] = wait_until(the_note, 30, 0.2, "the result note in Lever")
+    assert "View a detailed report on WeCP: " + stack.hub_url in note["value"]
+    assert "100%" in note["value"]
+    assert note["perform_as"] == POSTING_OWNER
+    # And a recruiter sees it on the candidate's page in Lever.
+    page.goto(f"{stack.sandbox.url}/accounts/{LEVER_ACCOUNT}/opportunities/{opportunity}")
+    expect(page.get_by_text(re.compile("View a detailed report on WeCP"))).to_be_visible()
+    assert len(stack.smtp.messages) == 1  # one invitation, however many deliveries
+
+    # The report link in the note opens the report; the admin sees the candidate's activity.
+    report = re.search(r"View a detailed report on WeCP: (\S+)", note["value"]).group(1)
+    page.goto(report)
+    expect(page.get_by_text(title).first).to_be_visible()
+    expect(page.get_by_text("Passed").first).to_be_visible()
+    page.goto(stack.hub_url + "/integrations/wecp_lever/")
+    expect(page.get_by_text(CANDIDATE).first).to_be_visible()
+    expect(page.get_by_text(re.compile("posted as the posting's owner"))).to_be_visible()

@@ -1,0 +1,148 @@
+"""`hub demo`: starts everything, says where to go, stops every child on Ctrl-C; `hub demo-seed`."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+
+import pytest
+import requests
+
+from hub.demo import DEMO_ADMIN
+from hub.extensions import db
+from tests.services import free_port
+from tests.stack import ROOT, descendants, running, wait_until
+
+pytestmark = pytest.mark.slow
+
+WELCOME = "WeCP Integration Hub demo is running"
+
+
+class Demo:
+    """`python -m hub.cli demo` in its own session, as a terminal would run it; output collected."""
+
+    def __init__(self, tmp_path, *args: str):
+        self.port, self.sandbox_port, self.redis_port = free_port(), free_port(), free_port()
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("HUB_", "LEVER_", "SMTP_"))
+               and k not in ("DATABASE_URL", "REDIS_URL")}
+        env["PYTHONUNBUFFERED"] = "1"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hub.cli", "demo", "--port", str(self.port), "--sandbox-port",
+             str(self.sandbox_port), "--redis-port", str(self.redis_port), "--data-dir",
+             str(tmp_path / "demo"), *args],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True)
+        self.output = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in iter(self.proc.stdout.readline, b""):
+            self.output.append(line.decode(errors="replace"))
+
+    @property
+    def text(self) -> str:
+        return "".join(self.output)
+
+    def wait_exit(self, timeout: float) -> int:
+        code = self.proc.wait(timeout)
+        self._reader.join(5)
+        return code
+
+    def kill_everything(self) -> None:
+        """Last resort for a failed test, so it leaves nothing behind."""
+        for pid in [self.proc.pid, *descendants(self.proc.pid)]:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def demo_run(tmp_path):
+    started = []
+
+    def start(*args):
+        demo = Demo(tmp_path, *args)
+        started.append(demo)
+        return demo
+    yield start
+    for demo in started:
+        if demo.proc.poll() is None:
+            demo.kill_everything()
+        print(demo.text)  # shown when the test failed
+        for log in sorted((tmp_path / "demo").glob("*.log")):
+            print(f"--- {log}\n{log.read_text(errors='replace')[-3000:]}")
+
+
+def answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_demo_starts_everything_and_stops_every_child(demo_run, sig):
+    demo = demo_run()
+    wait_until(lambda: WELCOME in demo.text or demo.proc.poll() is not None, 90,
+               what="the demo's welcome")
+    assert demo.proc.poll() is None, demo.text
+    assert answers(f"http://127.0.0.1:{demo.port}/healthz")
+    assert answers(f"http://127.0.0.1:{demo.sandbox_port}/")
+    assert DEMO_ADMIN in demo.text and f"http://127.0.0.1:{demo.sandbox_port}/" in demo.text
+    children = descendants(demo.proc.pid)
+    # redis, sandbox, gunicorn master and its 2 workers, one RQ worker (and its scheduler).
+    assert len(children) >= 6, children
+
+    os.killpg(demo.proc.pid, sig)  # a terminal's Ctrl-C reaches the foreground process group
+    assert demo.wait_exit(15) == 0, demo.text
+    assert "stopping" in demo.text
+    wait_until(lambda: not any(running(pid) for pid in children), 5,
+               what=f"the demo's children {children} to end")
+    assert not answers(f"http://127.0.0.1:{demo.port}/healthz")
+
+
+def test_demo_refuses_a_port_in_use(demo_run):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        demo = demo_run("--port", str(taken))  # click keeps the last --port
+        code = demo.wait_exit(60)
+    assert code != 0
+    assert f"port {taken} (for the hub) is in use" in demo.text, demo.text
+    assert "--port" in demo.text and "Traceback" not in demo.text
+
+
+def test_demo_seed_creates_the_admin_and_sample_test_once(runner):
+    from hub.assessments.demo import SAMPLE_TITLE
+    from hub.assessments.models import AssessmentTest
+    from hub.models import User
+
+    for _ in range(2):
+        result = runner.invoke(args=["demo-seed"])
+        assert result.exit_code == 0, result.output
+    db.session.expire_all()
+    users = db.session.scalars(db.select(User)).all()
+    assert [u.email for u in users] == [DEMO_ADMIN] and users[0].role == "admin"
+    tests = db.session.scalars(db.select(AssessmentTest)).all()
+    assert [(t.title, t.organization_id) for t in tests] == \
+        [(SAMPLE_TITLE, users[0].organization_id)]
+    assert len(tests[0].questions) >= 3
+
+
+def test_scripted_demo_walks_the_journey_and_stops(demo_run):
+    demo = demo_run("--scripted")
+    code = demo.wait_exit(120)
+    assert code == 0, demo.text
+    for step in ("sign in to WeCP", "connect Lever", "Lever shows Active", "link the sample test",
+                 "a new candidate is moved", "the invitation email arrives",
+                 "the candidate takes the test", "the score is a note in Lever"):
+        assert f"✓ {step}" in demo.text, demo.text
+    assert "✗" not in demo.text

@@ -1,0 +1,60 @@
+"""The end-to-end stack itself: its parts talk to each other, and stopping it leaves nothing."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import requests
+
+from tests.stack import HubStack, descendants, group_alive, running, wait_until
+from tests.workers import children_of
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_worker_sends_email_to_the_smtp_server(stack):
+    from hub.mail import queue_email
+
+    stack.query(lambda: queue_email("ada@example.com", "Hello from the stack", "Hi Ada",
+                                    idempotency_key="e2e-stack-mail"))
+    message = stack.smtp.wait_for(lambda m: m["Subject"] == "Hello from the stack")
+    assert message["To"] == "ada@example.com"
+    assert "Hi Ada" in message.get_body(("plain",)).get_content()
+    assert message["From"] == "WeCP <no-reply@wecp.test>"
+
+
+def test_reset_empties_the_database_sandbox_and_inbox(stack):
+    from hub.extensions import db
+    from hub.models import User
+
+    stack.create_user("someone@acme.example", "a long password")
+    stack.sandbox.admin.set_toggle("acme", False)
+    stack.reset()
+    assert stack.query(lambda: db.session.scalar(db.select(db.func.count(User.id)))) == 0
+    assert stack.sandbox.admin.state("acme")["webhook_toggles"]["candidateStageChange"] is True
+    assert stack.smtp.messages == []
+    assert requests.get(stack.hub_url + "/readyz", timeout=5).status_code == 200
+
+
+def test_stopping_a_stack_leaves_no_process(tmp_path, postgres_db, redis_server):
+    """Even a work horse busy with a job, which leaves its worker's process group."""
+    from tests.services import PostgresDatabase
+
+    database = PostgresDatabase(admin_url=postgres_db.admin_url)
+    stack = HubStack(tmp_path, database_url=database.url,
+                     redis_url=redis_server.url.rsplit("/", 1)[0] + "/2", workers=2)
+    try:
+        stack.start()
+        leaders = [proc.pid for proc in stack.procs.values()]
+        assert len(leaders) == 3
+        assert len(children_of(stack.procs["web"].pid)) == 2  # gunicorn's workers
+        stack.enqueue("time.sleep", 120, retry=False)
+        horses = wait_until(lambda: [pid for leader in leaders for pid in descendants(leader)
+                                     if running(pid) and os.getpgid(pid) not in leaders],
+                            20, what="a work horse")
+    finally:
+        stack.stop()
+        database.drop()
+    assert stack.orphans == []
+    assert [pgid for pgid in leaders if group_alive(pgid)] == []
+    assert [pid for pid in horses if running(pid)] == []

@@ -1,0 +1,196 @@
+"""Roles: who may use each URL of the hub. Admins connect, revoke and operate; members build tests;
+candidates reach only their invitation; report links open only their report."""
+from __future__ import annotations
+
+import pytest
+
+from hub.assessments.models import Result
+from hub.extensions import db
+from hub.models import Connection, WebhookDelivery
+from tests.conftest import csrf_token
+from tests.security.conftest import Org, api_token
+
+#: Every endpoint of the app and who may use it. A new route fails
+#: ``test_every_route_declares_who_may_use_it`` until it is added here, on purpose: adding a
+#: URL means deciding who may call it.
+ACCESS = {
+    # Anyone: signing in, health probes, static files.
+    "auth.login": "public", "auth.logout": "public", "static": "public",
+    "health.healthz": "public", "health.readyz": "public",
+    # The token in the URL is the key (candidate invitations, report links, webhook endpoints).
+    "candidate.show": "token", "candidate.start": "token", "candidate.submit": "token",
+    "candidate.done": "token", "assessments.report": "token", "webhooks.receive": "token",
+    # Any signed-in user of the organization.
+    "settings.home": "member", "settings.index": "member",
+    "api.me": "member", "api.integrations": "member",
+    "assessments.tests": "member", "assessments.new_test": "member",
+    "assessments.edit_test": "member", "assessments.test": "member", "assessments.result": "member",
+    "assessments_api.list_tests": "member", "assessments_api.create_test": "member",
+    "assessments_api.get_test": "member",
+    # Admins and super admins only.
+    "connections.connect": "admin", "connections.callback": "admin", "connections.revoke": "admin",
+    "webhooks.retry_failed": "admin", "mail.outbox": "admin",
+    "assessments.revoke_report_link": "admin", "assessments.new_report_link": "admin",
+    # The Lever integration: members link postings and follow up on candidates; admins set it up.
+    "wecp_lever.static": "public",
+    "wecp_lever.index": "member", "wecp_lever.link": "member", "wecp_lever.unlink": "member",
+    "wecp_lever.resend": "member", "wecp_lever.retry_email": "member", "wecp_lever.retry_note": "member",
+    "wecp_lever_api.list_links": "member", "wecp_lever_api.create_link": "member",
+    "wecp_lever_api.delete_link": "member", "wecp_lever_api.postings": "member",
+    "wecp_lever_api.stages": "member",
+    "wecp_lever.save_settings": "admin",
+}
+# The job dashboard, every page and action of it: admins only.
+ADMIN_BLUEPRINTS = ("rq_dashboard.",)
+
+
+def access_of(endpoint: str) -> str | None:
+    if endpoint.startswith(ADMIN_BLUEPRINTS):
+        return "admin"
+    return ACCESS.get(endpoint)
+
+
+def url_for_rule(rule, org: Org) -> str:
+    """The rule's URL with ``org``'s own objects in it (so only the role can refuse the call)."""
+    values = {"plugin_key": "wecp_lever", "test_id": org.test_id, "result_id": org.result_id,
+              "connection_id": org.connection_id, "endpoint_id": org.endpoint_id,
+              "token": org.invitation_token, "instance_number": 0, "job_id": "x",
+              "queue_name": "webhooks", "registry_name": "failed", "per_page": 10, "order": "asc",
+              "page": 1, "filename": "hub.css", "link_id": org.link_id, "note_id": org.note_id,
+              "invitation_id": org.invitation_id, "email_id": org.email_id}
+    if rule.endpoint == "assessments.report":
+        values["token"] = org.report_token
+    if rule.endpoint == "wecp_lever.static":
+        values["filename"] = "logo.svg"
+    missing = set(rule.arguments) - set(values)
+    assert not missing, f"{rule.endpoint}: give a sample value for {missing} in url_for_rule"
+    url = rule.rule
+    for name in rule.arguments:
+        url = url.replace(f"<{name}>", str(values[name]))
+        for converter in ("int", "path", "string"):
+            url = url.replace(f"<{converter}:{name}>", str(values[name]))
+    return url
+
+
+def calls(app, org: Org):
+    """(endpoint, method, url) for every route of the app."""
+    for rule in app.url_map.iter_rules():
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            yield rule.endpoint, method, url_for_rule(rule, org)
+
+
+def send(client, method: str, url: str, token: str | None):
+    """One call with a valid CSRF token, so only sign-in and role decide the answer."""
+    headers = {"X-CSRFToken": token} if token else {}
+    data = {"csrf_token": token} if token and method == "POST" else None
+    response = client.open(url, method=method, headers=headers, data=data)
+    if response.status_code == 308:  # a route's canonical form (e.g. rq-dashboard's aliases)
+        response = client.open(response.headers["Location"], method=method, headers=headers, data=data)
+    return response
+
+
+def test_every_route_declares_who_may_use_it(app):
+    undeclared = sorted({r.endpoint for r in app.url_map.iter_rules() if access_of(r.endpoint) is None})
+    assert undeclared == [], f"declare who may call these endpoints in ACCESS: {undeclared}"
+
+
+def test_anonymous_visitors_reach_only_public_and_token_urls(app, org_a, browser):
+    anonymous = browser()
+    token = csrf_token(anonymous)
+    for endpoint, method, url in calls(app, org_a):
+        if access_of(endpoint) in ("member", "admin"):
+            response = send(anonymous, method, url, token)
+            signed_out = response.status_code == 401 or (
+                response.status_code == 302 and "/login" in response.headers["Location"])
+            assert signed_out, (endpoint, method, url, response.status_code)
+
+
+def test_members_are_refused_every_admin_url(app, org_a, browser):
+    member = browser(org_a.member)
+    token = csrf_token(member, "/settings/integrations")
+    checked = 0
+    for endpoint, method, url in calls(app, org_a):
+        if access_of(endpoint) == "admin":
+            assert send(member, method, url, token).status_code == 403, (endpoint, method, url)
+            checked += 1
+    assert checked >= 10
+    db.session.expire_all()
+    assert db.session.get(Result, org_a.result_id).report_token_hash is not None
+    assert db.session.get(WebhookDelivery, org_a.delivery_id).status == "failed"
+    assert db.session.get(Connection, org_a.connection_id).disconnected_at is None
+
+
+def test_member_cannot_connect_lever(org_a, browser):
+    member = browser(org_a.member)
+    token = csrf_token(member, "/settings/integrations")
+    assert member.post("/integrations/wecp_lever/connect", data={"csrf_token": token}).status_code == 403
+    assert member.get("/integrations/wecp_lever/connect/callback?state=x&code=y").status_code == 403
+    assert "hub.oauth.wecp_lever" not in (member.get_cookie("session").value or "")
+
+
+def test_member_cannot_revoke_lever(org_a, browser):
+    member = browser(org_a.member)
+    token = csrf_token(member, "/settings/integrations")
+    assert member.post("/integrations/wecp_lever/revoke", data={"csrf_token": token}).status_code == 403
+    db.session.expire_all()
+    assert db.session.get(Connection, org_a.connection_id).usable
+
+
+def test_member_cannot_see_the_job_dashboard(org_a, browser):
+    member = browser(org_a.member)
+    assert member.get("/admin/rq/").status_code == 403
+    assert member.get("/admin/rq/0/data/queues.json").status_code == 403
+
+
+def test_admin_and_super_admin_may_connect_and_see_the_job_dashboard(app, org_a, browser, make_user):
+    boss = make_user(org="Org A", role="super_admin", email="boss@org-a.example")
+    for user in (org_a.admin, boss):
+        client = browser(user)
+        assert client.get("/admin/rq/").status_code == 200
+        response = client.post("/integrations/wecp_lever/connect",
+                               data={"csrf_token": csrf_token(client, "/settings/integrations")})
+        assert response.status_code == 302 and "/authorize?" in response.headers["Location"]
+
+
+def test_member_creates_tests_in_the_page_and_the_api(org_a, browser):
+    member = browser(org_a.member)
+    assert member.get("/tests/new").status_code == 200
+    body = {"title": "Made by a member", "questions": [
+        {"text": "1 + 1?", "options": ["1", "2"], "correct": [1]}]}
+    response = member.post("/api/v1/tests", json=body,
+                           headers={"X-CSRFToken": csrf_token(member, "/tests/new")})
+    assert response.status_code == 201
+    bearer = {"Authorization": f"Bearer {api_token(org_a.member)}"}
+    assert member.application.test_client().post("/api/v1/tests", json=body,
+                                                  headers=bearer).status_code == 201
+
+
+@pytest.mark.parametrize("role", ["member", "admin"])
+def test_member_can_link_a_posting_to_a_test(app, org_a, browser, role):
+    """Linking postings is a member's job (the Lever plugin adds the route)."""
+    if "/api/v1/tests/<int:test_id>/lever-links" not in {r.rule for r in app.url_map.iter_rules()}:
+        pytest.skip("the Lever posting links API is not merged yet")
+    client = browser(getattr(org_a, role))
+    response = client.get(f"/api/v1/tests/{org_a.test_id}/lever-links")
+    assert response.status_code == 200
+
+
+def test_a_candidate_link_opens_only_its_own_invitation(org_a, org_b, browser):
+    candidate = browser()
+    page = candidate.get(f"/t/{org_a.invitation_token}").get_data(as_text=True)
+    assert org_a.marker in page and org_b.marker not in page
+    # A report token, or a link with a character changed, is no invitation link.
+    assert candidate.get(f"/t/{org_a.report_token}").status_code == 404
+    assert candidate.get(f"/t/{org_a.invitation_token[:-1]}x").status_code == 404
+    # The link gives no way into the staff pages of the test or its result.
+    assert candidate.get(f"/tests/{org_a.test_id}").status_code == 302
+    assert candidate.get(f"/results/{org_a.result_id}").status_code == 302
+
+
+def test_a_report_link_opens_only_its_own_report(org_a, org_b, browser):
+    reader = browser()
+    page = reader.get(f"/r/{org_a.report_token}").get_data(as_text=True)
+    assert org_a.marker in page and org_b.marker not in page
+    assert reader.get(f"/r/{org_a.invitation_token}").status_code == 404
+    assert reader.get(f"/r/{org_a.report_token[:-1]}x").status_code == 404
+    assert reader.get(f"/results/{org_a.result_id}").status_code == 302

@@ -1,0 +1,126 @@
+"""Tenant isolation: an organization sees and changes only its own data, in pages, the API and webhooks."""
+from __future__ import annotations
+
+import pytest
+
+from hub.assessments.models import AssessmentTest, Result
+from hub.extensions import db
+from hub.models import Connection, WebhookDelivery
+from tests.conftest import csrf_token
+from tests.plugins.wecp_lever.signing import lever_body
+from tests.security.conftest import api_token, lever_fixture
+from tests.security.test_roles import access_of, calls, send
+
+#: URL arguments that name a row of one organization.
+TENANT_ARGUMENTS = {"test_id", "result_id", "connection_id", "link_id", "note_id", "invitation_id",
+                    "email_id"}
+
+
+def test_every_url_with_an_id_refuses_another_organizations_object(app, org_a, org_b, browser):
+    """Org B's admin, given the ids of Org A's rows, gets 404 everywhere: not even a 403 that
+    would confirm the row exists."""
+    intruder = browser(org_b.admin)
+    token = csrf_token(intruder, "/settings/integrations")
+    checked = []
+    for rule in app.url_map.iter_rules():
+        if not TENANT_ARGUMENTS & set(rule.arguments):
+            continue
+        for endpoint, method, url in calls(app, org_a):
+            if endpoint == rule.endpoint:
+                response = send(intruder, method, url, token)
+                assert response.status_code == 404, (endpoint, method, url, response.status_code)
+                assert org_a.marker not in response.get_data(as_text=True)
+                checked.append(endpoint)
+    assert len(checked) >= 8
+    db.session.expire_all()
+    assert db.session.get(AssessmentTest, org_a.test_id).title == f"{org_a.marker} test"
+    assert db.session.get(Result, org_a.result_id).report_token_hash is not None
+    assert db.session.get(WebhookDelivery, org_a.delivery_id).status == "failed"
+
+
+def test_no_page_or_api_list_shows_another_organizations_data(app, org_a, org_b, browser):
+    """Every page and API call without an id in its URL, as Org B's admin: nothing of Org A."""
+    intruder = browser(org_b.admin)
+    seen = []
+    for endpoint, method, url in calls(app, org_b):
+        if method != "GET" or access_of(endpoint) not in ("member", "admin") \
+                or endpoint.startswith("rq_dashboard."):  # jobs carry ids only (see README)
+            continue
+        rule = next(r for r in app.url_map.iter_rules() if r.endpoint == endpoint)
+        if rule.arguments - {"plugin_key"}:
+            continue
+        response = intruder.get(url)
+        body = response.get_data(as_text=True)
+        assert org_a.marker not in body and org_a.admin.email not in body, (endpoint, url)
+        seen.append((endpoint, response.status_code))
+    # The lists exist and show Org B's own rows, so the check above looked at real pages.
+    assert org_b.marker in intruder.get("/tests").get_data(as_text=True)
+    assert org_b.marker in intruder.get("/settings/integrations").get_data(as_text=True)
+    assert org_b.marker in intruder.get("/dev/outbox").get_data(as_text=True)
+    assert len(seen) >= 8
+
+
+def test_api_token_sees_only_its_organizations_tests(app, org_a, org_b):
+    bearer = {"Authorization": f"Bearer {api_token(org_b.member)}"}
+    client = app.test_client()
+    titles = [t["title"] for t in client.get("/api/v1/tests", headers=bearer).json["data"]]
+    assert titles == [f"{org_b.marker} test"]
+    assert client.get(f"/api/v1/tests/{org_a.test_id}", headers=bearer).status_code == 404
+
+
+def test_new_rows_belong_to_the_callers_organization_whatever_the_body_says(app, org_a, org_b):
+    bearer = {"Authorization": f"Bearer {api_token(org_b.admin)}"}
+    body = {"title": "Planted", "questions": [{"text": "?", "options": ["a", "b"], "correct": [0]}]}
+    client = app.test_client()
+    planted = client.post("/api/v1/tests", json={**body, "organization_id": org_a.admin.organization_id},
+                          headers=bearer)
+    assert planted.status_code == 422 and "organization_id" in planted.json["fields"]
+    created = client.post("/api/v1/tests", json=body, headers=bearer)
+    assert created.status_code == 201
+    test = db.session.get(AssessmentTest, created.json["data"]["id"])
+    assert test.organization_id == org_b.admin.organization_id
+
+
+def post_delivery(client, endpoint_id: str, body: bytes):
+    return client.post(f"/webhooks/wecp_lever/{endpoint_id}", data=body,
+                       headers={"Content-Type": "application/json"})
+
+
+def deliveries_of(connection_id: str) -> list[WebhookDelivery]:
+    db.session.expire_all()
+    return list(db.session.scalars(db.select(WebhookDelivery).filter_by(
+        connection_id=connection_id, status="queued")))
+
+
+def test_webhook_for_org_a_cannot_reach_org_b(app, org_a, org_b, client):
+    """A delivery is tied to the connection of the URL it arrives at, and must carry that
+    connection's signature: Org A's signing secret opens nothing at Org B's endpoint."""
+    payload = lever_fixture("candidateStageChange")
+    assert post_delivery(client, org_b.endpoint_id, lever_body(org_a.webhook_secret, payload)).status_code == 401
+    assert deliveries_of(org_b.connection_id) == [] and deliveries_of(org_a.connection_id) == []
+
+    assert post_delivery(client, org_a.endpoint_id, lever_body(org_a.webhook_secret, payload)).status_code == 200
+    assert len(deliveries_of(org_a.connection_id)) == 1 and deliveries_of(org_b.connection_id) == []
+
+
+def test_webhook_payload_cannot_choose_its_connection(app, org_a, org_b, client):
+    """Fields naming another organization or connection in the body change nothing: only the
+    unguessable endpoint id in the URL picks the connection."""
+    payload = dict(lever_fixture("candidateStageChange"), connection_id=org_b.connection_id,
+                   endpoint_id=org_b.endpoint_id, organization_id=org_b.admin.organization_id,
+                   accountId="org-b")
+    response = post_delivery(client, org_a.endpoint_id, lever_body(org_a.webhook_secret, payload))
+    assert response.status_code == 200
+    assert len(deliveries_of(org_a.connection_id)) == 1 and deliveries_of(org_b.connection_id) == []
+
+
+@pytest.mark.parametrize("endpoint", ["", "x", "0", "1", "wecp_lever", "%2A", "' OR '1'='1"])
+def test_a_guessed_webhook_endpoint_finds_nothing(app, org_a, client, endpoint):
+    body = lever_body(org_a.webhook_secret, lever_fixture("candidateStageChange"))
+    assert post_delivery(client, endpoint, body).status_code in (404, 405)
+    assert deliveries_of(org_a.connection_id) == []
+
+
+def test_webhook_endpoint_ids_are_unguessable(app, org_a, org_b):
+    ids = [db.session.get(Connection, c).endpoint_id for c in (org_a.connection_id, org_b.connection_id)]
+    assert all(len(i) >= 32 for i in ids) and ids[0] != ids[1]
