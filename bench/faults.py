@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import sys
 import threading
 import time
 
 from . import harness as h
+
 
 def _final(rows: dict, tokens) -> bool:
     return all(t in rows and rows[t]["status"] in ("done", "skipped", "failed") for t in tokens)

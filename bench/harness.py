@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,8 +23,14 @@ RESULTS_DIR = ROOT / "bench" / "results"
 if str(ROOT) not in sys.path:  # `python bench/x.py` as well as `python -m bench.x`
     sys.path.insert(0, str(ROOT))
 
-from tests.services import (PostgresDatabase, RedisServer, ServiceUnavailable, _pg_bin,  # noqa: E402
-                            _wait_port, free_port)
+from tests.services import (  # noqa: E402
+    PostgresDatabase,
+    RedisServer,
+    ServiceUnavailable,
+    _pg_bin,
+    _wait_port,
+    free_port,
+)
 
 #: The sandbox's default OAuth client (plugins/wecp_lever/sandbox/app.py).
 SANDBOX_CLIENT_ID = "wecp-hub-demo"
@@ -442,8 +448,8 @@ def registered_connection(stack: HubStack, org: str) -> tuple[str, str]:
 
 def link_a_test(stack: HubStack, conn_id: str) -> tuple[str, str]:
     """The sample WeCP test linked to a published posting and a stage; (posting id, stage id)."""
-    from hub.auth import create_user
     from hub.assessments.demo import seed_sample_test
+    from hub.auth import create_user
     from hub.extensions import db
     from hub.models import Connection, Organization
     from plugins.wecp_lever.links import create_link
@@ -662,7 +668,7 @@ def machine(database_url: str | None = None, redis_url: str | None = None) -> di
 
 def write_result(name: str, result: dict, out: str | None = None) -> Path:
     """Write the JSON result (default bench/results/<name>-<time>.json) and return its path."""
-    result.setdefault("finished_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    result.setdefault("finished_at", datetime.now(UTC).isoformat(timespec="seconds"))
     if out:
         path = Path(out)
     else:

@@ -23,7 +23,20 @@ def create_app(config: dict | None = None) -> Flask:
     extensions.init_app(app)
     security.init_app(app)
 
-    from . import admin, api, assessments, auth, cli, connections, demo, health, jobs, mail, settings, webhooks
+    from . import (
+        admin,
+        api,
+        assessments,
+        auth,
+        cli,
+        connections,
+        demo,
+        health,
+        jobs,
+        mail,
+        settings,
+        webhooks,
+    )
 
     cli.init_app(app)
     demo.init_app(app)

@@ -13,8 +13,18 @@ import requests
 import sqlalchemy as sa
 from authlib.common.security import generate_token
 from authlib.integrations.requests_client import OAuth2Session
-from flask import Blueprint, abort, current_app, flash, g, has_app_context, redirect, request, \
-    session, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    has_app_context,
+    redirect,
+    request,
+    session,
+    url_for,
+)
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 

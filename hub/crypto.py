@@ -68,7 +68,7 @@ def needs_rotation(token: str, app=None) -> bool:
 
 
 #: Every encrypted field declared on a model, so key rotation can find them all.
-ENCRYPTED_FIELDS: list[tuple[type, "EncryptedField"]] = []
+ENCRYPTED_FIELDS: list[tuple[type, EncryptedField]] = []
 
 
 class EncryptedField:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -17,7 +17,7 @@ ROLES = ("member", "admin", "super_admin")
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def new_uuid() -> str:
@@ -82,7 +82,7 @@ class ApiToken(db.Model):
         return hashlib.sha256(token.encode()).hexdigest()
 
     @classmethod
-    def issue(cls, user: User, name: str = "") -> tuple["ApiToken", str]:
+    def issue(cls, user: User, name: str = "") -> tuple[ApiToken, str]:
         token = cls.PREFIX + secrets.token_urlsafe(32)
         return cls(user=user, name=name, token_hash=cls.hash(token)), token
 

@@ -1,9 +1,10 @@
 """The plugin contract: what an integration declares so the hub can run it without knowing it."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 
 
 class WebhookError(Exception):

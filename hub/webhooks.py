@@ -4,13 +4,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import click
 import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, request, url_for
 from rq.job import Job, JobStatus
-from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError, StatementError
+from sqlalchemy.exc import (
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    StatementError,
+)
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from .auth import admin_required, get_scoped_or_404
@@ -263,7 +269,7 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
     except ValueError:
         raise click.BadParameter("use an ISO time (2025-11-28T12:00:00Z) or an age like 2h, 30m") from None
     if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
     return moment
 
 

@@ -1,7 +1,6 @@
 """Fixtures for the whole suite: the app on SQLite and PostgreSQL, real Redis, signed-in clients."""
 from __future__ import annotations
 
-import os
 import re
 
 import pytest

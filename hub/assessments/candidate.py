@@ -11,8 +11,13 @@ from flask import Blueprint, redirect, render_template, request, url_for
 
 from ..models import utcnow
 from .models import COMPLETED, STARTED
-from .services import (InvitationError, InvitationExpired, complete_invitation, invitation_by_token,
-                       start_invitation)
+from .services import (
+    InvitationError,
+    InvitationExpired,
+    complete_invitation,
+    invitation_by_token,
+    start_invitation,
+)
 
 bp = Blueprint("candidate", __name__, url_prefix="/t")
 

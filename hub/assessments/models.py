@@ -47,7 +47,7 @@ class AssessmentTest(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    questions: Mapped[list["AssessmentQuestion"]] = relationship(
+    questions: Mapped[list[AssessmentQuestion]] = relationship(
         back_populates="test", order_by="AssessmentQuestion.position", cascade="all, delete-orphan")
 
 
@@ -106,7 +106,7 @@ class Invitation(_PresetId, db.Model):
     expired_at: Mapped[datetime | None]
 
     test: Mapped[AssessmentTest] = relationship()
-    result: Mapped["Result | None"] = relationship(back_populates="invitation", uselist=False)
+    result: Mapped[Result | None] = relationship(back_populates="invitation", uselist=False)
 
     token = EncryptedField("token_ciphertext")
 

@@ -17,8 +17,17 @@ from ..extensions import db
 from ..mail import email_by_key, queue_email
 from ..models import utcnow
 from ..plugin import PeriodicJob
-from .models import (COMPLETED, EXPIRED, INVITED, STARTED, AssessmentTest, Invitation, Result,
-                     hash_token, new_link_token)
+from .models import (
+    COMPLETED,
+    EXPIRED,
+    INVITED,
+    STARTED,
+    AssessmentTest,
+    Invitation,
+    Result,
+    hash_token,
+    new_link_token,
+)
 from .signals import invitation_completed
 
 log = logging.getLogger("hub.assessments")

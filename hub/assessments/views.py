@@ -1,14 +1,23 @@
 """Staff pages: the tests list, create/edit forms, a test with its invitations, results, reports."""
 from __future__ import annotations
 
-from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template, request,
-                   url_for)
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from marshmallow import ValidationError
 
 from ..auth import admin_required, get_scoped_or_404, login_required, scoped
 from ..extensions import db
 from ..models import audit
-from .models import AssessmentTest, Invitation, Result, KINDS
+from .models import KINDS, AssessmentTest, Invitation, Result
 from .schemas import AssessmentTestSchema
 from .services import result_by_report_token, save_test
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 import logging
 import random
 import time
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 import requests
 from flask import current_app
@@ -55,7 +56,7 @@ def _ms(value) -> int | None:
         return value
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return int(value.timestamp() * 1000)
     raise TypeError(f"expected epoch milliseconds or a datetime, got {value!r}")
 

@@ -6,8 +6,8 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from hub.extensions import db
 from hub.assessments.models import AssessmentTest
+from hub.extensions import db
 from hub.models import User, utcnow
 
 
@@ -27,7 +27,7 @@ class PostingLink(db.Model):
     linked_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     linked_by: Mapped[User | None] = relationship()
-    test: Mapped["AssessmentTest"] = relationship()
+    test: Mapped[AssessmentTest] = relationship()
 
     # One test never links to two stages of the same posting.
     __table_args__ = (sa.UniqueConstraint("test_id", "posting_id"),

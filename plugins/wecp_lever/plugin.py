@@ -146,7 +146,7 @@ class WecpLeverPlugin(Plugin):
         from hub.assessments.signals import invitation_completed
         from hub.signals import connection_restored
 
-        from .flow import on_invitation_completed, on_connection_restored
+        from .flow import on_connection_restored, on_invitation_completed
         from .sandbox.cli import lever_sandbox_command
 
         app.cli.add_command(lever_sandbox_command)

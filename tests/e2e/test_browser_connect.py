@@ -4,8 +4,17 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.steps import (LEVER_ACCOUNT, STAGE_CHANGE_HINT, connect_lever, expect_status,
-                             lever_card, revoke_in_hub, revoke_in_lever, sign_in, wait_for_status)
+from tests.e2e.steps import (
+    LEVER_ACCOUNT,
+    STAGE_CHANGE_HINT,
+    connect_lever,
+    expect_status,
+    lever_card,
+    revoke_in_hub,
+    revoke_in_lever,
+    sign_in,
+    wait_for_status,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

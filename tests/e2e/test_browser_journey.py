@@ -6,8 +6,15 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.steps import (LEVER_ACCOUNT, connect_lever, link_posting, move_in_lever,
-                             sign_in, take_test, wait_for_status)
+from tests.e2e.steps import (
+    LEVER_ACCOUNT,
+    connect_lever,
+    link_posting,
+    move_in_lever,
+    sign_in,
+    take_test,
+    wait_for_status,
+)
 from tests.stack import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -12,13 +12,13 @@ from tests.stack import ROOT
 
 # What 'self'-only script-src and style-src refuse, and what would leave the machine.
 INLINE = {
-    "inline <script>": re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.I),
-    "<style> element": re.compile(r"<style[\s>]", re.I),
-    "style= attribute": re.compile(r"\sstyle\s*=", re.I),
-    "on…= event handler": re.compile(r"\son[a-z]+\s*=", re.I),
-    "javascript: URL": re.compile(r"javascript:", re.I),
+    "inline <script>": re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.IGNORECASE),
+    "<style> element": re.compile(r"<style[\s>]", re.IGNORECASE),
+    "style= attribute": re.compile(r"\sstyle\s*=", re.IGNORECASE),
+    "on…= event handler": re.compile(r"\son[a-z]+\s*=", re.IGNORECASE),
+    "javascript: URL": re.compile(r"javascript:", re.IGNORECASE),
 }
-URL_ATTRIBUTE = re.compile(r"\s(?:src|href|action|formaction|srcset)\s*=\s*[\"']([^\"']*)", re.I)
+URL_ATTRIBUTE = re.compile(r"\s(?:src|href|action|formaction|srcset)\s*=\s*[\"']([^\"']*)", re.IGNORECASE)
 
 
 def problems_in(html: str, own_origins: tuple[str, ...] = ()) -> list[str]:
@@ -52,7 +52,7 @@ def test_the_checks_catch_what_they_should():
 
 #: rq-dashboard builds its page with inline scripts; hub/admin.py gives it a CSP of its own.
 NOT_OURS = ("/admin/rq", "/api/", "/webhooks/", "/static/")
-HREF = re.compile(r"<a\s[^>]*href=\"(/[^\"#?]*)", re.I)
+HREF = re.compile(r"<a\s[^>]*href=\"(/[^\"#?]*)", re.IGNORECASE)
 
 
 def html_pages(stack, http: requests.Session, limit: int = 60) -> dict[str, requests.Response]:

@@ -11,10 +11,16 @@ import pytest
 import sqlalchemy as sa
 
 from hub import signals
-from hub.connections import (HUB_PERIODIC_JOBS, TokenRefreshError, _store_tokens, access_token,
-                             refresh_idle_connections, webhook_url)
+from hub.connections import (
+    HUB_PERIODIC_JOBS,
+    TokenRefreshError,
+    _store_tokens,
+    access_token,
+    refresh_idle_connections,
+    webhook_url,
+)
 from hub.extensions import db
-from hub.models import AuditEvent, Connection, User, utcnow
+from hub.models import AuditEvent, Connection, utcnow
 from hub.plugin import ConnectionUnusable
 from plugins.wecp_lever.lever import LeverClient
 from plugins.wecp_lever.sandbox.testing import start_sandbox

@@ -11,7 +11,13 @@ from rq.job import Job
 
 from hub import jobs
 from hub.extensions import db, get_redis
-from hub.jobs import HubWorker, enqueue_periodic_jobs, get_queue, process_delivery, resume_deliveries
+from hub.jobs import (
+    HubWorker,
+    enqueue_periodic_jobs,
+    get_queue,
+    process_delivery,
+    resume_deliveries,
+)
 from hub.models import WebhookDelivery, utcnow
 from hub.plugin import ConnectionUnusable, PeriodicJob
 from hub.signals import connection_restored

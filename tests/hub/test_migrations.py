@@ -1,7 +1,6 @@
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from flask_migrate import Migrate
 
 from hub.extensions import db
 

@@ -2,9 +2,16 @@
 from __future__ import annotations
 
 import pytest
+from lever_sandbox_helpers import (
+    ACME,
+    ALL_SCOPES,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    REDIRECT_URI,
+    Api,
+    Receiver,
+)
 
-from lever_sandbox_helpers import (ACME, ALL_SCOPES, CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, Api,
-                                   Receiver)
 from plugins.wecp_lever.sandbox.testing import start_sandbox
 
 # Short retry delays keep the webhook tests fast; a reset restores exactly these values.

@@ -6,8 +6,8 @@ import time
 
 import requests
 from click.testing import CliRunner
-
 from lever_sandbox_helpers import ACME, ADA, ASSESSMENT, BACKEND, FORMER, OLIVIA
+
 from plugins.wecp_lever.sandbox import create_app
 from plugins.wecp_lever.sandbox.cli import build_config, lever_sandbox_command
 from plugins.wecp_lever.sandbox.state import generate_candidates

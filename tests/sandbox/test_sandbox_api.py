@@ -4,9 +4,19 @@ from __future__ import annotations
 import time
 
 import requests
-
-from lever_sandbox_helpers import (ACME, ADA, ALAN, ASSESSMENT, BACKEND, CLIENT_ID, FORMER,
-                                   FRONTEND, HANK, OLIVIA, Api)
+from lever_sandbox_helpers import (
+    ACME,
+    ADA,
+    ALAN,
+    ASSESSMENT,
+    BACKEND,
+    CLIENT_ID,
+    FORMER,
+    FRONTEND,
+    HANK,
+    OLIVIA,
+    Api,
+)
 
 
 def all_pages(api, path, **params):

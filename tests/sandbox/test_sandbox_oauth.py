@@ -6,9 +6,15 @@ import hashlib
 import time
 
 import requests
-
-from lever_sandbox_helpers import (ACME, ALL_SCOPES, CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, Api,
-                                   token_request)
+from lever_sandbox_helpers import (
+    ACME,
+    ALL_SCOPES,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    REDIRECT_URI,
+    Api,
+    token_request,
+)
 
 
 def connect(sandbox, scope=ALL_SCOPES, **kwargs) -> dict:

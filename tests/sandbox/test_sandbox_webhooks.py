@@ -7,7 +7,6 @@ import threading
 import time
 
 import requests
-
 from lever_sandbox_helpers import ACME, ADA, ALAN, ASSESSMENT, BACKEND, CLIENT_ID, OLIVIA, Api
 
 

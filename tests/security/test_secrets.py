@@ -24,7 +24,14 @@ from hub.mail import OutboundEmail
 from hub.models import Connection, WebhookDelivery
 from hub.security import install_log_redaction, redact
 from tests.conftest import TEST_KEYS
-from tests.security.conftest import CALLBACK_PATH, CLIENT_ID, CLIENT_SECRET, SAMPLE, api_token, consent
+from tests.security.conftest import (
+    CALLBACK_PATH,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    SAMPLE,
+    api_token,
+    consent,
+)
 from tests.services import free_port
 from tests.workers import ROOT, live_server, wait_for, worker_env, workers  # noqa: F401 (fixtures)
 

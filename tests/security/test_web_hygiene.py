@@ -174,7 +174,7 @@ def test_pages_have_no_inline_scripts_styles_or_handlers():
     for path in _templates():
         html = path.read_text()
         for pattern in (r"<script(?![^>]*\bsrc=)", r"\son[a-z]+\s*=", r"javascript:", r"\sstyle\s*="):
-            if re.search(pattern, html, re.I):
+            if re.search(pattern, html, re.IGNORECASE):
                 offenders.append((str(path.relative_to(ROOT)), pattern))
     assert offenders == []
 

@@ -8,10 +8,17 @@ from flask import Blueprint, current_app, jsonify, request
 
 from . import limits, oauth
 from .app import RUNTIME_KEYS, add_client
-from .state import (AuthorizedApp, Invalid, NotFound, SandboxState, generate_candidates, now_ms,
-                    read_seed)
-from .webhooks import delivery_json, move_and_notify
 from .shapes import webhook_json
+from .state import (
+    AuthorizedApp,
+    Invalid,
+    NotFound,
+    SandboxState,
+    generate_candidates,
+    now_ms,
+    read_seed,
+)
+from .webhooks import delivery_json, move_and_notify
 
 bp = Blueprint("lever_sandbox_admin", __name__, url_prefix="/_sandbox")
 

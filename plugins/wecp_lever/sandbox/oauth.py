@@ -8,8 +8,17 @@ import secrets
 import time
 from urllib.parse import urlencode
 
-from flask import (Blueprint, current_app, g, jsonify, redirect, render_template, request,
-                   session, url_for)
+from flask import (
+    Blueprint,
+    current_app,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 
 from .state import AccessToken, AuthCode, AuthorizedApp, RefreshToken, SandboxState, new_id, now_ms
 

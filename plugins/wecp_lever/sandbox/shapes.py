@@ -4,8 +4,17 @@ from __future__ import annotations
 import json
 from urllib.parse import quote, unquote
 
-from .state import (Account, Application, Note, Opportunity, Posting, Stage, StoredFile, User,
-                    Webhook)
+from .state import (
+    Account,
+    Application,
+    Note,
+    Opportunity,
+    Posting,
+    Stage,
+    StoredFile,
+    User,
+    Webhook,
+)
 
 
 def user_json(user: User) -> dict:

@@ -1,8 +1,18 @@
 """Human UI of the sandbox: accounts, pipelines with move buttons, notes, tags, apps, webhooks."""
 from __future__ import annotations
 
-from flask import (Blueprint, Response, abort, current_app, flash, redirect, render_template,
-                   request, session, url_for)
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 
 from . import oauth
 from .state import NotFound, SandboxState

@@ -6,7 +6,14 @@ import time
 
 from flask import Blueprint, render_template
 
-from hub.plugin import IncomingEvent, MalformedPayload, BadSignature, PeriodicJob, Plugin, WebhookSource
+from hub.plugin import (
+    BadSignature,
+    IncomingEvent,
+    MalformedPayload,
+    PeriodicJob,
+    Plugin,
+    WebhookSource,
+)
 
 bp = Blueprint("tiny_example", __name__, template_folder="templates")
 

@@ -7,16 +7,30 @@ import time
 import pytest
 
 from hub.assessments.models import Invitation, Result
-from hub.assessments.services import (complete_invitation, invitation_url, report_url,
-                                      start_invitation)
+from hub.assessments.services import (
+    complete_invitation,
+    invitation_url,
+    report_url,
+    start_invitation,
+)
 from hub.extensions import db
 from hub.mail import OutboundEmail
 from hub.models import WebhookDelivery
 from plugins.wecp_lever.flow import post_note, reconcile_postings
 from plugins.wecp_lever.models import Note
 from tests.conftest import csrf_token
-from tests.plugins.wecp_lever.conftest import (ACCOUNT, ASSESSMENT, BACKEND, CLOSED, FRONTEND, HANK,
-                                               NEW, OLIVIA, SCREEN, make_test)
+from tests.plugins.wecp_lever.conftest import (
+    ACCOUNT,
+    ASSESSMENT,
+    BACKEND,
+    CLOSED,
+    FRONTEND,
+    HANK,
+    NEW,
+    OLIVIA,
+    SCREEN,
+    make_test,
+)
 from tests.plugins.wecp_lever.signing import sign_lever_delivery
 
 

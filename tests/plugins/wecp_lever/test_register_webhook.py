@@ -10,9 +10,17 @@ from hub.extensions import db
 from hub.models import AuditEvent, Connection
 from plugins.wecp_lever.jobs import register_webhook
 from tests.conftest import csrf_token
-from tests.hub.test_connections import (CLIENT_ID, CLIENT_SECRET, PAGE, connect,  # noqa: F401
-                                        fresh_sandbox, make_pg_user, pg_client, sandbox,
-                                        the_connection)
+from tests.hub.test_connections import (  # noqa: F401
+    CLIENT_ID,
+    CLIENT_SECRET,
+    PAGE,
+    connect,
+    fresh_sandbox,
+    make_pg_user,
+    pg_client,
+    sandbox,
+    the_connection,
+)
 
 
 @pytest.fixture
