@@ -156,8 +156,9 @@ def _invite(connection: Connection, opp: dict, application: dict, link: PostingL
            invitation_id=invitation.id)
     if get_setting(org_id, KEY, "tag_invited"):
         author, _ = resolve_author(connection, application)
+        # Tags go to the "sync" queue: in a bulk move every invitation email comes first.
         enqueue("plugins.wecp_lever.flow.tag_opportunity", connection.id, opp["id"], [TAG_INVITED],
-                author, job_id=safe_job_id("wecp_lever-tag-invited", invitation.id))
+                author, queue="sync", job_id=safe_job_id("wecp_lever-tag-invited", invitation.id))
     return f"invited to “{link.test.title}”"
 
 
@@ -350,7 +351,7 @@ def _after_result_note(connection: Connection, note: Note, opp: dict) -> None:
     if get_setting(org_id, KEY, "tag_results"):
         enqueue("plugins.wecp_lever.flow.tag_opportunity", connection.id, note.opportunity_id,
                 [TAG_COMPLETED, TAG_PASSED if result.passed else TAG_FAILED], note.perform_as,
-                job_id=safe_job_id("wecp_lever-tag-result", result.id))
+                queue="sync", job_id=safe_job_id("wecp_lever-tag-result", result.id))
     stage = get_setting(org_id, KEY, "advance_on_pass_stage")
     if stage and result.passed and opp.get("stage") != stage:
         enqueue("plugins.wecp_lever.flow.advance_candidate", note.key, stage,
