@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 from werkzeug.serving import make_server
@@ -25,6 +24,7 @@ from hub import config as hub_config
 from hub import jobs as hub_jobs
 from hub.extensions import db
 from hub.registry import all_plugins
+from tests.stack import wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -53,16 +53,11 @@ def worker_env(app, **extra) -> dict:
 
 
 def wait_for(predicate, timeout: float = 60, interval: float = 0.2, message: str = "condition"):
-    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
+    """Poll ``predicate`` with a fresh view of the database; fail after ``timeout`` seconds."""
+    def fresh():
         db.session.expire_all()
+        return predicate()
+    return wait_until(fresh, timeout, interval, message)
 
 
 def children_of(pid: int) -> list[int]:
