@@ -50,7 +50,7 @@ def run_wrk(wrk: str, url: str, bodies: list[bytes], duration: float, connection
         # -t == -c: one connection per thread (see intake.lua); a 10 s timeout keeps slow answers
         # in the latency figures instead of dropping them.
         proc = subprocess.run([wrk, "-t", str(connections), "-c", str(connections),
-                               "-d", f"{duration}s", "--timeout", "10s", "-s", str(LUA), url],
+                               "-d", f"{duration:g}s", "--timeout", "10s", "-s", str(LUA), url],
                               env=env, capture_output=True, text=True, timeout=duration + 120)
         if proc.returncode != 0 or not out_path.exists():
             raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr or proc.stdout}")

@@ -80,12 +80,13 @@ def get_queue(name: str = "default", app=None) -> Queue:
 
 
 def enqueue(func: str, *args, queue: str = "default", job_id: str | None = None,
-            retry: Retry | None | bool = True, **options):
+            retry: Retry | None | bool = True, fresh: bool = False, **options):
     """Enqueue the job function at dotted path ``func`` with JSON-serialisable ids as arguments.
 
     In ``HUB_QUEUE_MODE=inline`` (the demo's last resort without Redis) the job runs at once in
     this process instead. With ``job_id`` a second enqueue of the same id while the first is
-    still known to RQ is ignored, so callers can enqueue freely.
+    still known to RQ is ignored, so callers can enqueue freely; ``fresh=True`` skips that
+    check (one Redis round trip) when the caller knows the id is new.
     """
     if current_app.config.get("HUB_QUEUE_MODE") == "inline":
         import_string(func)(*args)
@@ -93,7 +94,7 @@ def enqueue(func: str, *args, queue: str = "default", job_id: str | None = None,
     if retry is True:
         retry = retry_policy()
     q = get_queue(queue)
-    if job_id is not None:
+    if job_id is not None and not fresh:  # ``fresh``: the caller knows the id was never used
         existing = q.fetch_job(job_id)
         if existing is not None and existing.get_status(refresh=True) in ("queued", "started", "scheduled", "deferred"):
             return existing

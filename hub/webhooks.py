@@ -92,8 +92,12 @@ def receive(plugin_key: str, endpoint_id: str):
     if len(dedupe_key) > 200:
         dedupe_key = "sha256:" + hashlib.sha256(dedupe_key.encode("utf-8", "replace")).hexdigest()
 
+    # Stored as queued at once (the job is enqueued right after the commit): one UPDATE and
+    # COMMIT less per delivery. If the enqueue fails the row goes back to received; if this
+    # process dies in between, the sweeper finds a queued row without a job and enqueues it.
     delivery = WebhookDelivery(connection_id=connection.id, plugin_key=plugin_key, source=source.name,
-                               event=event.event, dedupe_key=dedupe_key, payload=event.payload)
+                               event=event.event, dedupe_key=dedupe_key, payload=event.payload,
+                               status="queued", enqueued_at=utcnow())
     db.session.add(delivery)
     try:
         # The id from the INSERT itself: reading it after the commit would reload the row (a
@@ -116,8 +120,24 @@ def receive(plugin_key: str, endpoint_id: str):
         delivery_received.send(current_app._get_current_object(), delivery=delivery)
     except Exception:
         log.exception("hub.webhooks.receiver_failed delivery=%s", delivery_id)
-    enqueue_delivery(delivery_id)
+    _enqueue_new(delivery_id)
     return jsonify({"status": "accepted"})
+
+
+def _enqueue_new(delivery_id: int) -> None:
+    """Enqueue a delivery just stored as queued; on failure mark it received for the sweeper."""
+    try:
+        enqueue("hub.jobs.process_delivery", delivery_id, queue="webhooks",
+                job_id=safe_job_id("delivery", delivery_id), fresh=True)
+    except Exception as exc:
+        log.warning("hub.webhooks.not_enqueued delivery=%s error=%s", delivery_id, type(exc).__name__)
+        try:
+            db.session.execute(sa.update(WebhookDelivery).where(
+                WebhookDelivery.id == delivery_id, WebhookDelivery.status == "queued"
+            ).values(status="received", enqueued_at=None))
+            db.session.commit()
+        except DATABASE_DOWN:
+            db.session.rollback()  # still queued without a job: the sweeper's vanished-job check
 
 
 def enqueue_delivery(delivery_id: int) -> bool:
