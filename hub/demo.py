@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import click
+from flask.cli import with_appcontext
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -284,41 +285,19 @@ Ctrl-C stops everything.""")
 
 
 @click.command("demo-seed")
+@with_appcontext
 def demo_seed_command():
     """Create the demo organization, admin and a sample test (idempotent)."""
-    from flask import current_app
-
-    from . import create_app
+    from .assessments.demo import seed_sample_test
+    from .auth import create_user
     from .extensions import db
+    from .models import User
 
-    app = current_app._get_current_object() if _has_app() else create_app()
-    with app.app_context():
-        from .auth import create_user
-        from .models import User
-
-        if db.session.scalar(db.select(User).filter_by(email=DEMO_ADMIN)) is None:
-            create_user(DEMO_ORG, DEMO_ADMIN, DEMO_PASSWORD, "admin", "Demo Admin")
-            db.session.commit()
-        seed_sample_test = _optional("hub.assessments.demo", "seed_sample_test")
-        if seed_sample_test:
-            user = db.session.scalar(db.select(User).filter_by(email=DEMO_ADMIN))
-            seed_sample_test(user.organization_id)
-            db.session.commit()
-
-
-def _has_app() -> bool:
-    from flask import has_app_context
-
-    return has_app_context()
-
-
-def _optional(module: str, attr: str):
-    import importlib
-
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError):
-        return None
+    user = db.session.scalar(db.select(User).filter_by(email=DEMO_ADMIN))
+    if user is None:
+        user = create_user(DEMO_ORG, DEMO_ADMIN, DEMO_PASSWORD, "admin", "Demo Admin")
+    seed_sample_test(user.organization_id)
+    db.session.commit()
 
 
 def init_app(app) -> None:
