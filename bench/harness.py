@@ -31,6 +31,7 @@ from tests.services import (  # noqa: E402
     _wait_port,
     free_port,
 )
+from tests.stack import wait_until  # noqa: E402,F401  (bench modules call h.wait_until)
 
 #: The sandbox's default OAuth client (plugins/wecp_lever/sandbox/app.py).
 SANDBOX_CLIENT_ID = "wecp-hub-demo"
@@ -616,17 +617,6 @@ def percentile(values, q: float) -> float | None:
 def median(values) -> float | None:
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.5, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 def machine(database_url: str | None = None, redis_url: str | None = None) -> dict:

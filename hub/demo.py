@@ -85,10 +85,10 @@ class Stack:
                 _signal_group(proc.pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout
             for _, proc in reversed(self.procs):
-                while _group_alive(proc.pid) and time.monotonic() < deadline:
+                while group_alive(proc.pid) and time.monotonic() < deadline:
                     proc.poll()  # reap the leader so its group can end
                     time.sleep(0.05)
-                if _group_alive(proc.pid):
+                if group_alive(proc.pid):
                     _signal_group(proc.pid, signal.SIGKILL)
                 try:
                     proc.wait(5)
@@ -109,7 +109,8 @@ def _signal_group(pgid: int, sig: int) -> None:
         pass
 
 
-def _group_alive(pgid: int) -> bool:
+def group_alive(pgid: int) -> bool:
+    """True while any process of the group exists (zombies included)."""
     try:
         os.killpg(pgid, 0)
         return True

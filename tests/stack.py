@@ -23,6 +23,7 @@ from pathlib import Path
 
 import requests
 
+from hub.demo import group_alive
 from tests.services import PostgresDatabase, RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +37,10 @@ FAST_RETRY_DELAYS = [0.2, 0.5, 1.0, 2.0]
 ENCRYPTION_KEY = "ZTJlLXRlc3Qta2V5LTAxMjM0NTY3ODlhYmNkZWZnaGk="
 
 
+class WaitTimeout(AssertionError, TimeoutError):
+    """A wait ran out: a failed assertion in tests, a TimeoutError for the benchmarks."""
+
+
 def wait_until(predicate, timeout: float = 20.0, interval: float = 0.1, what: str = "condition"):
     """Poll ``predicate`` until it returns something truthy, else raise AssertionError."""
     deadline = time.monotonic() + timeout
@@ -44,19 +49,8 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.1, what: st
         if result:
             return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+            raise WaitTimeout(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(interval)
-
-
-def group_alive(pgid: int) -> bool:
-    """True while any process of the group exists (zombies included)."""
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
 
 
 def _proc_stat(pid: int) -> list[str] | None:
