@@ -221,7 +221,8 @@ def scenario_worker_kill(args) -> dict:
             stack.procs.stop(worker)
             stack.workers.remove(worker)
             stack.workers += h.start_workers(stack.procs, stack.env, 1)
-            h.wait_workers_ready(stack.redis.url, 1, stack.procs)
+            # The dead worker's registration lingers until its TTL: wait for the new one by name.
+            h.wait_worker_named(stack.redis.url, stack.workers[-1].rq_name, stack.procs)
 
             def job_finished():
                 with stack.app.app_context():
@@ -232,6 +233,7 @@ def scenario_worker_kill(args) -> dict:
                 recovered = time.monotonic() - killed_at
             except TimeoutError:
                 recovered = None
+            diagnostics = None if recovered is not None else h.rq_snapshot(stack)
             admin.clear_faults()
             with stack.app.app_context():
                 job = get_queue("default").fetch_job(job_id)
@@ -252,6 +254,8 @@ def scenario_worker_kill(args) -> dict:
                 "secret_matches": bool(hooks) and hooks[0]["id"] == conn["webhook_id"]
                 and hooks[0]["configuration"]["signatureToken"] == conn["secret"],
             })
+            if diagnostics:
+                rounds[-1]["diagnostics"] = diagnostics
             h.log(f"  {rounds[-1]}")
         result = {"scenario": "worker-kill", "rounds": rounds, "latency_seconds": args.latency,
                   "recovered_seconds_max": max((r["recovered_seconds"] or 1e9) for r in rounds)}

@@ -280,6 +280,40 @@ def wait_workers_ready(redis_url: str, count: int, procs: Procs | None = None, t
         time.sleep(0.2)
 
 
+def wait_worker_named(redis_url: str, name: str, procs: Procs, timeout: float = 60) -> None:
+    """Wait until the RQ worker called ``name`` is registered (fail early if a process died)."""
+    import redis
+    from rq import Worker
+
+    connection = redis.Redis.from_url(redis_url)
+    deadline = time.monotonic() + timeout
+    while name not in {w.name for w in Worker.all(connection=connection)}:
+        if procs.dead():
+            raise RuntimeError(f"{procs.dead()} exited early:\n{procs.tail(procs.dead()[0])}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"worker {name} did not register within {timeout:.0f}s")
+        time.sleep(0.2)
+
+
+def rq_snapshot(stack) -> dict:
+    """What RQ and the worker processes look like now: for a scenario that timed out."""
+    from rq import Worker
+
+    from hub.jobs import QUEUES, get_queue, get_redis
+
+    with stack.app.app_context():
+        workers = [{"name": w.name, "state": str(w.get_state()), "job": w.get_current_job_id(),
+                    "last_heartbeat": str(w.last_heartbeat)} for w in Worker.all(connection=get_redis())]
+        queues = {}
+        for name in QUEUES:
+            q = get_queue(name)
+            queues[name] = {"queued": q.job_ids[:20], "started": q.started_job_registry.get_job_ids()[:20],
+                            "scheduled": q.scheduled_job_registry.get_job_ids()[:20]}
+    processes = {p.rq_name: {"pid": p.pid, "alive": p.poll() is None, "children": children_of(p.pid),
+                             "log_tail": stack.procs.tail(p.name, 1500)} for p in stack.workers}
+    return {"workers": workers, "queues": queues, "processes": processes}
+
+
 def start_sandbox(procs: Procs, env: dict | None = None):
     """The Lever sandbox as its own process (all its state in it); returns (url, AdminClient)."""
     from plugins.wecp_lever.sandbox.testing import AdminClient

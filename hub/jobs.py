@@ -14,6 +14,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 from redis.exceptions import RedisError
 from rq import Queue, Retry, Worker, get_current_job
+from rq.job import Job
 from rq.exceptions import StopRequested
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
@@ -100,6 +101,22 @@ def enqueue(func: str, *args, queue: str = "default", job_id: str | None = None,
             return existing
     return q.enqueue(func, *args, job_id=job_id, retry=retry or None,
                      failure_ttl=options.pop("failure_ttl", 7 * 24 * 3600), **options)
+
+
+def missing_jobs(job_ids: list[str]) -> set[str]:
+    """The ids among ``job_ids`` whose RQ job no longer exists (one pipelined EXISTS per id).
+
+    RQ keeps a job's key until long after it ends (result and failure TTLs), so a row that
+    still says queued while its job's key is gone lost that job: Redis restarted without
+    persistence, was flushed, or failed over to a replica that lagged.
+    """
+    if not job_ids:
+        return set()
+    with get_redis().pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.exists(Job.key_for(job_id))
+        found = pipe.execute()
+    return {job_id for job_id, exists in zip(job_ids, found) if not exists}
 
 
 def enqueue_after_commit(func: str, *args, **options) -> None:
@@ -231,6 +248,10 @@ def _on_connection_restored(sender, connection=None, **extra):
 
 # --- workers ---------------------------------------------------------------------------------
 
+#: Held by the scheduler thread during each tick and by a worker while it forks a work horse.
+SCHEDULER_TICK_LOCK = threading.Lock()
+
+
 class HubWorker(Worker):
     """An RQ worker whose running jobs count as abandoned soon after it dies.
 
@@ -246,6 +267,14 @@ class HubWorker(Worker):
     def request_stop(self, signum, frame):
         self.stop_asked = True
         super().request_stop(signum, frame)
+
+    def fork_work_horse(self, job, queue):
+        # Python docs (os.fork): forking a process with other threads leaves the child with any
+        # lock those threads held at that instant, so the child can hang on its first log line,
+        # Redis or database call. The scheduler thread does all three; it parks between ticks,
+        # and forking only while it is parked keeps the work horse free of held locks.
+        with SCHEDULER_TICK_LOCK:
+            super().fork_work_horse(job, queue)
 
     def main_work_horse(self, job, queue):
         # SQLAlchemy docs (pooling: "Using Connection Pools with Multiprocessing or os.fork()"):
@@ -352,7 +381,7 @@ class Scheduler(threading.Thread):
     def run(self) -> None:
         while not self.stopping.is_set():
             try:
-                with self.app.app_context():
+                with SCHEDULER_TICK_LOCK, self.app.app_context():
                     try:
                         self.run_once()
                     finally:

@@ -43,7 +43,7 @@ LEASE = timedelta(minutes=5)
 MAX_ATTEMPTS = 8
 
 #: Re-enqueues emails whose job was lost (Redis down at queue time, worker killed mid-send).
-HUB_PERIODIC_JOBS = [PeriodicJob("hub.mail.sweep_outbox", timedelta(minutes=5), queue="mail")]
+HUB_PERIODIC_JOBS = [PeriodicJob("hub.mail.sweep_outbox", timedelta(minutes=1), queue="mail")]
 
 
 class OutboundEmail(_PresetId, db.Model):
@@ -124,7 +124,7 @@ def _enqueue(email_id: str) -> None:
     from .jobs import enqueue
 
     try:
-        enqueue("hub.mail.send_email", email_id, queue="mail", job_id=f"send_email-{email_id}")
+        enqueue("hub.mail.send_email", email_id, queue="mail", job_id=_job_id(email_id))
     except Exception:  # Redis down: the row is safe; the sweeper enqueues it later
         log.warning("hub.mail.enqueue_failed email=%s", email_id)
 
@@ -166,16 +166,34 @@ def _finish(email_id: str, status: str, **values) -> None:
 
 
 def sweep_outbox() -> int:
-    """Periodic job: enqueue emails left queued, failed or stuck in an expired lease."""
+    """Periodic job: enqueue emails whose job was lost, failed, or stuck in an expired lease.
+
+    A ``queued`` email whose ``send_email`` job no longer exists in Redis is enqueued as soon
+    as it is HUB_SWEEP_AFTER_SECONDS old; any other queued or failed email after 2 minutes
+    (its job may still be waiting for a retry: enqueueing it again is harmless, the job id
+    dedupes and ``send_email`` claims the row).
+    """
+    from .jobs import missing_jobs
+
     now = utcnow()
-    stale = now - timedelta(minutes=2)  # leave fresh rows to the job queue_email enqueued
-    ids = db.session.scalars(db.select(OutboundEmail.id).where(
+    stale = now - timedelta(minutes=2)
+    young = now - timedelta(seconds=current_app.config.get("HUB_SWEEP_AFTER_SECONDS", 10))
+    rows = db.session.execute(db.select(OutboundEmail.id, OutboundEmail.status, OutboundEmail.created_at).where(
         OutboundEmail.attempts < MAX_ATTEMPTS,
-        sa.or_(sa.and_(OutboundEmail.status.in_((QUEUED, FAILED)), OutboundEmail.created_at < stale),
-               sa.and_(OutboundEmail.status == SENDING, OutboundEmail.lease_until < now)))).all()
+        sa.or_(sa.and_(OutboundEmail.status.in_((QUEUED, FAILED)), OutboundEmail.created_at < young),
+               sa.and_(OutboundEmail.status == SENDING, OutboundEmail.lease_until < now)))
+        .order_by(OutboundEmail.created_at).limit(2000)).all()
+    recent_queued = [_job_id(r.id) for r in rows if r.status == QUEUED and r.created_at >= stale]
+    lost = missing_jobs(recent_queued) if recent_queued else set()
+    ids = [r.id for r in rows
+           if not (r.status in (QUEUED, FAILED) and r.created_at >= stale) or _job_id(r.id) in lost]
     for email_id in ids:
         _enqueue(email_id)
     return len(ids)
+
+
+def _job_id(email_id: str) -> str:
+    return f"send_email-{email_id}"
 
 
 def build_message(email: OutboundEmail) -> EmailMessage:

@@ -135,6 +135,26 @@ def test_sweeper_enqueues_emails_left_behind(app):
     assert fresh.id not in str(get_queue("mail").job_ids)
 
 
+def test_sweeper_enqueues_at_once_an_email_whose_job_redis_lost(app):
+    from datetime import timedelta
+
+    from hub.models import utcnow
+
+    app.config["HUB_SWEEP_AFTER_SECONDS"] = 10
+    lost = _queue(key="lost")  # its job vanished (Redis restarted without persistence)
+    waiting = _queue(key="waiting")  # its job is still in Redis
+    just_now = _queue(key="just-now")  # too young: queue_email's own job is on its way
+    for email in (lost, waiting):
+        email.created_at = utcnow() - timedelta(seconds=30)
+    db.session.commit()
+    get_queue("mail").remove(f"send_email-{lost.id}")
+    get_queue("mail").fetch_job(f"send_email-{lost.id}").delete()
+    assert mail.sweep_outbox() == 1
+    assert f"send_email-{lost.id}" in get_queue("mail").job_ids
+    assert get_queue("mail").job_ids.count(f"send_email-{waiting.id}") == 1
+    assert f"send_email-{just_now.id}" in get_queue("mail").job_ids
+
+
 def _run_worker(app, smtp_url):
     env = dict(os.environ, PYTHONPATH=ROOT, DATABASE_URL=app.config["DATABASE_URL"],
                REDIS_URL=app.config["REDIS_URL"], SMTP_URL=smtp_url,
