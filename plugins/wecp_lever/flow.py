@@ -4,7 +4,9 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from flask import current_app
 from marshmallow import ValidationError
+from redis.exceptions import RedisError
 from sqlalchemy.exc import IntegrityError
 
 from hub.extensions import db
@@ -15,7 +17,7 @@ from hub.settings import get_setting
 
 from . import cache
 from .lever import LeverClient, NotFound
-from .models import Note, PostingLink, ReconcileCursor, StageChange, record
+from .models import Note, PostingLink, ReconcileCursor, StageChange, Tag, record
 from .schemas import StageChangeDataSchema
 from .webhooks import SUPPORTED_EVENTS
 
@@ -143,9 +145,15 @@ def _invite(connection: Connection, opp: dict, application: dict, link: PostingL
                                  job_id=safe_job_id("wecp_lever-note", key))
         return _skip(org_id, opp, "no email address on the Lever profile; a note in Lever says so",
                      delivery_id, commit=False)
-    invitation, created = create_invitation(  # commits the claim with the invitation
+    tag_key = None
+    if get_setting(org_id, KEY, "tag_invited"):
+        tag_key = _claim_tags(connection, opp, application, [TAG_INVITED], key=f"invited:{claim.key}")
+    invitation, created = create_invitation(  # commits the claim and the tag with the invitation
         link.test_id, name=name, email=emails[0], source=KEY, source_ref=opp["id"],
         idempotency_key=f"{KEY}:{org_id}:{opp['id']}:{link.test_id}")
+    if tag_key:
+        # Tags go to the "sync" queue: in a bulk move every invitation email comes first.
+        _enqueue_tags(tag_key)
     if not created:
         record("invitation", "skipped", f"already invited to “{link.test.title}” (still valid)",
                organization_id=org_id, opportunity_id=opp["id"], candidate_name=name,
@@ -154,11 +162,6 @@ def _invite(connection: Connection, opp: dict, application: dict, link: PostingL
     record("invitation", "ok", f"invited {emails[0]} to “{link.test.title}”", organization_id=org_id,
            opportunity_id=opp["id"], candidate_name=name, delivery_id=delivery_id,
            invitation_id=invitation.id)
-    if get_setting(org_id, KEY, "tag_invited"):
-        author, _ = resolve_author(connection, application)
-        # Tags go to the "sync" queue: in a bulk move every invitation email comes first.
-        enqueue("plugins.wecp_lever.flow.tag_opportunity", connection.id, opp["id"], [TAG_INVITED],
-                author, queue="sync", job_id=safe_job_id("wecp_lever-tag-invited", invitation.id))
     return f"invited to “{link.test.title}”"
 
 
@@ -175,11 +178,48 @@ def _skip(org_id: int, opp: dict, reason: str, delivery_id, commit: bool = True)
 
 # --- Lever writes, each exactly once ----------------------------------------------------------
 
-def tag_opportunity(connection_id: str, opportunity_id: str, tags: list[str], perform_as: str) -> str:
-    """Add tags (adding a tag Lever already has is a no-op there, so a retry is harmless)."""
-    _usable(connection_id)
-    LeverClient(connection_id).add_tags(opportunity_id, tags, perform_as=perform_as)
-    return f"tagged {', '.join(tags)}"
+def _claim_tags(connection: Connection, opp: dict, application: dict, tags: list[str], *,
+                key: str, perform_as: str | None = None) -> str | None:
+    """Store the tags to add (in the caller's transaction); the key, or None if not stored."""
+    if perform_as is None:
+        try:
+            perform_as, _ = resolve_author(connection, application)
+        except RuntimeError as exc:  # no active Lever user: the invitation matters more than a tag
+            record("tag", "failed", str(exc), organization_id=connection.organization_id,
+                   opportunity_id=opp.get("id"), candidate_name=opp.get("name"))
+            return None
+    _claim(Tag(organization_id=connection.organization_id, connection_id=connection.id, key=key,
+               opportunity_id=opp["id"], tags=tags, perform_as=perform_as))
+    return key
+
+
+def _enqueue_tags(key: str) -> None:
+    try:
+        enqueue("plugins.wecp_lever.flow.tag_opportunity", key, queue="sync",
+                job_id=safe_job_id("wecp_lever-tag", key))
+    except Exception:  # RedisError, or the job itself in the inline queue mode
+        # The row is committed: sweep_lever_writes enqueues it again.
+        log.warning("wecp_lever.tag.enqueue_failed key=%s", key, exc_info=True)
+
+
+def tag_opportunity(key: str) -> str:
+    """Add the stored tags (adding a tag Lever already has is a no-op there: a rerun is harmless)."""
+    tag = db.session.scalar(db.select(Tag).filter_by(key=key))
+    if tag is None or tag.status == "done":
+        return "already tagged" if tag else "no such tag"
+    _usable(tag.connection_id)
+    tag.attempts += 1
+    db.session.commit()
+    try:
+        LeverClient(tag.connection_id).add_tags(tag.opportunity_id, tag.tags, perform_as=tag.perform_as)
+    except Exception as exc:
+        db.session.rollback()
+        tag.error = str(exc)[:500]
+        db.session.commit()
+        raise
+    tag.status, tag.done_at, tag.error = "done", utcnow(), None
+    db.session.commit()
+    return f"tagged {', '.join(tag.tags)}"
 
 
 def _usable(connection_id: str) -> Connection:
@@ -234,7 +274,14 @@ def on_invitation_completed(sender, result_id: str, invitation_id: str, **extra)
     _claim(Note(organization_id=invitation.organization_id, connection_id=connection.id, key=key,
                 result_id=result_id, opportunity_id=invitation.source_ref))
     db.session.commit()
-    enqueue("plugins.wecp_lever.flow.post_note", key, job_id=safe_job_id("wecp_lever-note", key))
+    _enqueue_note(key)
+
+
+def _enqueue_note(key: str) -> None:
+    try:
+        enqueue("plugins.wecp_lever.flow.post_note", key, job_id=safe_job_id("wecp_lever-note", key))
+    except RedisError:  # the note is committed: sweep_lever_writes enqueues it again
+        log.warning("wecp_lever.note.enqueue_failed key=%s", key)
 
 
 def _connection_of(org_id: int) -> Connection | None:
@@ -331,6 +378,7 @@ def _note_value(note: dict) -> str:
 
 
 def _posted(note: Note, lever_note_id, message: str) -> str:
+    """Record the note posted, with the result tags the settings ask for in the same commit."""
     from hub.assessments.models import Result
 
     note.status, note.lever_note_id, note.posted_at, note.error = "posted", lever_note_id, utcnow(), None
@@ -338,20 +386,24 @@ def _posted(note: Note, lever_note_id, message: str) -> str:
     record("note", "ok", message, organization_id=note.organization_id,
            opportunity_id=note.opportunity_id, result_id=note.result_id,
            invitation_id=result.invitation_id if result else None)
+    tag_key = None
+    if result and note.perform_as and get_setting(note.organization_id, KEY, "tag_results"):
+        connection = db.session.get(Connection, note.connection_id)
+        tag_key = _claim_tags(connection, {"id": note.opportunity_id}, {},
+                              [TAG_COMPLETED, TAG_PASSED if result.passed else TAG_FAILED],
+                              key=f"result:{result.id}", perform_as=note.perform_as)
     db.session.commit()
+    if tag_key:
+        _enqueue_tags(tag_key)
     return message
 
 
 def _after_result_note(connection: Connection, note: Note, opp: dict) -> None:
-    """Tags and the optional move on pass, as the organization's settings ask."""
+    """The optional move on pass, as the organization's settings ask."""
     from hub.assessments.models import Result
 
     result = db.session.get(Result, note.result_id)
     org_id = connection.organization_id
-    if get_setting(org_id, KEY, "tag_results"):
-        enqueue("plugins.wecp_lever.flow.tag_opportunity", connection.id, note.opportunity_id,
-                [TAG_COMPLETED, TAG_PASSED if result.passed else TAG_FAILED], note.perform_as,
-                queue="sync", job_id=safe_job_id("wecp_lever-tag-result", result.id))
     stage = get_setting(org_id, KEY, "advance_on_pass_stage")
     if stage and result.passed and opp.get("stage") != stage:
         enqueue("plugins.wecp_lever.flow.advance_candidate", note.key, stage,
@@ -400,6 +452,35 @@ def resume_notes(connection_id: str) -> int:
     for key in keys:
         enqueue("plugins.wecp_lever.flow.post_note", key, job_id=safe_job_id("wecp_lever-note", key))
     return len(keys)
+
+
+#: Notes and tags older than this are given up by the sweeper (shown as problems on the card).
+SWEEP_WINDOW = timedelta(days=7)
+
+
+def sweep_lever_writes() -> str:
+    """Periodic: enqueue again the notes and tags whose job was lost or failed for good.
+
+    Their rows commit with the work that asks for them and the job is enqueued after; Redis
+    going away in between, a worker dying, or a Lever outage longer than the job's retries
+    would otherwise leave them undone. A job still queued, running or waiting for a retry is
+    left alone (same job id), so this is safe to run as often as one likes.
+    """
+    now = utcnow()
+    young = now - timedelta(seconds=current_app.config.get("HUB_SWEEP_AFTER_SECONDS", 10))
+    usable = [c.id for c in db.session.scalars(db.select(Connection).filter_by(plugin_key=KEY)) if c.usable]
+    notes = list(db.session.scalars(db.select(Note.key).where(
+        Note.connection_id.in_(usable), Note.status.in_(("pending", "posting", "paused")),
+        Note.created_at < young, Note.created_at > now - SWEEP_WINDOW).limit(500)))
+    tags = list(db.session.scalars(db.select(Tag.key).where(
+        Tag.connection_id.in_(usable), Tag.status == "pending",
+        Tag.created_at < young, Tag.created_at > now - SWEEP_WINDOW).limit(500)))
+    db.session.rollback()
+    for key in notes:
+        _enqueue_note(key)
+    for key in tags:
+        _enqueue_tags(key)
+    return f"notes {len(notes)}, tags {len(tags)}"
 
 
 # --- reconciliation ----------------------------------------------------------------------------

@@ -88,6 +88,31 @@ class Note(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class Tag(db.Model):
+    """Tags the hub adds to a Lever opportunity, stored with the work that asks for them.
+
+    Keys: ``invited:<stage change key>`` and ``result:<result id>``. The row commits with the
+    invitation (or the note), so a lost job is found by the sweeper; adding a tag Lever already
+    has changes nothing there, so a run repeated after a crash is harmless.
+    """
+
+    __tablename__ = "wecp_lever_tag"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(sa.ForeignKey("organization.id"), index=True)
+    connection_id: Mapped[str] = mapped_column(sa.ForeignKey("connection.id"))
+    key: Mapped[str] = mapped_column(sa.String(300), unique=True)
+    opportunity_id: Mapped[str] = mapped_column(sa.String(64))
+    tags: Mapped[list] = mapped_column(sa.JSON)
+    perform_as: Mapped[str] = mapped_column(sa.String(64))
+    #: pending → done
+    status: Mapped[str] = mapped_column(sa.String(20), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    done_at: Mapped[datetime | None]
+
+
 class ReconcileCursor(db.Model):
     """How far reconciliation has read one connection's linked stages (epoch ms)."""
 

@@ -91,11 +91,14 @@ class WecpLeverPlugin(Plugin):
         "plugins.wecp_lever.flow.tag_opportunity",
         "plugins.wecp_lever.flow.advance_candidate",
         "plugins.wecp_lever.flow.resume_notes",
+        "plugins.wecp_lever.flow.sweep_lever_writes",
     )
     periodic_jobs = (
         # Webhooks get lost (the hub down longer than Lever retries): read back what moved.
         PeriodicJob("plugins.wecp_lever.flow.reconcile_postings", timedelta(minutes=5),
                     queue="sync", per_connection=True),
+        # Notes and tags whose job was lost (Redis restarted) or ran out of retries.
+        PeriodicJob("plugins.wecp_lever.flow.sweep_lever_writes", timedelta(minutes=1), queue="sync"),
     )
     blueprint = "plugins.wecp_lever.views:bp"
     api_blueprint = "plugins.wecp_lever.api:bp"

@@ -382,3 +382,62 @@ def test_admin_changes_the_settings_on_the_activity_page(connected):
     assert get_setting(org, "wecp_lever", "tag_invited") is False
     assert get_setting(org, "wecp_lever", "tag_results") is True
     assert get_setting(org, "wecp_lever", "advance_on_pass_stage") == "offer"
+
+
+def _age(rows, seconds=60):
+    from datetime import timedelta
+
+    for row in rows:
+        row.created_at -= timedelta(seconds=seconds)
+    db.session.commit()
+
+
+def test_a_tag_whose_job_failed_for_good_is_added_once_by_the_sweeper(connected, sandbox):
+    from plugins.wecp_lever.flow import sweep_lever_writes, tag_opportunity
+    from plugins.wecp_lever.models import Tag
+
+    client, conn = connected
+    link(client, make_test(conn.organization_id))
+    opp = new_candidate(sandbox)
+    since = sandbox.admin.requests_log()[-1]["seq"]
+    sandbox.admin.add_fault(route="/addTags", error_rate=1.0, status=500)  # Lever down for tags
+    move(sandbox, client, conn, opp)
+    assert len(invitations()) == 1  # the invitation does not wait for the tag
+    [tag] = db.session.scalars(db.select(Tag)).all()
+    assert (tag.status, tag.tags, tag.perform_as) == ("pending", ["WeCP: invited"], OLIVIA)
+    sandbox.admin.clear_faults()
+    assert sweep_lever_writes() == "notes 0, tags 0"  # too young: its own job may still run
+    _age([tag])
+    assert sweep_lever_writes() == "notes 0, tags 1"
+    db.session.expire_all()
+    assert db.session.get(Tag, tag.id).status == "done"
+    added = [r for r in lever_writes(sandbox, since) if r["path"].endswith("/addTags") and r["status"] < 300]
+    assert len(added) == 1 and added[0]["perform_as"] == OLIVIA
+    assert sweep_lever_writes() == "notes 0, tags 0"
+    assert tag_opportunity(tag.key) == "already tagged"
+
+
+def test_a_note_whose_job_was_lost_is_posted_once_by_the_sweeper(connected, sandbox):
+    from plugins.wecp_lever.flow import sweep_lever_writes
+    from plugins.wecp_lever.models import Tag
+
+    client, conn = connected
+    link(client, make_test(conn.organization_id))
+    opp = new_candidate(sandbox)
+    move(sandbox, client, conn, opp)
+    sandbox.admin.add_fault(route="/notes", error_rate=1.0, status=503)
+    with pytest.raises(Exception):
+        take_test(invitations()[0], correct=True)  # inline: the note job's failure surfaces here
+    db.session.rollback()
+    [note] = db.session.scalars(db.select(Note)).all()
+    assert note.status in ("pending", "posting") and sandbox.admin.notes(ACCOUNT) == []
+    sandbox.admin.clear_faults()
+    note.attempted_at = note.attempted_at and note.attempted_at.replace(year=2000)  # lease over
+    _age([note])
+    assert sweep_lever_writes().startswith("notes 1")
+    db.session.expire_all()
+    assert db.session.get(Note, note.id).status == "posted"
+    assert len(sandbox.admin.notes(ACCOUNT)) == 1
+    result_tags = db.session.scalar(db.select(Tag).filter_by(key=f"result:{note.result_id}"))
+    assert result_tags.tags == ["WeCP: completed", "WeCP: passed"] and result_tags.status == "done"
+    assert sweep_lever_writes() == "notes 0, tags 0"
