@@ -413,20 +413,25 @@ def _after_result_note(connection: Connection, note: Note, opp: dict) -> None:
 def advance_candidate(note_key: str, stage_id: str) -> str:
     """Move a candidate who passed to the configured stage, once per result.
 
-    The move fires another candidateStageChange at us; it is harmless: the stage is only acted
-    on if a test is linked to it, and a test already taken is never sent again.
+    The claim is recorded after Lever made the move, so a failed call is retried rather than
+    taken for done; a run repeated after a crash between the move and the claim finds the
+    candidate already in the stage. The move fires another candidateStageChange at us; it is
+    harmless: the stage is only acted on if a test is linked to it, and a test already taken is
+    never sent again.
     """
     note = db.session.scalar(db.select(Note).filter_by(key=note_key))
-    connection = _usable(note.connection_id)
-    if not _claim(StageChange(organization_id=note.organization_id, opportunity_id=note.opportunity_id,
-                              stage_id=stage_id, test_id=_test_of(note), via="advance",
-                              key=f"advance:{note.key}")):
+    key = f"advance:{note.key}"
+    if db.session.scalar(db.select(StageChange.id).filter_by(key=key)):
         return "already moved"
-    db.session.commit()
+    connection = _usable(note.connection_id)
     client = LeverClient(connection.id)
     opp = client.get_opportunity(note.opportunity_id)
-    author, _ = resolve_author(connection, _application(opp) or {})
-    client.change_stage(note.opportunity_id, stage_id, perform_as=author)
+    if opp.get("stage") != stage_id:
+        author, _ = resolve_author(connection, _application(opp) or {})
+        client.change_stage(note.opportunity_id, stage_id, perform_as=author)
+    if not _claim(StageChange(organization_id=note.organization_id, opportunity_id=note.opportunity_id,
+                              stage_id=stage_id, test_id=_test_of(note), via="advance", key=key)):
+        return "already moved"
     record("note", "ok", f"moved to stage {stage_id} after passing", organization_id=note.organization_id,
            opportunity_id=note.opportunity_id, result_id=note.result_id)
     db.session.commit()

@@ -353,6 +353,32 @@ def test_optional_move_on_pass_happens_once(connected, sandbox):
     assert len([r for r in lever_writes(sandbox) if r["path"].endswith("/stage")]) == 1
 
 
+def test_a_move_on_pass_that_lever_refused_is_retried_not_taken_for_done(connected, sandbox):
+    from hub.settings import set_setting
+    from plugins.wecp_lever.flow import advance_candidate
+
+    done_stage = "6e2b3c4d-5f6a-4b7c-9d8e-0f1a2b3c4d5e"
+    client, conn = connected
+    set_setting(conn.organization_id, "wecp_lever", "advance_on_pass_stage", done_stage)
+    db.session.commit()
+    link(client, make_test(conn.organization_id))
+    opp = new_candidate(sandbox)
+    move(sandbox, client, conn, opp)
+    sandbox.admin.add_fault(route="/stage$", error_rate=1.0, status=503)
+    try:
+        take_test(invitations()[0], correct=True)  # inline: the move's failure may surface here
+    except Exception:
+        db.session.rollback()
+    sandbox.admin.clear_faults()
+    note = db.session.scalar(db.select(Note))
+    assert sandbox.admin.state(ACCOUNT)["opportunities"][opp] != done_stage
+    assert advance_candidate(note.key, done_stage) == f"moved to {done_stage}"  # RQ's retry
+    assert sandbox.admin.state(ACCOUNT)["opportunities"][opp] == done_stage
+    assert advance_candidate(note.key, done_stage) == "already moved"
+    moved = [r for r in lever_writes(sandbox) if r["path"].endswith("/stage") and r["status"] < 300]
+    assert len(moved) == 1
+
+
 def test_settings_off_means_no_tags(connected, sandbox):
     from hub.settings import set_setting
 
