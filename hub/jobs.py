@@ -20,7 +20,7 @@ from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 from sqlalchemy import event as sa_event
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, configure_mappers
 
 from .extensions import db, get_redis
 from .plugin import ConnectionUnusable, PeriodicJob
@@ -421,6 +421,11 @@ def worker_command(queues, burst, name, no_scheduler):
         worker.heartbeat_grace = int(app.config["HUB_JOB_HEARTBEAT_GRACE"])
         return worker
 
+    # A process's first query configures the mappers under a global lock; a work horse forked
+    # at that moment inherits the lock held and hangs until the job times out (seen at worker
+    # start with a backlog). Configure them before any thread or fork; SCHEDULER_TICK_LOCK
+    # keeps forks away from the scheduler thread's other locks (Redis pool, database pool).
+    configure_mappers()
     scheduler = None
     if burst:
         promote_scheduled_jobs(app)

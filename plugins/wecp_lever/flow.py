@@ -6,10 +6,10 @@ from datetime import timedelta
 
 from flask import current_app
 from marshmallow import ValidationError
-from redis.exceptions import RedisError
+from redis.exceptions import LockError, RedisError
 from sqlalchemy.exc import IntegrityError
 
-from hub.extensions import db
+from hub.extensions import db, get_redis
 from hub.jobs import Skipped, enqueue, enqueue_after_commit, safe_job_id
 from hub.models import Connection, WebhookDelivery, utcnow
 from hub.plugin import ConnectionUnusable
@@ -501,7 +501,24 @@ def reconcile_postings(connection_id: str) -> str:
 
     Lists the opportunities in each linked posting and stage updated since the last run; any
     move the hub did not act on is handled exactly as a webhook would be (same claim keys).
+    One run per connection at a time: a run longer than the interval (a first run reading two
+    days back, a slow Lever) would otherwise overlap the next slot's, and two runs that both
+    find no cursor both insert one, so the second fails for good on the primary key.
     """
+    lock = get_redis().lock(f"wecp_lever:reconcile:{connection_id}",
+                            timeout=int(current_app.config.get("HUB_JOB_TIMEOUT", 300)) + 60)
+    if not lock.acquire(blocking=False):
+        return "skipped: another reconciliation of this connection is running"
+    try:
+        return _reconcile(connection_id)
+    finally:
+        try:
+            lock.release()
+        except LockError:  # expired meanwhile: the next run may already hold a new one
+            pass
+
+
+def _reconcile(connection_id: str) -> str:
     connection = db.session.get(Connection, connection_id)
     if connection is None or not connection.usable:
         return "skipped: connection not usable"

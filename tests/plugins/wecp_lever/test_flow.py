@@ -292,6 +292,23 @@ def test_reconciliation_acts_on_a_move_whose_webhook_was_lost(connected, sandbox
     assert len(invitations()) == 1
 
 
+def test_a_reconciliation_while_another_of_the_connection_runs_is_skipped(connected, sandbox):
+    from hub.extensions import get_redis
+
+    client, conn = connected
+    link(client, make_test(conn.organization_id))
+    opp = new_candidate(sandbox)
+    sandbox.admin.move(ACCOUNT, [opp], ASSESSMENT)
+    lock = get_redis().lock(f"wecp_lever:reconcile:{conn.id}", timeout=30)
+    assert lock.acquire(blocking=False)  # a first run (no cursor yet) still going
+    try:
+        assert reconcile_postings(conn.id).startswith("skipped: another reconciliation")
+        assert invitations() == []
+    finally:
+        lock.release()
+    assert "invited 1" in reconcile_postings(conn.id)
+
+
 def test_revoked_connection_pauses_work_and_reconnect_resumes_it(connected, sandbox):
     from hub.models import Connection
     from tests.hub.test_connections import connect
