@@ -243,3 +243,22 @@ def test_several_workers_enqueue_each_periodic_slot_once(pg_app, workers):
     ticks = wait_for(lambda: (lambda t: t if len(t) >= 4 else None)(r.lrange("tiny:ticks", 0, -1)), 60,
                      message="four periodic ticks")
     assert len(ticks) == len(set(ticks)), ticks  # one run per slot, whichever worker enqueued it
+
+
+def test_a_work_horse_is_forked_only_while_the_scheduler_thread_is_parked(monkeypatch):
+    """A fork during a scheduler tick could inherit a lock the tick holds (Redis or database pool)."""
+    import threading
+
+    from rq import Worker
+
+    from hub.jobs import SCHEDULER_TICK_LOCK, HubWorker
+
+    forked = threading.Event()
+    monkeypatch.setattr(Worker, "fork_work_horse", lambda self, job, queue: forked.set())
+    worker = HubWorker.__new__(HubWorker)  # no Redis needed to check the ordering
+    with SCHEDULER_TICK_LOCK:  # a tick in progress
+        thread = threading.Thread(target=worker.fork_work_horse, args=(None, None))
+        thread.start()
+        assert not forked.wait(0.5)
+    assert forked.wait(5)
+    thread.join(5)
