@@ -35,6 +35,9 @@ def parse_args(argv=None):
     parser.add_argument("--workers", type=int, nargs="+", default=[2, 4],
                         help="hub worker processes; one set of runs per value")
     parser.add_argument("--runs", type=int, default=1, help="fresh stacks per worker count")
+    parser.add_argument("--rate", type=float, default=RATE,
+                        help="Lever's limit per account, requests/s (burst 2×), set in the sandbox and "
+                             "the hub alike: a lower one makes a slow machine's run rate-bound")
     parser.add_argument("--smoke", action="store_true", help="2 orgs × 3 candidates, 2 workers, 1 run")
     parser.add_argument("--out", help="JSON path (default bench/results/accounts-<time>.json)")
     args = parser.parse_args(argv)
@@ -118,6 +121,8 @@ def watch(stack, accounts: list[dict], started: float, deadline: float) -> list[
             samples.append({"t": round(now - started, 1), "invited": len(invited),
                             "emailed": len(sent), **backlog(stack)})
             last_sample = now
+            if len(samples) % 6 == 0:
+                h.log(f"  {samples[-1]}")
         if len(invited) == len(opportunities) and len(sent) == len(emails):
             break
         time.sleep(0.5)
@@ -126,27 +131,32 @@ def watch(stack, accounts: list[dict], started: float, deadline: float) -> list[
 
 # --- Lever's view -----------------------------------------------------------------------------
 
-def rate_profile(times_ms: list[int]) -> dict:
+def rate_profile(times_ms: list[int], rate: float = RATE) -> dict:
     """Calls, the most in any sliding second, the sustained rate, and how far the calls ever went
-    beyond a 10/s bucket of 20 (0 = never; the log's timestamps jitter by a few ms)."""
+    beyond a bucket of ``rate``/s and burst 2 × rate (0 = never; log timestamps jitter by a few ms)."""
     times = sorted(times_ms)
+    burst = burst_of(rate)
     busiest, lo = 0, 0
-    excess, best = 0.0, None  # max over i ≤ j of (j - i + 1) - BURST - RATE·(t_j - t_i)
+    excess, best = 0.0, None  # max over i ≤ j of (j - i + 1) - burst - rate·(t_j - t_i)
     for j, t in enumerate(times):
         while t - times[lo] >= 1000:
             lo += 1
         busiest = max(busiest, j - lo + 1)
-        # (j - i + 1) - RATE·(t_j - t_i)/1000 = (j + 1 - RATE·t_j/1000) + (RATE·t_i/1000 - i)
-        candidate = RATE * t / 1000 - j
+        # (j - i + 1) - rate·(t_j - t_i)/1000 = (j + 1 - rate·t_j/1000) + (rate·t_i/1000 - i)
+        candidate = rate * t / 1000 - j
         best = candidate if best is None else max(best, candidate)
-        excess = max(excess, (j + 1 - RATE * t / 1000) + best - BURST)
+        excess = max(excess, (j + 1 - rate * t / 1000) + best - burst)
     span = (times[-1] - times[0]) / 1000 if len(times) > 1 else 0.0
     return {"calls": len(times), "busiest_second": busiest,
             "sustained_per_second": round((len(times) - 1) / span, 2) if span else None,
             "beyond_bucket": round(excess, 2)}
 
 
-def lever_calls(requests_log: list[dict]) -> dict[str, dict]:
+def burst_of(rate: float) -> int:
+    return max(1, round(rate * BURST / RATE))
+
+
+def lever_calls(requests_log: list[dict], rate: float = RATE) -> dict[str, dict]:
     """Per account: calls by method and answer, and the rate profile of its calls."""
     by_account: dict[str, dict] = {}
     for r in requests_log:
@@ -157,7 +167,7 @@ def lever_calls(requests_log: list[dict]) -> dict[str, dict]:
         entry["by_answer"][key] = entry["by_answer"].get(key, 0) + 1
         entry["times"].append(r["at"])
     return {account: {"by_answer": e["by_answer"], "answered_429": sum(
-        n for k, n in e["by_answer"].items() if k.endswith(" 429")), **rate_profile(e["times"])}
+        n for k, n in e["by_answer"].items() if k.endswith(" 429")), **rate_profile(e["times"], rate)}
         for account, e in by_account.items()}
 
 
@@ -183,8 +193,10 @@ def one_run(args, workers: int) -> dict:
     # next run far away (a slot that does not change) and wait for each connection's first run.
     intervals = {**h.FAST["HUB_PERIODIC_INTERVALS"], "plugins.wecp_lever.flow.reconcile_postings": 10 ** 9}
     stack = h.HubStack("accounts", sandbox=True, smtp=True, workers=workers,
-                       HUB_PERIODIC_INTERVALS=intervals)
+                       HUB_PERIODIC_INTERVALS=intervals, LEVER_RATE_LIMIT=args.rate,
+                       LEVER_RATE_BURST=burst_of(args.rate))
     try:
+        stack.admin.configure(SANDBOX_RATE_LIMIT=args.rate, SANDBOX_RATE_BURST=burst_of(args.rate))
         h.log(f"{workers} workers: setting up {args.orgs} accounts × {args.candidates} candidates")
         accounts = set_up_accounts(stack, args.orgs, args.candidates)
         h.wait_first_reconciliations(stack, [a["connection"] for a in accounts])
@@ -205,7 +217,7 @@ def one_run(args, workers: int) -> dict:
                "sandbox": h.cpu_seconds(sandbox_proc.pid) - cpu_before["sandbox"]}
         load_after = os.getloadavg()
         time.sleep(2)  # anything arriving late would be a duplicate: give it a chance to show
-        run = summarize(stack, accounts, samples, started, finished, cpu, workers,
+        run = summarize(stack, args.rate, accounts, samples, started, finished, cpu, workers,
                         {"before": [round(x, 2) for x in load_before],
                          "after": [round(x, 2) for x in load_after]}, since)
         run["machine"] = h.machine(stack.database_url, stack.redis.url)
@@ -214,10 +226,10 @@ def one_run(args, workers: int) -> dict:
         stack.close()
 
 
-def summarize(stack, accounts, samples, started, finished, cpu, workers, load, since) -> dict:
+def summarize(stack, rate, accounts, samples, started, finished, cpu, workers, load, since) -> dict:
     rows = invitation_rows(stack)
     sent = h.mailed(stack)
-    calls = lever_calls(stack.admin.requests_log(since))
+    calls = lever_calls(stack.admin.requests_log(since), rate)
     arrivals = webhook_arrivals(stack.admin.deliveries(), started)
     from hub.models import Connection
 
@@ -238,8 +250,8 @@ def summarize(stack, accounts, samples, started, finished, cpu, workers, load, s
         emailed_total += emailed
         duplicate_invitations += sum(n - 1 for n in counts.values() if n > 1)
         duplicate_emails += sum(len(sent[e]) - 1 for e in opps.values() if len(sent.get(e, [])) > 1)
-        lever = calls.get(account, rate_profile([]))
-        bound = lever["calls"] / RATE
+        lever = calls.get(account, rate_profile([], rate))
+        bound = lever["calls"] / rate
         # Exact times, not the polling's: invitations' creation and the emails' arrival.
         created = [at - started for _, _, at in mine]
         arrived = [min(sent[e]) - started for e in opps.values() if e in sent]
