@@ -93,7 +93,7 @@ def test_accounts_benchmark(tmp_path):
     (run,) = result["runs"]
     orgs, candidates = result["settings"]["orgs"], result["settings"]["candidates"]
     assert run["invited"] == run["emailed"] == run["candidates"] == orgs * candidates
-    assert run["lost"] == 0 and run["duplicate_invitations"] == 0 and run["duplicate_emails"] == 0
+    assert run["missing_at_end"] == 0 and run["duplicate_invitations"] == 0 and run["duplicate_emails"] == 0
     assert run["invitations_in_the_wrong_org"] == 0
     # Each organization on its own account: every account made its own Lever calls.
     accounts = run["per_account"]
