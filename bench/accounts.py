@@ -12,6 +12,9 @@ released together by a barrier. Timed per account from the moves until every can
 invited and every invitation email arrived at the SMTP sink. From the sandbox's request log:
 each account's Lever calls, its busiest second and its lower bound (calls ÷ 10/s); from the
 workers: CPU per job and the queue backlog, to tell a Lever-bound run from a worker-bound one.
+``--rate`` scales the limit down in the sandbox and the hub alike, for a run Lever bounds even on
+a slow machine. Exit 1 when a candidate was not invited and emailed exactly once (by the deadline)
+or was invited in another organization.
 """
 from __future__ import annotations
 
