@@ -368,7 +368,7 @@ def main(argv=None) -> int:
               "failed_checks": failed, "ok": not failed}
     path = h.write_result("accounts", result, args.out)
     verdict = "OK" if not failed else "FAILED: " + "; ".join(failed)
-    parts = [f"{w} workers {_s(s['all_emailed_seconds'])} ({s['invitations_per_second'] or 0:.1f}/s, "
+    parts = [f"{w} worker{'' if w == '1' else 's'} {_s(s['all_emailed_seconds'])} ({s['invitations_per_second'] or 0:.1f}/s, "
              f"accounts median {_s(s['account_seconds_median'])}, spread {_s(s['account_seconds_spread'])}, "
              f"bound {_s(s['per_account_bound_seconds'])}, busiest second {s['busiest_second_any_account']}, "
              f"{s['answered_429']} × 429)" for w, s in by_workers.items()]
