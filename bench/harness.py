@@ -468,20 +468,21 @@ def sandbox_connection(app, admin, org_name: str, account: str = "acme") -> str:
     return connection_id
 
 
-def registered_connection(stack: HubStack, org: str) -> tuple[str, str]:
+def registered_connection(stack: HubStack, org: str, account: str = "acme") -> tuple[str, str]:
     """A connection with sandbox tokens whose webhook is registered (the on-connect job, run here)."""
     from hub.connections import webhook_url
     from hub.models import Connection
     from plugins.wecp_lever.jobs import register_webhook
 
-    conn_id = sandbox_connection(stack.app, stack.admin, org)
+    conn_id = sandbox_connection(stack.app, stack.admin, org, account)
     with stack.app.app_context():
         assert register_webhook(conn_id) == "created"
     url = stack.query(lambda db: webhook_url(db.session.get(Connection, conn_id)))
     return conn_id, url
 
 
-def link_a_test(stack: HubStack, conn_id: str) -> tuple[str, str]:
+def link_a_test(stack: HubStack, conn_id: str, account: str = "acme",
+                admin_email: str = "bench-admin@wecp.example") -> tuple[str, str]:
     """The sample WeCP test linked to a published posting and a stage; (posting id, stage id)."""
     from hub.assessments.demo import seed_sample_test
     from hub.auth import create_user
@@ -489,13 +490,13 @@ def link_a_test(stack: HubStack, conn_id: str) -> tuple[str, str]:
     from hub.models import Connection, Organization
     from plugins.wecp_lever.links import create_link
 
-    account = stack.admin.state("acme")
+    account = stack.admin.state(account)
     posting = next(p for p, s in account["postings"].items() if s == "published")
     stage = next(s for s in account["stages"] if s not in ("lead-new", "applicant-new"))
     with stack.app.app_context():
         org_id = db.session.get(Connection, conn_id).organization_id
         org_name = db.session.get(Organization, org_id).name
-        user = create_user(org_name, "bench-admin@wecp.example", "bench-password-0123", "admin")
+        user = create_user(org_name, admin_email, "bench-password-0123", "admin")
         test = seed_sample_test(org_id)
         db.session.flush()
         create_link(org_id, user.id, test.id, posting, stage)
@@ -504,10 +505,10 @@ def link_a_test(stack: HubStack, conn_id: str) -> tuple[str, str]:
     return posting, stage
 
 
-def add_candidates(stack, posting: str, count: int, prefix: str) -> dict[str, str]:
+def add_candidates(stack, posting: str, count: int, prefix: str, account: str = "acme") -> dict[str, str]:
     """``count`` new candidates at applicant-new; {opportunity id: email}."""
     emails = [f"{prefix}-{i}@candidates.example" for i in range(count)]
-    ids = stack.admin.add_candidates("acme", posting, "applicant-new", candidates=[
+    ids = stack.admin.add_candidates(account, posting, "applicant-new", candidates=[
         {"name": f"Bench {prefix} {i}", "emails": [email]} for i, email in enumerate(emails)])
     return dict(zip(ids, emails))
 
@@ -708,3 +709,16 @@ def run_dir(name: str) -> Path:
     path = RESULTS_DIR / "logs" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def wait_first_reconciliations(stack, connection_ids: list[str], timeout: float = 120) -> None:
+    """Wait until each connection's first periodic reconciliation ran (it runs as soon as the
+    connection exists; a benchmark that moves candidates wants it out of the way)."""
+    from hub.jobs import get_queue
+
+    def done():
+        with stack.app.app_context():
+            finished = get_queue("sync").finished_job_registry.get_job_ids()
+        return all(any("reconcile_postings" in job_id and conn in job_id for job_id in finished)
+                   for conn in connection_ids)
+    wait_until(done, timeout, 0.5, "the first reconciliation of every connection")

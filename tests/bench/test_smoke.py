@@ -85,3 +85,17 @@ def test_flow_benchmark(tmp_path):
     assert b2["duplicate_invitations"] == 0 and b2["duplicate_emails"] == 0
     assert b2["all_emailed_seconds"] is not None and b2["lever_calls"]
     assert b6["emailed"] == moves and b6["duplicate_emails"] == 0 and b6["p99_seconds"] is not None
+
+
+def test_accounts_benchmark(tmp_path):
+    result, line = run_bench(tmp_path, "bench.accounts")
+    assert line.startswith("B4 many accounts:") and result["ok"], line
+    (run,) = result["runs"]
+    orgs, candidates = result["settings"]["orgs"], result["settings"]["candidates"]
+    assert run["invited"] == run["emailed"] == run["candidates"] == orgs * candidates
+    assert run["missing_at_end"] == 0 and run["duplicate_invitations"] == 0 and run["duplicate_emails"] == 0
+    assert run["invitations_in_the_wrong_org"] == 0
+    # Each organization on its own account: every account made its own Lever calls.
+    accounts = run["per_account"]
+    assert len({a["account"] for a in accounts}) == orgs
+    assert all(a["lever"]["calls"] > 0 and a["all_emailed_seconds"] is not None for a in accounts)

@@ -14,6 +14,8 @@ from .state import (
     Invalid,
     NotFound,
     SandboxState,
+    add_account,
+    generate_accounts,
     generate_candidates,
     now_ms,
     read_seed,
@@ -101,6 +103,32 @@ def update_config():
         raise AdminError(400, f"Not settable at run time: {', '.join(unknown)}")
     current_app.config.update(body)
     return read_config()
+
+
+@bp.post("/accounts")
+def create_accounts():
+    """Add accounts without a reset: generated ones (``count``) or seed entries (``accounts``)."""
+    body = _body()
+    state = _state()
+    if "accounts" in body:
+        specs = body["accounts"]
+        if not isinstance(specs, list) or not all(isinstance(s, dict) and "id" in s for s in specs):
+            raise AdminError(400, "accounts must be a list of seed entries with an id")
+        try:
+            with state.lock:
+                ids = [add_account(state, spec).id for spec in specs]
+        except (KeyError, TypeError) as exc:
+            raise AdminError(400, f"Bad account entry: missing or wrong field {exc}") from None
+    elif "count" in body:
+        try:
+            count, candidates = int(body["count"]), int(body.get("candidates", 0))
+        except (TypeError, ValueError):
+            raise AdminError(400, "count and candidates must be integers") from None
+        ids = generate_accounts(state, count, str(body.get("prefix", "org")),
+                                candidates=candidates, seed=body.get("seed"))
+    else:
+        raise AdminError(400, "Give either count or accounts")
+    return jsonify({"data": {"accounts": ids}})
 
 
 @bp.get("/accounts/<account_id>/state")

@@ -405,6 +405,18 @@ def read_seed(seed: Any) -> dict | None:
 
 def load_seed(state: SandboxState, seed: dict) -> None:
     for spec in seed.get("accounts", []):
+        add_account(state, spec)
+    generated = seed.get("generatedAccounts")
+    if generated:
+        generate_accounts(state, int(generated.get("count", 1)), generated.get("prefix", "org"),
+                          candidates=int(generated.get("candidates", 0)), seed=generated.get("seed"))
+
+
+def add_account(state: SandboxState, spec: dict) -> Account:
+    """Create one account from its seed entry (users, stages, postings, candidates)."""
+    with state.lock:
+        if spec["id"] in state.accounts:
+            raise Invalid(f"Account {spec['id']} exists already")
         account = Account(
             id=spec["id"],
             name=spec.get("name", spec["id"]),
@@ -430,6 +442,7 @@ def load_seed(state: SandboxState, seed: dict) -> None:
         state.accounts[account.id] = account
         for c in spec.get("candidates", []):
             state.add_candidates(account.id, c["posting"], c["stage"], [c])
+        return account
 
 
 def _new_opportunity(account: Account, posting: Posting, stage_id: str, spec: dict,
@@ -485,3 +498,70 @@ def generate_candidates(state: SandboxState, account_id: str, count: int,
                 "origin": rng.choice(ORIGINS),
             })
         return state.add_candidates(account_id, posting_id, stage_id, specs)
+
+
+#: The stages every generated account has, in pipeline order; built-in ones keep Lever's
+#: readable ids, the others get a UUID of their own per account (as in Lever).
+_GENERATED_STAGES = [("lead-new", "New lead"), ("lead-reached-out", "Reached out"),
+                     ("lead-responded", "Responded"), ("applicant-new", "New applicant"),
+                     (None, "Recruiter screen"), (None, "Assessment"),
+                     (None, "Assessment complete"), (None, "On-site interview"),
+                     ("offer", "Offer")]
+
+
+def generated_account_spec(account_id: str, name: str, rng: random.Random) -> dict:
+    """A seed entry for a made-up account shaped like ``acme``: its own users, stages, postings.
+
+    Three active users (the Super Admin, a recruiter who owns the postings, a hiring manager),
+    two published postings and a closed one; the "Candidate Stage Change" toggle is on.
+    """
+    def uid() -> str:
+        return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+    domain = f"{account_id}.example"
+    admin, recruiter, manager = uid(), uid(), uid()
+    users = [(admin, "Owner", "super admin"), (recruiter, "Recruiter", "admin"),
+             (manager, "Manager", "team member")]
+    categories = {"team": "Engineering", "department": "R&D", "location": "Remote",
+                  "commitment": "Full-time", "level": "Senior"}
+    created = now_ms()
+    return {
+        "id": account_id, "name": name, "webhookToggles": {"candidateStageChange": True},
+        "users": [{"id": user_id, "name": f"{role} of {name}", "username": role.lower(),
+                   "email": f"{role.lower()}@{domain}", "accessRole": access, "createdAt": created,
+                   "deactivatedAt": None, "password": "sandbox"}
+                  for user_id, role, access in users],
+        "stages": [{"id": stage_id or uid(), "text": text} for stage_id, text in _GENERATED_STAGES],
+        "postings": [{"id": uid(), "text": text, "state": posting_state, "owner": recruiter,
+                      "hiringManager": manager, "user": recruiter, "categories": categories,
+                      "createdAt": created}
+                     for text, posting_state in (("Software Engineer", "published"),
+                                                 ("Data Engineer", "published"),
+                                                 ("Office Manager", "closed"))],
+    }
+
+
+def generate_accounts(state: SandboxState, count: int, prefix: str = "org", *,
+                      candidates: int = 0, seed: int | None = None) -> list[str]:
+    """Create ``count`` made-up accounts ``<prefix>-01``, ``<prefix>-02``, … (numbering goes on
+    after the ones that exist), each with ``candidates`` generated candidates at applicant-new
+    in its first published posting. The same ``seed`` gives the same ids."""
+    if count < 0 or candidates < 0:
+        raise Invalid("count and candidates must not be negative")
+    if not prefix or not all(c.isalnum() or c in "-_" for c in prefix):
+        raise Invalid("prefix must be letters, digits, - or _")
+    created = []
+    with state.lock:
+        n = 0
+        while len(created) < count:
+            n += 1
+            account_id = f"{prefix}-{n:02d}"
+            if account_id in state.accounts:
+                continue
+            # One generator per account: the same seed gives the same ids whatever came before.
+            rng = random.Random(f"{seed}:{account_id}") if seed is not None else random.Random()
+            add_account(state, generated_account_spec(account_id, f"{prefix.title()} {n:02d}", rng))
+            if candidates:
+                generate_candidates(state, account_id, candidates, seed=rng.getrandbits(32))
+            created.append(account_id)
+    return created

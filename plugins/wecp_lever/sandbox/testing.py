@@ -40,6 +40,12 @@ class AdminClient:
     def configure(self, **settings):
         return self._call("PATCH", "/config", settings)
 
+    def add_accounts(self, count: int, prefix: str = "org", candidates: int = 0,
+                     seed: int | None = None) -> list[str]:
+        """Generated accounts (see state.generate_accounts); their ids."""
+        body = {"count": count, "prefix": prefix, "candidates": candidates, "seed": seed}
+        return self._call("POST", "/accounts", body)["data"]["accounts"]
+
     def add_candidates(self, account_id: str, posting_id: str, stage_id: str,
                        count: int | None = None, candidates: list[dict] | None = None) -> list[str]:
         body = {"posting_id": posting_id, "stage_id": stage_id}
