@@ -29,8 +29,11 @@ from .signals import connection_restored
 
 log = logging.getLogger("hub.jobs")
 
-#: Queues, most urgent first; a worker listens to all of them in this order.
-QUEUES = ("webhooks", "default", "mail", "sync")
+#: Queues, most urgent first; a worker listens to all of them in this order. ``mail`` comes
+#: first: an email is the outcome a candidate waits for and costs no API call, so in a bulk move
+#: (or with many organizations' webhooks queued) the emails of work already done go out before
+#: more webhooks are taken (B2/B4 in docs/performance.md).
+QUEUES = ("mail", "webhooks", "default", "sync")
 
 #: Default retry policy: growing intervals (seconds) with jitter, applied at enqueue time.
 RETRY_INTERVALS = (5, 15, 60, 300, 900)
