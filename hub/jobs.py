@@ -365,6 +365,12 @@ def enqueue_periodic_jobs(app, now: float | None = None) -> list[str]:
             job_id = safe_job_id("periodic", job.func, connection_id or "hub", slot)
             if not redis.set(f"hub:periodic:{job_id}", os.getpid(), nx=True, px=int(interval * 2000)):
                 continue
+            # Behind a backlog the last slot's run may still be waiting in its queue: it will do
+            # this slot's work too, so one waiting run is enough (not one per slot).
+            previous = get_queue(job.queue).fetch_job(
+                safe_job_id("periodic", job.func, connection_id or "hub", slot - 1))
+            if previous is not None and previous.get_status(refresh=False) in ("queued", "scheduled"):
+                continue
             args = (connection_id,) if connection_id else ()
             enqueue(job.func, *args, queue=job.queue, job_id=job_id, retry=False)
             enqueued.append(job_id)
