@@ -674,3 +674,13 @@ def run_dir(name: str) -> Path:
     path = RESULTS_DIR / "logs" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of a process, its reaped children (RQ work horses) and its live descendants."""
+    return cpu_seconds(pid, waited_children=True) + sum(cpu_seconds(p) for p in descendants(pid))
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages: how busy the shared machine was around a run."""
+    return [round(v, 2) for v in os.getloadavg()]
