@@ -684,3 +684,12 @@ def tree_cpu_seconds(pid: int) -> float:
 def load_average() -> list[float]:
     """The 1, 5 and 15 minute load averages: how busy the shared machine was around a run."""
     return [round(v, 2) for v in os.getloadavg()]
+
+
+def machine_cpu_seconds() -> dict:
+    """CPU seconds the whole machine spent busy and idle since boot (/proc/stat), to see how
+    much of it other work took during a measurement."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return {"busy": (sum(fields[:8]) - idle) / CLK_TCK, "idle": idle / CLK_TCK}
