@@ -438,11 +438,12 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     h.stop_on_sigterm()
     # Reconciliation (first run when the connection appears, then every 5 min) would invite a
-    # bulk move's candidates from three list calls if it happened to run meanwhile: B2 measures
-    # the webhook path, so B2 waits for its first run and the next is an hour away.
+    # bulk move's candidates from a few list calls if it happened to run meanwhile: B2 measures
+    # the webhook path, so B2 waits for its first run. Periodic slots follow the clock (now //
+    # interval): with a day, the next run is at midnight UTC, not at the next full hour.
     # The sweepers keep their production intervals (minutes): the fault scenarios shorten them to
     # recover quickly, but here they would only add work a real deployment does not do.
-    intervals = {"plugins.wecp_lever.flow.reconcile_postings": 3600}
+    intervals = {"plugins.wecp_lever.flow.reconcile_postings": 86400}
     # A private PostgreSQL cluster, so its CPU per event is this run's alone.
     stack = h.HubStack("flow", private_pg=True, sandbox=True, smtp=True, workers=args.workers,
                        HUB_PERIODIC_INTERVALS=intervals)
