@@ -722,3 +722,22 @@ def wait_first_reconciliations(stack, connection_ids: list[str], timeout: float 
         return all(any("reconcile_postings" in job_id and conn in job_id for job_id in finished)
                    for conn in connection_ids)
     wait_until(done, timeout, 0.5, "the first reconciliation of every connection")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of a process, its reaped children (RQ work horses) and its live descendants."""
+    return cpu_seconds(pid, waited_children=True) + sum(cpu_seconds(p) for p in descendants(pid))
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages: how busy the shared machine was around a run."""
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def machine_cpu_seconds() -> dict:
+    """CPU seconds the whole machine spent busy and idle since boot (/proc/stat), to see how
+    much of it other work took during a measurement."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return {"busy": (sum(fields[:8]) - idle) / CLK_TCK, "idle": idle / CLK_TCK}

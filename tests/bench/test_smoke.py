@@ -78,13 +78,39 @@ def test_fault_scenario(tmp_path, scenario):
 
 def test_flow_benchmark(tmp_path):
     result, line = run_bench(tmp_path, "bench.flow")
-    assert line.startswith("B2 bulk move:") and result["ok"], line
-    b2, b6 = result["b2"], result["b6"]
+    assert line.startswith("B2 bulk move:") and result["ok"] and result["failed_checks"] == [], line
+    b2, b3, b5, b6 = result["b2"], result["b3"], result["b5"], result["b6"]
     candidates, moves = result["settings"]["candidates"], result["settings"]["latency_moves"]
-    assert b2["invited"] == b2["emailed"] == candidates
+    # B2: every candidate invited and emailed once; Lever calls counted as reads and writes.
+    assert b2["invited"] == b2["emailed"] == candidates and b2["lost"] == 0
     assert b2["duplicate_invitations"] == 0 and b2["duplicate_emails"] == 0
-    assert b2["all_emailed_seconds"] is not None and b2["lever_calls"]
-    assert b6["emailed"] == moves and b6["duplicate_emails"] == 0 and b6["p99_seconds"] is not None
+    assert b2["all_emailed_seconds"] is not None and b2["ratio_to_bound"] is not None
+    lever = b2["lever"]
+    assert lever["reads"] + lever["writes"] == lever["calls"] > 0 and lever["answered_429"] >= 0
+    assert lever["by_path"]["GET /v1/opportunities/:id"] >= candidates  # data is re-read, never trusted
+    assert lever["by_path"]["POST /v1/opportunities/:id/addTags"] == candidates  # "WeCP: invited", once each
+    assert b2["lever_until_emailed"]["calls"] <= lever["calls"]
+    # B3: one note per result, with its report link, written as the posting's owner.
+    assert b3["completions"] == b3["thanked"] == b3["noted"] == candidates and b3["lost"] == 0
+    assert b3["duplicate_notes"] == 0 and b3["all_noted_seconds"] is not None
+    assert b3["lever"]["by_path"]["POST /v1/opportunities/:id/notes"] == candidates
+    assert b3["lever"]["by_path"]["POST /v1/opportunities/:id/addTags"] == candidates  # result tags
+    checks = b3["note_checks"]
+    assert checks["with_report_link"] == checks["as_posting_owner"] == candidates
+    assert checks["posting_owner"] and checks["report_links_opened"] and \
+        set(checks["report_links_opened"]) == {200}
+    # B5: footprint of the heavy path, per phase.
+    for phase in ("invitations", "notes"):
+        assert b5[phase]["events"] == candidates and b5[phase]["horses_seen"] > 0
+        assert all(b5[phase]["peak_rss_mb"][k] > 0 for k in ("worker_main", "work_horse", "web_worker"))
+        assert b5[phase]["cpu_seconds_per_1000"]["worker"] > 0
+    # B6: both halves measured for every move, nothing twice.
+    assert b6["emailed"] == b6["submitted"] == b6["noted"] == moves
+    assert b6["duplicate_emails"] == 0 and b6["duplicate_notes"] == 0
+    for half in ("invite", "note"):
+        assert b6[half]["count"] == moves and b6[half]["p95_seconds"] is not None
+        assert b6[half]["p50_seconds"] <= b6[half]["p95_seconds"]
+    assert result["load_average"]["before"] and result["load_average"]["after"]
 
 
 def test_accounts_benchmark(tmp_path):
