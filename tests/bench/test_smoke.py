@@ -94,7 +94,9 @@ def test_fault_scenario(tmp_path, scenario):
         assert result["webhooks_at_new_url"] == 1 and set(result["inbox_end"]) <= {"done", "skipped"}
     if scenario == "hub-down":
         missed = result["missed_by_webhooks"]
-        assert missed > 0 and result["missed_invited_via"] == {"reconcile": missed}
+        # A delivery the sender timed out on may still have been stored and acted on: "webhook".
+        assert missed > 0 and sum(result["missed_invited_via"].values()) == missed
+        assert result["missed_invited_via"].get("reconcile", 0) > 0
         assert result["found_every_missed_in_first_reconcile"]
         assert result["invited"] == result["emailed"] == result["moved"] > 0
         assert result["duplicate_invitations"] == 0 and result["duplicate_emails"] == 0
