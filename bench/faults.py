@@ -415,10 +415,26 @@ def call_rate(stack: h.HubStack, calls: list[dict]) -> dict:
 JITTER_CALLS = 2
 
 
-def hung_horses(stack: h.HubStack) -> int:
-    """Work horses RQ killed at their job timeout (a hang: see docs/reliability.md, revoke)."""
-    return sum(path.read_text(errors="replace").count("killed horse pid")
-               for path in stack.procs.run_dir.glob("worker-*.log"))
+def hung_horses(stack: h.HubStack, after: float = 30) -> int:
+    """Work horses RQ killed at their job timeout, plus live ones blocked on a lock for ``after`` s.
+
+    The hang (docs/reliability.md, findings of the Lever-flow scenarios) is a horse waiting on
+    a lock it inherited held; a horse sleeping (Retry-After) or waiting on a socket is not in a
+    futex wait.
+    """
+    killed = sum(path.read_text(errors="replace").count("killed horse pid")
+                 for path in stack.procs.run_dir.glob("worker-*.log"))
+    uptime = float(open("/proc/uptime").read().split()[0])
+    blocked = 0
+    for worker in stack.workers:
+        for pid in h.children_of(worker.pid):
+            try:
+                wchan = open(f"/proc/{pid}/wchan").read()
+                started = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[19]) / h.CLK_TCK
+            except (OSError, ValueError, IndexError):
+                continue
+            blocked += "futex" in wchan and uptime - started > after
+    return killed + blocked
 
 
 def deliveries_of(admin, url: str, opportunities) -> list[dict]:
