@@ -741,3 +741,170 @@ def machine_cpu_seconds() -> dict:
         fields = [int(v) for v in f.readline().split()[1:]]
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
     return {"busy": (sum(fields[:8]) - idle) / CLK_TCK, "idle": idle / CLK_TCK}
+
+
+# --- fault scenarios: the hub as a browser sees it, stopping and starting it, Lever's call log --
+
+#: The hub admin that ``link_a_test`` creates, for scenarios that sign in like a person.
+BENCH_ADMIN = ("bench-admin@wecp.example", "bench-password-0123")
+#: The shipped sandbox seed's Super Admin of account ``acme`` (the one who may consent).
+LEVER_ADMIN = ("olivia@acme.example", "sandbox")
+
+
+def _csrf(html: str) -> str:
+    import re
+
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    if match is None:
+        raise RuntimeError("no CSRF token on the page")
+    return match.group(1)
+
+
+def hub_browser(stack: HubStack, email: str = BENCH_ADMIN[0], password: str = BENCH_ADMIN[1]):
+    """A requests.Session signed in to the gunicorn hub as that user (a person's browser)."""
+    import requests
+
+    browser = requests.Session()
+    page = browser.get(stack.web.url + "/login", timeout=30)
+    answer = browser.post(stack.web.url + "/login", timeout=30, allow_redirects=False,
+                          data={"email": email, "password": password, "csrf_token": _csrf(page.text)})
+    if answer.status_code != 302:
+        raise RuntimeError(f"signing in to the hub answered {answer.status_code}")
+    return browser
+
+
+def card_status(stack: HubStack, browser, plugin_key: str = "wecp_lever") -> str | None:
+    """The status the Integrations page shows on the plugin's card ("Active", "Revoked", …)."""
+    import re
+
+    html = browser.get(stack.web.url + "/settings/integrations", timeout=30).text
+    match = re.search(rf'id="integration-{plugin_key}" data-status="([^"]+)"', html)
+    return match.group(1) if match else None
+
+
+def connect_through_consent(stack: HubStack, browser, lever_user: tuple[str, str] = LEVER_ADMIN) -> str:
+    """Connect (or reconnect) Lever as an admin does: Connect, sign in at Lever, Accept, callback.
+
+    Every step is an HTTP request to the gunicorn hub or the sandbox, so the hub's own callback
+    stores the tokens and sends its signals (``connection_restored`` for a revoked connection).
+    Returns where the callback redirected to.
+    """
+    import re
+    from html import unescape
+
+    import requests
+
+    callback = stack.web.url + "/integrations/wecp_lever/connect/callback"
+    stack.admin.add_client(SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, [callback], name="WeCP")
+    settings = browser.get(stack.web.url + "/settings/integrations", timeout=30).text
+    start = browser.post(stack.web.url + "/integrations/wecp_lever/connect", timeout=30,
+                         data={"csrf_token": _csrf(settings)}, allow_redirects=False)
+    authorize_url = start.headers["Location"]
+    lever = requests.Session()
+    page = lever.get(authorize_url, allow_redirects=False, timeout=30)
+    if not page.is_redirect:
+        lever.post(stack.sandbox_url + "/login", allow_redirects=False, timeout=30,
+                   data={"email": lever_user[0], "password": lever_user[1],
+                         "next": authorize_url[len(stack.sandbox_url):]})
+        page = lever.get(authorize_url, allow_redirects=False, timeout=30)
+    if not page.is_redirect:
+        match = re.search(r'name="consent_id" value="([^"]+)"', page.text)
+        if match is None:
+            raise RuntimeError(f"no consent page at Lever ({page.status_code})")
+        page = lever.post(stack.sandbox_url + "/authorize/decision", allow_redirects=False, timeout=30,
+                          data={"consent_id": unescape(match.group(1)), "decision": "accept"})
+    done = browser.get(page.headers["Location"], allow_redirects=False, timeout=60)
+    return done.headers.get("Location", str(done.status_code))
+
+
+def stop_at_once(procs: Procs, victims: list[subprocess.Popen], timeout: float = 15) -> None:
+    """SIGTERM to every process group at once (as `systemctl stop` of a whole host), SIGKILL
+    to what is still running after ``timeout``; one slow process does not hold up the others."""
+    for proc in victims:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + timeout
+    for proc in victims:
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    procs.procs = [(n, p) for n, p in procs.procs if p not in victims]
+
+
+def close_quickly(stack: HubStack) -> None:
+    """``stack.close()`` after stopping every child process at once (the test suite waits less)."""
+    stop_at_once(stack.procs, [p for _, p in stack.procs.procs])
+    stack.close()
+
+
+def stop_hub(stack: HubStack) -> None:
+    """Stop gunicorn and every `hub worker` together (SIGTERM, then SIGKILL): the hub is down."""
+    stop_at_once(stack.procs, [stack.web.proc, *stack.workers])
+    stack.workers = []
+
+
+def start_hub(stack: HubStack, workers: int = 2) -> None:
+    """Start ``workers`` `hub worker`s and gunicorn again on the same port, side by side."""
+    stack.workers = start_workers(stack.procs, stack.env, workers)
+    stack.web = start_gunicorn(stack.procs, "hub-web", "wsgi:app", stack.env, workers=2, threads=4,
+                               port=stack.web.port)
+    wait_workers_ready(stack.redis.url, workers, stack.procs)
+
+
+def last_request_seq(admin) -> int:
+    return max([r["seq"] for r in admin.requests_log()] or [0])
+
+
+def max_in_window(times_ms, window_ms: int) -> int:
+    """The most timestamps in any window of ``window_ms`` (sliding, not calendar seconds)."""
+    times, most, lo = sorted(times_ms), 0, 0
+    for hi, t in enumerate(times):
+        while t - times[lo] >= window_ms:
+            lo += 1
+        most = max(most, hi - lo + 1)
+    return most
+
+
+def stage_changes(stack) -> dict[str, list[tuple[str, float]]]:
+    """How and when (epoch s) each acted-on move was heard of: ``webhook`` or ``reconcile``."""
+    from plugins.wecp_lever.models import StageChange
+
+    def read(db):
+        found: dict[str, list[tuple[str, float]]] = {}
+        for opp, via, at in db.session.execute(db.select(StageChange.opportunity_id, StageChange.via,
+                                                         StageChange.created_at)):
+            found.setdefault(opp, []).append((via, epoch(at)))
+        return found
+    return stack.query(read)
+
+
+def epoch(moment) -> float | None:
+    """Epoch seconds of a datetime; naive ones are UTC (the hub's and RQ's convention)."""
+    if moment is None:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def failed_jobs(stack) -> dict[str, int]:
+    """Jobs in each queue's failed registry (failed for good: no retry left)."""
+    from hub.jobs import QUEUES, get_queue
+
+    with stack.app.app_context():
+        return {name: get_queue(name).failed_job_registry.count for name in QUEUES}
+
+
+def queues_idle(stack) -> bool:
+    """Nothing queued, running or waiting for a retry in any queue."""
+    from hub.jobs import QUEUES, get_queue
+
+    with stack.app.app_context():
+        for name in QUEUES:
+            queue = get_queue(name)
+            if queue.count or queue.started_job_registry.count or queue.scheduled_job_registry.count:
+                return False
+    return True

@@ -416,7 +416,11 @@ def callback(plugin_key):
         from .jobs import enqueue
 
         try:
-            enqueue(plugin.on_connect_job, conn.id, job_id=f"on-connect-{conn.id}")
+            # Ahead of everything else: after a reconnect the provider sends to the new endpoint
+            # only once this job has moved the webhook there, and the resumed deliveries would
+            # otherwise be taken first (docs/reliability.md, "Revoked mid-batch").
+            enqueue(plugin.on_connect_job, conn.id, job_id=f"on-connect-{conn.id}",
+                    queue="webhooks", at_front=True)
         except Exception as exc:  # the card says "Setting up…" or the job's error; never a 500
             log.exception("hub.connections.on_connect_job_failed connection=%s", conn.id)
             flash(f"Connected, but setting up failed to start ({type(exc).__name__}).", "error")

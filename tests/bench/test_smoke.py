@@ -54,7 +54,8 @@ def test_intake_benchmark_without_wrk(tmp_path):
     assert result["summary"]["acknowledged"] > 0 and result["summary"]["lost"] == 0
 
 
-@pytest.mark.parametrize("scenario", ["redis", "postgres", "worker-kill", "storm"])
+@pytest.mark.parametrize("scenario", ["redis", "postgres", "worker-kill", "storm", "429-storm", "revoke",
+                                      "hub-down"])
 def test_fault_scenario(tmp_path, scenario):
     result, line = run_bench(tmp_path, "bench.faults", scenario)
     assert line.startswith(f"fault {scenario}: OK"), line
@@ -74,6 +75,32 @@ def test_fault_scenario(tmp_path, scenario):
     if scenario == "storm":
         assert result["lever_answers"].get("500", 0) > 0
         assert result["webhooks_created"] == result["connections"]
+    if scenario in ("429-storm", "revoke", "hub-down"):
+        assert not any(result["failed_jobs"].values())  # nothing failed for good
+    if scenario == "429-storm":
+        assert sorted(r["retry_after"] for r in result["rounds"]) == [False, True]
+        for r in result["rounds"]:
+            assert r["invited"] == r["emailed"] == r["tagged"] == r["candidates"] > 0
+            assert r["duplicate_invitations"] == 0 and r["duplicate_emails"] == 0
+            assert r["lost"] == 0 and r["not_done"] == 0
+            assert r["lever"]["injected_429"] > 0  # the storm happened
+            assert r["lever"]["over_limit"] == {}  # never faster than Lever's 10/s, bursts of 20
+    if scenario == "revoke":
+        assert result["most_paused"] > 0 and result["most_failed"] == 0  # paused, not failed
+        assert result["connection_status_while_revoked"] == result["card_while_revoked"] == "Revoked"
+        assert result["connection_status_end"] == result["card_after"] == "Active"
+        assert result["invited"] == result["emailed"] == result["tagged"] == result["candidates"]
+        assert result["duplicate_invitations"] == 0 and result["duplicate_emails"] == 0
+        assert result["webhooks_at_new_url"] == 1 and set(result["inbox_end"]) <= {"done", "skipped"}
+    if scenario == "hub-down":
+        missed = result["missed_by_webhooks"]
+        # A delivery the sender timed out on may still have been stored and acted on: "webhook".
+        assert missed > 0 and sum(result["missed_invited_via"].values()) == missed
+        assert result["missed_invited_via"].get("reconcile", 0) > 0
+        assert result["found_every_missed_in_first_reconcile"]
+        assert result["invited"] == result["emailed"] == result["moved"] > 0
+        assert result["duplicate_invitations"] == 0 and result["duplicate_emails"] == 0
+        assert result["lost"] == 0 and result["not_done"] == 0
 
 
 def test_flow_benchmark(tmp_path):

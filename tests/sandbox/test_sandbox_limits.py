@@ -97,3 +97,17 @@ def test_request_log_records_refusals(sandbox, api):
     burst(api, 2)
     statuses = [e["status"] for e in sandbox.admin.requests_log()]
     assert statuses[-2:] == [200, 429]
+
+
+def test_an_injected_429_says_retry_after_unless_configured_off(sandbox, api):
+    sandbox.admin.add_fault(route="^/v1/stages", error_rate=1.0, status=429, retry_after=3)
+    limited = api.get("/stages")
+    assert limited.status_code == 429 and limited.headers["Retry-After"] == "3"
+    sandbox.admin.configure(SANDBOX_RETRY_AFTER=False)
+    limited = api.get("/stages")
+    assert limited.status_code == 429 and "Retry-After" not in limited.headers
+    # Other injected statuses never carry it.
+    sandbox.admin.clear_faults()
+    sandbox.admin.configure(SANDBOX_RETRY_AFTER=True)
+    sandbox.admin.add_fault(route="^/v1/stages", error_rate=1.0, status=503)
+    assert "Retry-After" not in api.get("/stages").headers

@@ -8,7 +8,7 @@ import time
 from flask import Flask, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from .limits import request_fault
+from .limits import request_fault, retry_after_header
 from .state import DEFAULT_SEED_PATH, Client, SandboxState, now_ms, read_seed
 
 DEFAULT_CLIENT = {
@@ -102,12 +102,15 @@ def _start_request():
     g.log = {"account_id": None, "client_id": None, "token_id": None, "perform_as": None}
     if request.path.startswith(FAULT_FREE_PREFIXES):
         return None
-    latency, status = request_fault(current_app.extensions["lever_sandbox"], request.path)
+    latency, status, retry_after = request_fault(current_app.extensions["lever_sandbox"], request.path)
     if latency:
         time.sleep(latency)
     if status is not None:
+        # An injected 429 looks like the rate limiter's own, Retry-After included when configured.
+        headers = {"Retry-After": retry_after_header(retry_after)} \
+            if status == 429 and current_app.config["SANDBOX_RETRY_AFTER"] else {}
         return jsonify({"code": "InternalServerError" if status >= 500 else "InjectedFault",
-                        "message": "Fault injected by the Lever sandbox"}), status
+                        "message": "Fault injected by the Lever sandbox"}), status, headers
     return None
 
 

@@ -44,15 +44,17 @@ def add_fault(state: SandboxState, spec: dict) -> Fault:
         storm_until=time.time() + storm if storm > 0 else None,
         drop_webhooks=bool(spec.get("drop_webhooks")),
         drop_rate=float(spec.get("drop_rate", 1.0)),
+        retry_after=float(spec.get("retry_after") or 1.0),
     )
     with state.lock:
         state.faults.append(fault)
     return fault
 
 
-def request_fault(state: SandboxState, path: str) -> tuple[float, int | None]:
-    """Latency (seconds) to add to a request on `path`, and the error status to answer, if any."""
-    latency, status = 0.0, None
+def request_fault(state: SandboxState, path: str) -> tuple[float, int | None, float]:
+    """Latency (seconds) to add to a request on `path`, the error status to answer, if any, and
+    the Retry-After seconds of the fault that chose that status."""
+    latency, status, retry_after = 0.0, None, 1.0
     now = time.time()
     with state.lock:
         faults = [f for f in state.faults if re.search(f.route, path)]
@@ -61,8 +63,8 @@ def request_fault(state: SandboxState, path: str) -> tuple[float, int | None]:
         in_storm = fault.storm_until is not None and now < fault.storm_until
         unlucky = fault.error_rate and random.random() < fault.error_rate
         if status is None and (in_storm or unlucky):
-            status = fault.status
-    return latency, status
+            status, retry_after = fault.status, fault.retry_after
+    return latency, status, retry_after
 
 
 def drop_delivery(state: SandboxState, url: str) -> bool:

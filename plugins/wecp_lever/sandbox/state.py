@@ -264,6 +264,8 @@ class Fault:
     storm_until: float | None
     drop_webhooks: bool
     drop_rate: float
+    #: Seconds an injected 429 advertises in Retry-After (when SANDBOX_RETRY_AFTER is on).
+    retry_after: float = 1.0
 
 
 class SandboxState:
