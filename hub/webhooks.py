@@ -53,9 +53,9 @@ ENDPOINT_CACHE_SECONDS = 60
 ENDPOINT_CACHE_SIZE = 10_000
 
 
-def _database_down():
+def _database_down(event: str = "database_unavailable"):
     db.session.rollback()
-    log.warning("hub.webhooks.database_unavailable")
+    log.warning("hub.webhooks.%s", event)
     return jsonify({"error": "temporarily unavailable"}), 503, {"Retry-After": "30"}
 
 
@@ -84,7 +84,6 @@ class Endpoint:
         object.__setattr__(self, "disconnected_at", None)
         object.__setattr__(self, "webhook_secret_ciphertext", row.webhook_secret_ciphertext)
         object.__setattr__(self, "_secret", None)
-        object.__setattr__(self, "_row", None)
 
     @property
     def webhook_secret(self) -> str | None:
@@ -133,16 +132,12 @@ class EndpointCache:
     def drop(self, key: tuple[str, str]) -> None:
         self._items.pop(key, None)
 
-    def clear(self) -> None:
-        self._items.clear()
-
 
 def endpoint_cache(app=None) -> EndpointCache:
     app = app or current_app
     cache = app.extensions.get("hub.webhook_endpoints")
     if cache is None:
-        cache = app.extensions["hub.webhook_endpoints"] = EndpointCache(
-            float(app.config.get("HUB_WEBHOOK_ENDPOINT_CACHE_SECONDS", ENDPOINT_CACHE_SECONDS)))
+        cache = app.extensions["hub.webhook_endpoints"] = EndpointCache()
     return cache
 
 
@@ -353,7 +348,7 @@ def receive(plugin_key: str, endpoint_id: str):
             return jsonify({"status": "duplicate"})
         # The connection changed between reading it and storing: let the sender try again.
         cache.drop(key)
-        return _database_down()
+        return _database_down("connection_changed")
 
     if delivery_received.receivers:
         try:
