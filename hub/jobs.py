@@ -114,7 +114,7 @@ def enqueue_new(func: str, *args, queue: str, job_id: str, retry: Retry | None |
     if retry is True:
         retry = retry_policy()
     # One Queue per app and name: building one checks its serializer against a typing Protocol,
-    # which costs more than the rest of the enqueue's Python.
+    # about a third of this function's CPU when it was built per call (docs/performance.md, B1).
     queues = current_app.extensions.setdefault("hub.queues", {})
     q = queues.get(queue) or queues.setdefault(queue, get_queue(queue))
     job = q.create_job(func, args=args, job_id=job_id, retry=retry or None,

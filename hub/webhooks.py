@@ -45,9 +45,9 @@ HUB_PERIODIC_JOBS = [PeriodicJob("hub.webhooks.sweep_unqueued_deliveries", timed
 #: Errors that mean "the database is not reachable now": answer 503 so the sender retries.
 DATABASE_DOWN = (OperationalError, InterfaceError, PoolTimeout)
 
-#: Seconds a web process keeps its copy of a connection's intake facts (``Endpoint``). Correctness
-#: does not depend on it (every acceptance is checked in the INSERT, every refusal re-read); it
-#: bounds how long a webhook secret stays in a process's memory after its last delivery.
+#: Seconds a web process keeps its copy of a connection's intake facts (``Endpoint``) after
+#: reading it. Correctness does not depend on it (every acceptance is checked in the INSERT,
+#: every refusal re-read); it bounds how long a decrypted webhook secret stays in memory.
 ENDPOINT_CACHE_SECONDS = 60
 #: Most endpoints a web process keeps; past that the copies are dropped and read again.
 ENDPOINT_CACHE_SIZE = 10_000
@@ -62,8 +62,8 @@ def _database_down(event: str = "database_unavailable"):
 class Endpoint:
     """A web process's copy of what intake needs of one connection, reused across deliveries.
 
-    Reading the row and decrypting its webhook secret for every delivery cost about a quarter of
-    the intake's CPU (docs/performance.md, B1). The copy is never trusted on its own: a delivery
+    Reading the row and decrypting its webhook secret for every delivery cost about 30 % of the
+    intake's CPU (docs/performance.md, B1). The copy is never trusted on its own: a delivery
     verified with it is stored only if the row still has this endpoint id, is not disconnected and
     holds this very secret ciphertext — checked inside the INSERT (``_insert_statement``), so it
     costs no round trip. When that check fails, or the copy refused a delivery, the row is read
