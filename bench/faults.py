@@ -456,7 +456,6 @@ def scenario_429_storm(args) -> dict:
     # Reconciliation would invite the whole batch from three list calls: the webhook path is measured.
     stack = flow_stack("fault-429-storm", 3600)
     try:
-        admin = stack.admin
         conn_id, url, posting, stage = linked(stack)
         wait_first_reconciliation(stack)
         rounds = [storm_round(stack, conn_id, url, posting, stage, args, retry_after)

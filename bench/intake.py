@@ -184,7 +184,10 @@ def main(argv=None) -> int:
             order = ("hub", "bare") if i % 2 == 0 else ("bare", "hub")
             run = {}
             for target in order:
+                load_before = os.getloadavg()[0]
                 run[target] = (measure_hub if target == "hub" else measure_bare)(args, wrk, ctx)
+                # The machine is shared: the 1-minute load average says how much else ran.
+                run[target]["load_average_1m"] = [load_before, os.getloadavg()[0]]
                 h.log(f"  {target}: {run[target]['rps']:.0f} req/s, p50 {run[target]['p50_ms']:.1f} ms, "
                       f"p99 {run[target]['p99_ms']:.1f} ms, statuses {run[target]['statuses']}")
             run["ratio"] = run["hub"]["rps"] / run["bare"]["rps"] if run["bare"]["rps"] else None
@@ -220,6 +223,8 @@ def main(argv=None) -> int:
             "worker_peak_rss_mb": max(r["worker"]["peak_rss_mb"]["main"] for r in runs),
             "work_horse_peak_rss_mb": max(r["worker"]["peak_rss_mb"]["work_horse"] for r in runs),
             "worker_run_twice": max(r["worker"]["run_twice"] for r in runs),
+            "load_average_1m": [min(v for r in runs for t in ("hub", "bare") for v in r[t]["load_average_1m"]),
+                                max(v for r in runs for t in ("hub", "bare") for v in r[t]["load_average_1m"])],
         }
         result = {
             "benchmark": "B1 intake + B5 footprint", "command": "python -m bench.intake " + " ".join(argv or sys.argv[1:]),
@@ -237,8 +242,8 @@ def main(argv=None) -> int:
               f"{summary['hub_p99_ms']:.1f} ms, {summary['lost']} lost of {summary['acknowledged']} "
               f"acknowledged; B5 web {summary['web_peak_rss_mb']:.0f} MB, "
               f"{summary['web_cpu_s_per_1000']:.2f} CPU s/1000, worker "
-              f"{summary['worker_events_per_s']:.0f} ev/s {summary['worker_cpu_s_per_1000']:.1f} CPU s/1000 "
-              f"-> {path}")
+              f"{summary['worker_events_per_s']:.0f} ev/s {summary['worker_cpu_s_per_1000']:.1f} CPU s/1000; "
+              f"load {summary['load_average_1m'][0]:.1f}-{summary['load_average_1m'][1]:.1f} -> {path}")
         return 0 if result["ok"] else 1
     finally:
         procs.stop_all()

@@ -122,6 +122,29 @@ def missing_jobs(job_ids: list[str]) -> set[str]:
     return {job_id for job_id, exists in zip(job_ids, found) if not exists}
 
 
+def enqueue_new(func: str, *args, queue: str, job_id: str, retry: Retry | None | bool = True, **options):
+    """Enqueue a job whose ``job_id`` was never used, in one Redis round trip.
+
+    The same job as ``enqueue(..., fresh=True)`` (same retry policy, timeout and TTLs), but RQ's
+    ``Queue.enqueue`` sends two transactions (register the queue, then save and push the job);
+    here both go in one MULTI/EXEC. Webhook intake calls it once per delivery.
+    """
+    if current_app.config.get("HUB_QUEUE_MODE") == "inline":
+        return enqueue(func, *args, queue=queue, job_id=job_id, retry=retry, fresh=True, **options)
+    if retry is True:
+        retry = retry_policy()
+    # One Queue per app and name: building one checks its serializer against a typing Protocol,
+    # about a third of this function's CPU when it was built per call (docs/performance.md, B1).
+    queues = current_app.extensions.setdefault("hub.queues", {})
+    q = queues.get(queue) or queues.setdefault(queue, get_queue(queue))
+    job = q.create_job(func, args=args, job_id=job_id, retry=retry or None,
+                       failure_ttl=options.pop("failure_ttl", 7 * 24 * 3600), **options)
+    with q.connection.pipeline() as pipe:
+        q.enqueue_job(job, pipeline=pipe)
+        pipe.execute()
+    return job
+
+
 def enqueue_after_commit(func: str, *args, **options) -> None:
     """Enqueue once the current database transaction commits, so the job sees what it wrote.
 

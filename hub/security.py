@@ -1,22 +1,53 @@
 """Response headers, host checks and log redaction applied to every request of the hub."""
 from __future__ import annotations
 
+import functools
 import logging
 import re
 
 from flask import request
+from flask.sessions import SecureCookieSessionInterface
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "object-src 'none'; base-uri 'none'; form-action 'self' {form_targets}; frame-ancestors 'none'")
 
 
+def is_webhook_intake(req) -> bool:
+    """A provider's delivery, ``POST /webhooks/<plugin>/<endpoint id>``: signed, never signed in.
+
+    Intake is the hub's hottest path (docs/performance.md, B1) and has no use for a session or a
+    user, so the work for those is skipped there. Other ``/webhooks/`` routes are longer.
+    """
+    return req.method == "POST" and req.path.startswith("/webhooks/") and req.path.count("/") == 3
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie session, except for webhook intake, which gets the null session.
+
+    Opening a session builds the cookie's signing serializer on every request even when no
+    cookie came; a delivery carries none, and nothing in intake may write one.
+    """
+
+    def open_session(self, app, request):
+        if is_webhook_intake(request):
+            return self.make_null_session(app)
+        return super().open_session(app, request)
+
+
+@functools.lru_cache(maxsize=16)
+def _csp(targets: tuple[str, ...]) -> str:
+    return CSP.format(form_targets=" ".join(targets)).replace("  ", " ")
+
+
 def init_app(app) -> None:
+    app.session_interface = SessionInterface()
+
     @app.after_request
     def headers(response):
         # Forms post to the provider's consent page (OAuth authorize is a redirect, not a post),
         # so 'self' is enough for form-action; the extra targets are for plugins that need one.
-        targets = " ".join(app.config.get("HUB_CSP_FORM_TARGETS", []))
-        response.headers.setdefault("Content-Security-Policy", CSP.format(form_targets=targets).replace("  ", " "))
+        targets = tuple(app.config.get("HUB_CSP_FORM_TARGETS", ()))
+        response.headers.setdefault("Content-Security-Policy", _csp(targets))
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Frame-Options", "DENY")
