@@ -100,8 +100,13 @@ def enqueue(func: str, *args, queue: str = "default", job_id: str | None = None,
     q = get_queue(queue)
     if job_id is not None and not fresh:  # ``fresh``: the caller knows the id was never used
         existing = q.fetch_job(job_id)
-        if existing is not None and existing.get_status(refresh=True) in ("queued", "started", "scheduled", "deferred"):
+        status = existing.get_status(refresh=True) if existing is not None else None
+        if status in ("queued", "started", "scheduled", "deferred"):
             return existing
+        if status == "failed":
+            # Enqueued again on purpose (a sweeper, a retry button): the new run starts with its
+            # full retries, and the failure it replaces leaves the failed list.
+            existing.failed_job_registry.remove(existing)
     return q.enqueue(func, *args, job_id=job_id, retry=retry or None,
                      failure_ttl=options.pop("failure_ttl", 7 * 24 * 3600), **options)
 

@@ -141,6 +141,21 @@ def test_periodic_jobs_are_enqueued_once_per_slot_and_per_usable_connection(app)
     assert get_queue("sync").count == 2  # the plugin's tick and the connection's latest
 
 
+def test_enqueueing_a_failed_job_again_starts_it_afresh_and_clears_the_failure(app):
+    from hub.jobs import enqueue
+
+    first = enqueue("tests.plugins.tiny_example.count_ping", 1, job_id="again-1")
+    assert enqueue("tests.plugins.tiny_example.count_ping", 1, job_id="again-1").id == first.id  # still queued
+    queue = get_queue("default")
+    queue.remove(first)
+    first.set_status("failed")
+    queue.failed_job_registry.add(first, ttl=3600)
+    again = enqueue("tests.plugins.tiny_example.count_ping", 1, job_id="again-1")
+    assert again.get_status(refresh=True) == "queued" and "again-1" in queue.job_ids
+    assert again.retries_left == len(app.config["HUB_RETRY_INTERVALS"])
+    assert "again-1" not in queue.failed_job_registry.get_job_ids()
+
+
 def test_abandoned_jobs_are_noticed_after_the_grace_not_after_a_minute(app):
     worker = HubWorker([get_queue("webhooks")], connection=get_redis(), job_monitoring_interval=5)
     worker.heartbeat_grace = 10
