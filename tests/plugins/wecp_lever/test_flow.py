@@ -351,17 +351,27 @@ def test_a_failed_email_is_visible_with_a_retry(connected, sandbox, pg_app):
     assert "email: failed" in page and ">Retry</button>" in page
 
 
-def test_optional_move_on_pass_happens_once(connected, sandbox):
-    from hub.settings import set_setting
-    from plugins.wecp_lever.flow import advance_candidate
+DONE_STAGE = "6e2b3c4d-5f6a-4b7c-9d8e-0f1a2b3c4d5e"  # "Assessment complete"
 
-    done_stage = "6e2b3c4d-5f6a-4b7c-9d8e-0f1a2b3c4d5e"  # "Assessment complete"
+
+def invited_with_move_on_pass(connected, sandbox) -> str:
+    """A candidate invited while the organization moves those who pass to DONE_STAGE."""
+    from hub.settings import set_setting
+
     client, conn = connected
-    set_setting(conn.organization_id, "wecp_lever", "advance_on_pass_stage", done_stage)
+    set_setting(conn.organization_id, "wecp_lever", "advance_on_pass_stage", DONE_STAGE)
     db.session.commit()
     link(client, make_test(conn.organization_id))
     opp = new_candidate(sandbox)
     move(sandbox, client, conn, opp)
+    return opp
+
+
+def test_optional_move_on_pass_happens_once(connected, sandbox):
+    from plugins.wecp_lever.flow import advance_candidate
+
+    done_stage = DONE_STAGE
+    invited_with_move_on_pass(connected, sandbox)
     take_test(invitations()[0], correct=True)
     moves = [r for r in lever_writes(sandbox) if r["path"].endswith("/stage")]
     assert len(moves) == 1 and moves[0]["perform_as"] == OLIVIA
@@ -371,16 +381,10 @@ def test_optional_move_on_pass_happens_once(connected, sandbox):
 
 
 def test_a_move_on_pass_that_lever_refused_is_retried_not_taken_for_done(connected, sandbox):
-    from hub.settings import set_setting
     from plugins.wecp_lever.flow import advance_candidate
 
-    done_stage = "6e2b3c4d-5f6a-4b7c-9d8e-0f1a2b3c4d5e"
-    client, conn = connected
-    set_setting(conn.organization_id, "wecp_lever", "advance_on_pass_stage", done_stage)
-    db.session.commit()
-    link(client, make_test(conn.organization_id))
-    opp = new_candidate(sandbox)
-    move(sandbox, client, conn, opp)
+    done_stage = DONE_STAGE
+    opp = invited_with_move_on_pass(connected, sandbox)
     sandbox.admin.add_fault(route="/stage$", error_rate=1.0, status=503)
     try:
         take_test(invitations()[0], correct=True)  # inline: the move's failure may surface here
