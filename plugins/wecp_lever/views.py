@@ -17,7 +17,7 @@ from hub.settings import get_setting, set_setting
 
 from . import links
 from .lever import LeverError
-from .models import Activity, Note
+from .models import Activity, Note, Tag
 
 bp = Blueprint("wecp_lever", __name__, template_folder="templates", static_folder="static")
 
@@ -31,12 +31,16 @@ def index():
     notes = db.session.scalars(db.select(Note).filter(
         Note.organization_id == org_id, Note.status.in_(("failed", "paused", "posting", "pending")))
         .order_by(Note.id.desc()).limit(50)).all()
+    # Tags Lever has not accepted yet (an outage, a revoked connection): the sweeper retries them.
+    tags = db.session.scalars(db.select(Tag).filter(
+        Tag.organization_id == org_id, Tag.status == "pending", Tag.attempts > 0)
+        .order_by(Tag.id.desc()).limit(50)).all()
     plugin = get_plugin("wecp_lever")
     values = {s.key: get_setting(org_id, "wecp_lever", s.key) for s in plugin.settings}
     # Every invitation line shows how its email fared, so a failed send is never silent.
     emails = {row.invitation_id: invitation_email(row.invitation_id) for row in rows
               if row.kind == "invitation" and row.invitation_id}
-    return render_template("wecp_lever/index.html", activity=rows, open_notes=notes,
+    return render_template("wecp_lever/index.html", activity=rows, open_notes=notes, open_tags=tags,
                            settings=plugin.settings, values=values, emails=emails,
                            failed_emails=delivery_problems(org_id))
 

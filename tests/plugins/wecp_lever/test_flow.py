@@ -452,6 +452,8 @@ def test_a_tag_whose_job_failed_for_good_is_added_once_by_the_sweeper(connected,
     assert len(invitations()) == 1  # the invitation does not wait for the tag
     [tag] = db.session.scalars(db.select(Tag)).all()
     assert (tag.status, tag.tags, tag.perform_as) == ("pending", ["WeCP: invited"], OLIVIA)
+    page = client.get("/integrations/wecp_lever/").get_data(as_text=True)
+    assert "Tags waiting" in page and "WeCP: invited" in page  # the admin sees it is not written yet
     sandbox.admin.clear_faults()
     assert sweep_lever_writes() == "notes 0, tags 0"  # too young: its own job may still run
     _age([tag])
@@ -462,6 +464,7 @@ def test_a_tag_whose_job_failed_for_good_is_added_once_by_the_sweeper(connected,
     assert len(added) == 1 and added[0]["perform_as"] == OLIVIA
     assert sweep_lever_writes() == "notes 0, tags 0"
     assert tag_opportunity(tag.key) == "already tagged"
+    assert "Tags waiting" not in client.get("/integrations/wecp_lever/").get_data(as_text=True)
 
 
 def test_a_note_whose_job_was_lost_is_posted_once_by_the_sweeper(connected, sandbox):
