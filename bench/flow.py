@@ -79,12 +79,15 @@ def lever_calls(calls: list[dict], items: int, started: float, until: float | No
         calls = [r for r in calls if r["at"] / 1000 <= until]
     by_answer: dict[str, int] = {}
     by_path: dict[str, int] = {}
+    accepted: dict[str, int] = {}  # answered 2xx: what Lever acted on (a 429 is retried)
     per_second: dict[int, int] = {}
     for r in calls:
         by_answer[f"{r['method']} {r['status']}"] = by_answer.get(f"{r['method']} {r['status']}", 0) + 1
         # The kind of call: ids replaced, so /v1/opportunities/<id>/notes counts as one path.
         kind = r["method"] + " " + re.sub(r"/[0-9a-f-]{36}", "/:id", r["path"])
         by_path[kind] = by_path.get(kind, 0) + 1
+        if 200 <= r["status"] < 300:
+            accepted[kind] = accepted.get(kind, 0) + 1
         per_second[r["at"] // 1000] = per_second.get(r["at"] // 1000, 0) + 1
     reads = sum(1 for r in calls if r["method"] == "GET")
     writes = sum(1 for r in calls if r["method"] in ("POST", "PUT", "DELETE"))
@@ -94,7 +97,7 @@ def lever_calls(calls: list[dict], items: int, started: float, until: float | No
             "reads_per_item": reads / items if items else None,
             "writes_per_item": writes / items if items else None,
             "answered_429": sum(1 for r in calls if r["status"] == 429),
-            "by_answer": by_answer, "by_path": by_path,
+            "by_answer": by_answer, "by_path": by_path, "accepted_by_path": accepted,
             "max_per_second": max(per_second.values(), default=0),
             "bound_seconds": bound, "last_call_seconds": last and last - started}
 
