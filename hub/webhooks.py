@@ -469,9 +469,9 @@ def _requeue_vanished_jobs(before: datetime) -> int:
     ids = list(db.session.scalars(db.select(WebhookDelivery.id).where(
         WebhookDelivery.status == "queued", WebhookDelivery.enqueued_at < before,
     ).order_by(WebhookDelivery.id).limit(500)))
-    lost = missing_jobs([safe_job_id("delivery", delivery_id) for delivery_id in ids])
-    return sum(enqueue_delivery(delivery_id) for delivery_id in ids
-               if safe_job_id("delivery", delivery_id) in lost)
+    job_ids = {safe_job_id("delivery", delivery_id): delivery_id for delivery_id in ids}
+    return sum(enqueue_delivery(delivery_id) for delivery_id in
+               sorted(job_ids[job_id] for job_id in missing_jobs(list(job_ids))))
 
 
 def delivery_stats(connection_id: str | None) -> dict:

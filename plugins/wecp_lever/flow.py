@@ -446,21 +446,17 @@ def _test_of(note: Note) -> int:
 
 def on_connection_restored(sender, connection, **extra) -> None:
     if connection.plugin_key == KEY:
-        enqueue("plugins.wecp_lever.flow.resume_notes", connection.id,
-                job_id=safe_job_id("wecp_lever-resume-notes", connection.id))
-
-
-def resume_notes(connection_id: str) -> int:
-    """Re-enqueue the notes paused while the connection was unusable (on connection_restored)."""
-    keys = list(db.session.scalars(db.select(Note.key).filter(
-        Note.connection_id == connection_id, Note.status.in_(("paused", "pending", "posting")))))
-    for key in keys:
-        enqueue("plugins.wecp_lever.flow.post_note", key, job_id=safe_job_id("wecp_lever-note", key))
-    return len(keys)
+        enqueue("plugins.wecp_lever.flow.resume_lever_writes", connection.id,
+                job_id=safe_job_id("wecp_lever-resume-writes", connection.id))
 
 
 #: Notes and tags older than this are given up by the sweeper (shown as problems on the card).
 SWEEP_WINDOW = timedelta(days=7)
+
+
+def resume_lever_writes(connection_id: str) -> str:
+    """Re-enqueue the notes and tags left waiting while the connection was unusable (on connection_restored)."""
+    return _requeue_writes([connection_id])
 
 
 def sweep_lever_writes() -> str:
@@ -468,18 +464,30 @@ def sweep_lever_writes() -> str:
 
     Their rows commit with the work that asks for them and the job is enqueued after; Redis
     going away in between, a worker dying, or a Lever outage longer than the job's retries
-    would otherwise leave them undone. A job still queued, running or waiting for a retry is
-    left alone (same job id), so this is safe to run as often as one likes.
+    would otherwise leave them undone. Rows younger than HUB_SWEEP_AFTER_SECONDS are left to
+    the job enqueued with them.
     """
-    now = utcnow()
-    young = now - timedelta(seconds=current_app.config.get("HUB_SWEEP_AFTER_SECONDS", 10))
+    young = utcnow() - timedelta(seconds=current_app.config.get("HUB_SWEEP_AFTER_SECONDS", 10))
     usable = [c.id for c in db.session.scalars(db.select(Connection).filter_by(plugin_key=KEY)) if c.usable]
-    notes = list(db.session.scalars(db.select(Note.key).where(
-        Note.connection_id.in_(usable), Note.status.in_(("pending", "posting", "paused")),
-        Note.created_at < young, Note.created_at > now - SWEEP_WINDOW).limit(500)))
-    tags = list(db.session.scalars(db.select(Tag.key).where(
-        Tag.connection_id.in_(usable), Tag.status == "pending",
-        Tag.created_at < young, Tag.created_at > now - SWEEP_WINDOW).limit(500)))
+    return _requeue_writes(usable, created_before=young)
+
+
+def _requeue_writes(connection_ids: list[str], created_before=None) -> str:
+    """Enqueue the unfinished notes and tags of these connections, within SWEEP_WINDOW.
+
+    Same job ids as the first enqueue: a job still queued, running or waiting for a retry is
+    left alone, so this is safe to run as often as one likes.
+    """
+    oldest = utcnow() - SWEEP_WINDOW
+    note_rows = db.select(Note.key).where(Note.connection_id.in_(connection_ids), Note.created_at > oldest,
+                                          Note.status.in_(("pending", "posting", "paused")))
+    tag_rows = db.select(Tag.key).where(Tag.connection_id.in_(connection_ids), Tag.created_at > oldest,
+                                        Tag.status == "pending")
+    if created_before is not None:
+        note_rows = note_rows.where(Note.created_at < created_before)
+        tag_rows = tag_rows.where(Tag.created_at < created_before)
+    notes = list(db.session.scalars(note_rows.limit(500)))
+    tags = list(db.session.scalars(tag_rows.limit(500)))
     db.session.rollback()
     for key in notes:
         _enqueue_note(key)

@@ -90,7 +90,7 @@ class WecpLeverPlugin(Plugin):
         "plugins.wecp_lever.flow.post_note",
         "plugins.wecp_lever.flow.tag_opportunity",
         "plugins.wecp_lever.flow.advance_candidate",
-        "plugins.wecp_lever.flow.resume_notes",
+        "plugins.wecp_lever.flow.resume_lever_writes",
         "plugins.wecp_lever.flow.sweep_lever_writes",
     )
     periodic_jobs = (

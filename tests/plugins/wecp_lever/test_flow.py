@@ -328,6 +328,32 @@ def test_revoked_connection_pauses_work_and_reconnect_resumes_it(connected, sand
     assert len(invitations()) == 1
 
 
+def test_reconnect_writes_the_tags_left_waiting_at_once(connected, sandbox):
+    from hub.plugin import ConnectionUnusable
+    from plugins.wecp_lever.flow import tag_opportunity
+    from plugins.wecp_lever.models import Tag
+    from tests.hub.test_connections import connect
+
+    client, conn = connected
+    link(client, make_test(conn.organization_id))
+    opp = new_candidate(sandbox)
+    since = sandbox.admin.requests_log()[-1]["seq"]
+    sandbox.admin.add_fault(route="/addTags", error_rate=1.0, status=500)
+    move(sandbox, client, conn, opp)
+    sandbox.admin.revoke_app(ACCOUNT, "wecp-hub-test")
+    sandbox.admin.clear_faults()
+    tag = db.session.scalar(db.select(Tag))
+    with pytest.raises(ConnectionUnusable):  # the tag job's retry meets the revoked access
+        tag_opportunity(tag.key)
+    db.session.rollback()
+    assert db.session.scalar(db.select(Tag.status)) == "pending"
+    connect(client, sandbox)  # Reconnect: the waiting tag is written (inline queue), not a minute later
+    db.session.expire_all()
+    assert db.session.scalar(db.select(Tag.status)) == "done"
+    added = [r for r in lever_writes(sandbox, since) if r["path"].endswith("/addTags") and r["status"] < 300]
+    assert len(added) == 1
+
+
 def test_activity_log_shows_what_happened(connected, sandbox):
     client, conn = connected
     link(client, make_test(conn.organization_id))
