@@ -68,7 +68,7 @@ def set_up_accounts(stack, orgs: int, candidates: int) -> list[dict]:
 
 def move_all_at_once(sandbox_url: str, accounts: list[dict]) -> float:
     """Every account's bulk move, released together; returns when the first one started."""
-    from plugins.wecp_lever.sandbox.testing import AdminClient
+    from sandboxes.lever.testing import AdminClient
 
     barrier = threading.Barrier(len(accounts))
     started: list[float] = []
@@ -212,7 +212,7 @@ def one_run(args, workers: int) -> dict:
         stack.admin.configure(SANDBOX_RATE_LIMIT=args.rate, SANDBOX_RATE_BURST=burst_of(args.rate))
         h.wait_first_reconciliations(stack, [a["connection"] for a in accounts])
         since = max([r["seq"] for r in stack.admin.requests_log()] or [0])
-        sandbox_proc = next(p for n, p in stack.procs.procs if n == "sandbox")
+        sandbox_proc = stack.sandboxes["wecp_lever"].proc
         cpu_before = {"workers": cpu_of(stack.workers), "web": cpu_of([stack.web.proc]) +
                       sum(h.cpu_seconds(pid) for pid in h.children_of(stack.web.proc.pid)),
                       "sandbox": h.cpu_seconds(sandbox_proc.pid)}

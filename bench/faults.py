@@ -140,7 +140,7 @@ def scenario_outage(args, service: str) -> dict:
         def finished():
             return _final(h.inbox(stack.app, conn_id), delivered) and emails <= set(h.mailed(stack))
         try:
-            # Emails whose send job Redis lost wait for hub.mail.sweep_outbox (2 minutes' staleness).
+            # Emails whose send job Redis lost wait for the outbox's sweeper.
             h.wait_until(finished, args.outage + 240, 1, "every delivery processed and emailed")
             drained_at = time.time()
         except TimeoutError:
@@ -208,6 +208,7 @@ def scenario_postgres(args) -> dict:
 def scenario_worker_kill(args) -> dict:
     """register_webhook (the on-connect job) slowed by Lever latency; its worker and horse are killed."""
     from hub.jobs import enqueue, get_queue
+    from plugins.wecp_lever.jobs import register_webhook
 
     stack = h.HubStack("fault-worker-kill", sandbox=True, web=False)
     rounds = []
@@ -220,12 +221,12 @@ def scenario_worker_kill(args) -> dict:
             # Each Lever webhook call takes a while, so the job is surely mid-flight when killed.
             admin.add_fault(route="^/v1/webhooks", latency_ms=int(args.latency * 1000))
             with stack.app.app_context():
-                enqueue("plugins.wecp_lever.jobs.register_webhook", conn_id, job_id=job_id)
+                enqueue(register_webhook, conn_id, job_id=job_id)
 
-            def running():
+            def running(job_id=job_id):
                 # The worker running our job (not a periodic one), and its work horse.
                 with stack.app.app_context():
-                    job = get_queue("default").fetch_job(job_id)
+                    job = get_queue("webhooks").fetch_job(job_id)
                     worker_name = job.worker_name if job and job.get_status(refresh=True) == "started" else None
                 for proc in stack.workers:
                     if worker_name and getattr(proc, "rq_name", None) == worker_name and h.children_of(proc.pid):
@@ -246,9 +247,9 @@ def scenario_worker_kill(args) -> dict:
             # The dead worker's registration lingers until its TTL: wait for the new one by name.
             h.wait_worker_named(stack.redis.url, stack.workers[-1].rq_name, stack.procs)
 
-            def job_finished():
+            def job_finished(job_id=job_id):
                 with stack.app.app_context():
-                    job = get_queue("default").fetch_job(job_id)
+                    job = get_queue("webhooks").fetch_job(job_id)
                     return job is not None and job.get_status(refresh=True) in ("finished", "failed")
             try:
                 h.wait_until(job_finished, 120 + 4 * args.latency, 0.2, "the job to finish")
@@ -258,15 +259,16 @@ def scenario_worker_kill(args) -> dict:
             diagnostics = None if recovered is not None else h.rq_snapshot(stack)
             admin.clear_faults()
             with stack.app.app_context():
-                job = get_queue("default").fetch_job(job_id)
+                job = get_queue("webhooks").fetch_job(job_id)
                 status = str(job.get_status(refresh=True).value) if job else None
             from hub.connections import webhook_url
             from hub.models import Connection
 
-            conn = stack.query(lambda db: (lambda c: {"url": webhook_url(c), "webhook_id": c.webhook_id,
-                                                      "secret": c.webhook_secret,
-                                                      "setup": c.setup_completed_at is not None})(
-                db.session.get(Connection, conn_id)))
+            def facts(db, conn_id=conn_id):
+                c = db.session.get(Connection, conn_id)
+                return {"url": webhook_url(c), "webhook_id": c.webhook_id, "secret": c.webhook_secret,
+                        "setup": c.setup_completed_at is not None}
+            conn = stack.query(facts)
             hooks = [w for w in admin.webhooks("acme") if w["url"] == conn["url"]]
             creates = [r for r in admin.requests_log(since)
                        if r["method"] == "POST" and r["path"] == "/v1/webhooks" and r["status"] < 300]
@@ -300,6 +302,7 @@ def scenario_storm(args) -> dict:
     from hub.connections import webhook_url
     from hub.jobs import enqueue, get_queue
     from hub.models import Connection
+    from plugins.wecp_lever.jobs import register_webhook
 
     stack = h.HubStack("fault-storm", sandbox=True, web=False)
     try:
@@ -310,7 +313,7 @@ def scenario_storm(args) -> dict:
         storm_end = time.monotonic() + args.outage
         with stack.app.app_context():
             for conn_id in conn_ids:
-                enqueue("plugins.wecp_lever.jobs.register_webhook", conn_id, job_id=f"on-connect-{conn_id}")
+                enqueue(register_webhook, conn_id, job_id=f"on-connect-{conn_id}")
 
         def all_set_up():
             return stack.query(lambda db: all(
@@ -327,15 +330,15 @@ def scenario_storm(args) -> dict:
         hooks = admin.webhooks("acme")
         log = admin.requests_log(since)
         with stack.app.app_context():
-            jobs = [get_queue("default").fetch_job(f"on-connect-{c}") for c in conn_ids]
+            jobs = [get_queue("webhooks").fetch_job(f"on-connect-{c}") for c in conn_ids]
             statuses = [str(job.get_status(refresh=True).value) if job else None for job in jobs]
-            failed_registry = get_queue("default").failed_job_registry.count
+            failed_registry = get_queue("webhooks").failed_job_registry.count
         answers: dict[str, int] = {}
         for r in log:
             if r["path"].startswith("/v1/"):
                 answers[str(r["status"])] = answers.get(str(r["status"]), 0) + 1
         per_conn = []
-        for conn_id, (url, hook_id, secret) in urls.items():
+        for url, hook_id, secret in urls.values():
             at_url = [w for w in hooks if w["url"] == url]
             per_conn.append({"webhooks_at_url": len(at_url),
                              "secret_matches": len(at_url) == 1 and at_url[0]["id"] == hook_id

@@ -31,7 +31,6 @@ import re
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from email import message_from_bytes, policy
 from html import unescape
 
 import requests
@@ -125,7 +124,7 @@ class Footprint:
         self.cpu = self._cpu()
 
     def _cpu(self) -> dict:
-        sandbox = next(p for name, p in self.stack.procs.procs if name == "sandbox")
+        sandbox = self.stack.sandboxes["wecp_lever"].proc
         return {"worker": sum(h.tree_cpu_seconds(p.pid) for p in self.stack.workers),
                 "web": h.tree_cpu_seconds(self.stack.web.proc.pid),
                 "redis": h.cpu_seconds(self.stack.redis.proc.pid),
@@ -159,10 +158,10 @@ class Footprint:
 def candidate_links(stack, emails) -> dict[str, str]:
     """The link in each candidate's invitation email, as the candidate finds it: {email: url}."""
     wanted, links = set(emails), {}
-    for _, recipients, data in list(stack.smtp.messages):
-        rcpt = recipients[0].lower()
+    for message in list(stack.smtp.messages):
+        rcpt = message.envelope_recipients[0].lower()
         if rcpt in wanted and rcpt not in links:
-            body = message_from_bytes(data, policy=policy.default).get_body(("plain",)).get_content()
+            body = message.get_body(("plain",)).get_content()
             found = LINK.search(body)
             if found:
                 links[rcpt] = found.group(1)
@@ -221,7 +220,7 @@ def posting_owner(posting: str) -> str | None:
     """The posting's owner in the sandbox's shipped seed (the harness starts it with that seed)."""
     from pathlib import Path
 
-    import plugins.wecp_lever.sandbox as sandbox
+    import sandboxes.lever as sandbox
 
     seed = json.loads((Path(sandbox.__file__).parent / "seed.json").read_text())
     for account in seed["accounts"]:
@@ -409,7 +408,7 @@ def check_message(stack) -> bool:
     """An invitation email as the candidate gets it: subject and a link to the test."""
     if not stack.smtp.messages:
         return False
-    msg = message_from_bytes(stack.smtp.messages[0][2], policy=policy.default)
+    msg = stack.smtp.messages[0]
     body = msg.get_body(("plain",))
     return bool(msg["Subject"]) and body is not None and "http" in body.get_content()
 

@@ -23,19 +23,23 @@ RESULTS_DIR = ROOT / "bench" / "results"
 if str(ROOT) not in sys.path:  # `python bench/x.py` as well as `python -m bench.x`
     sys.path.insert(0, str(ROOT))
 
-from tests.services import (  # noqa: E402
-    PostgresDatabase,
-    RedisServer,
-    ServiceUnavailable,
-    _pg_bin,
-    _wait_port,
-    free_port,
+from sandboxes.lever.standin import CLIENT_ID as SANDBOX_CLIENT_ID  # noqa: E402
+from sandboxes.services import PostgresDatabase, PrivatePostgres, RedisServer, free_port  # noqa: E402,F401
+from sandboxes.stack import (  # noqa: E402  (bench modules call these through h.)
+    HubStack as _HubStack,
 )
-from tests.stack import wait_until  # noqa: E402,F401  (bench modules call h.wait_until)
+from sandboxes.stack import (  # noqa: E402
+    Server,
+    Stack,
+    children_of,
+    descendants,
+    gunicorn_argv,
+    hub_command,
+    wait_until,
+)
 
-#: The sandbox's default OAuth client (plugins/wecp_lever/sandbox/app.py).
-SANDBOX_CLIENT_ID = "wecp-hub-demo"
-SANDBOX_CLIENT_SECRET = "sandbox-secret"
+#: Child processes of a benchmark (the stack's process manager).
+Procs = Stack
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -58,116 +62,8 @@ def log(message: str) -> None:
 
 # --- processes --------------------------------------------------------------------------------
 
-class Procs:
-    """Child processes of one benchmark, each in its own session, with logs in ``run_dir``."""
-
-    def __init__(self, run_dir: Path):
-        self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.procs: list[tuple[str, subprocess.Popen]] = []
-
-    def start(self, name: str, argv: list[str], env: dict | None = None) -> subprocess.Popen:
-        logfile = open(self.run_dir / f"{name}.log", "ab")
-        proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=logfile, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-        logfile.close()
-        proc.name = name
-        self.procs.append((name, proc))
-        return proc
-
-    def stop(self, proc: subprocess.Popen, sig=signal.SIGTERM, timeout: float = 15) -> None:
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                pass
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
-        self.procs = [(n, p) for n, p in self.procs if p is not proc]
-
-    def stop_all(self) -> None:
-        for _, proc in reversed(list(self.procs)):
-            self.stop(proc)
-
-    def dead(self) -> list[str]:
-        return [name for name, proc in self.procs if proc.poll() is not None]
-
-    def tail(self, name: str, chars: int = 3000) -> str:
-        path = self.run_dir / f"{name}.log"
-        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
-
-
-class PrivatePostgres:
-    """A throwaway PostgreSQL cluster of our own, which a fault scenario may stop and start."""
-
-    def __init__(self):
-        self.initdb, self.postgres, self.pg_ctl = _pg_bin("initdb"), _pg_bin("postgres"), _pg_bin("pg_ctl")
-        if not self.initdb or not self.postgres:
-            raise ServiceUnavailable("initdb/postgres are not installed (Debian package postgresql)")
-        import tempfile
-
-        self.dir = tempfile.mkdtemp(prefix="hub-bench-pg-")
-        self.run_as: list[str] = []
-        if os.geteuid() == 0:  # postgres refuses to run as root
-            shutil.chown(self.dir, "postgres")
-            self.run_as = ["runuser", "-u", "postgres", "--"]
-        subprocess.run(self.run_as + [self.initdb, "-D", self.dir, "-U", "postgres", "--auth=trust"],
-                       check=True, stdout=subprocess.DEVNULL)
-        self.port = free_port()
-        self.proc = None
-        self.start()
-        self.admin_url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/hub_bench"
-        import psycopg
-
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute('CREATE DATABASE "hub_bench"')
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            self.run_as + [self.postgres, "-D", self.dir, "-p", str(self.port), "-k", self.dir,
-                           "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        _wait_port(self.port, 60)
-        deadline = time.monotonic() + 30
-        import psycopg
-
-        while True:
-            try:
-                psycopg.connect(f"postgresql://postgres@127.0.0.1:{self.port}/postgres",
-                                connect_timeout=2).close()
-                return
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise ServiceUnavailable("private PostgreSQL did not start")
-                time.sleep(0.2)
-
-    def postmaster_pid(self) -> int | None:
-        try:
-            return int((Path(self.dir) / "postmaster.pid").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            return None
-
-    def stop(self) -> None:
-        """Fast shutdown: clients are disconnected, new connections refused, as in an outage."""
-        if self.proc is None:
-            return
-        if self.pg_ctl:
-            subprocess.run(self.run_as + [self.pg_ctl, "-D", self.dir, "-m", "fast", "-w", "stop"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
-        else:
-            pid = self.postmaster_pid()
-            if pid:
-                os.kill(pid, signal.SIGINT)
-        self.proc.wait(60)
-        self.proc = None
-
-    def destroy(self) -> None:
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
+def close_service(handle) -> None:
+    (handle.destroy if isinstance(handle, PrivatePostgres) else handle.drop)()
 
 
 def postgres(private: bool):
@@ -177,10 +73,6 @@ def postgres(private: bool):
         return cluster.url, cluster
     database = PostgresDatabase()
     return database.url, database
-
-
-def close_service(handle) -> None:
-    (handle.destroy if isinstance(handle, PrivatePostgres) else handle.drop)()
 
 
 # --- the hub ----------------------------------------------------------------------------------
@@ -197,9 +89,6 @@ def hub_config(database_url: str, redis_url: str, base_url: str, **extra) -> dic
         "HUB_ENCRYPTION_KEYS": [generate_key()],
         "HUB_BASE_URL": base_url,
         "HUB_PLUGINS": ["plugins.wecp_lever"],
-        "LEVER_ENV": "local",
-        "LEVER_CLIENT_ID": SANDBOX_CLIENT_ID,
-        "LEVER_CLIENT_SECRET": SANDBOX_CLIENT_SECRET,
     }
     config.update(extra)
     return config
@@ -207,13 +96,11 @@ def hub_config(database_url: str, redis_url: str, base_url: str, **extra) -> dic
 
 def make_app(config: dict):
     """The hub app of this controller process, with the schema migrated."""
-    from flask_migrate import upgrade
-
-    from hub import create_app
+    from hub import create_app, schema
 
     app = create_app(config)
     with app.app_context():
-        upgrade()
+        schema.upgrade(app)
     return app
 
 
@@ -226,26 +113,12 @@ def hub_env(app, **extra) -> dict:
     return env
 
 
-class Server:
-    def __init__(self, proc: subprocess.Popen, port: int):
-        self.proc, self.port = proc, port
-        self.url = f"http://127.0.0.1:{port}"
-
-    @property
-    def pids(self) -> list[int]:
-        """The master and its workers."""
-        return [self.proc.pid] + children_of(self.proc.pid)
-
-
-def start_gunicorn(procs: Procs, name: str, target: str, env: dict, *, workers: int, threads: int,
+def start_gunicorn(procs: Stack, name: str, target: str, env: dict, *, workers: int, threads: int,
                    port: int | None = None, health: str = "/healthz") -> Server:
-    """``gunicorn target`` with ``workers`` processes (gthread when ``threads`` > 1, as `hub demo`)."""
+    """``gunicorn target`` with ``workers`` processes (gthread when ``threads`` > 1, as the stack)."""
     port = port or free_port()
-    argv = [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{port}",
-            "--backlog", "2048", "--timeout", "60", "--graceful-timeout", "5"]
-    if threads > 1:
-        argv += ["--worker-class", "gthread", "--threads", str(threads)]
-    proc = procs.start(name, argv + [target], env)
+    argv = gunicorn_argv(port, workers, "--graceful-timeout", "5", threads=threads)
+    proc = procs.start(name, argv[:-1] + [target], env)
     wait_http(f"http://127.0.0.1:{port}{health}", proc=proc, name=name, procs=procs)
     # gunicorn answers from its first worker; wait until all of them are up.
     deadline = time.monotonic() + 30
@@ -254,12 +127,12 @@ def start_gunicorn(procs: Procs, name: str, target: str, env: dict, *, workers: 
     return Server(proc, port)
 
 
-def start_workers(procs: Procs, env: dict, count: int, *args: str, prefix: str = "worker") -> list:
+def start_workers(procs: Stack, env: dict, count: int, *args: str, prefix: str = "worker") -> list:
     started = []
-    for i in range(count):
-        name = f"{prefix}-{len([n for n, _ in procs.procs if n.startswith(prefix)]) + 1}"
+    for _ in range(count):
+        name = f"{prefix}-{len([n for n in procs.procs if n.startswith(prefix)]) + 1}-{secrets.token_hex(2)}"
         rq_name = f"{name}-{secrets.token_hex(3)}"
-        proc = procs.start(name, [sys.executable, "-m", "hub.cli", "worker", "--name", rq_name, *args], env)
+        proc = procs.start(name, hub_command("worker", "--name", rq_name, *args), env)
         proc.rq_name = rq_name
         started.append(proc)
     return started
@@ -314,18 +187,6 @@ def rq_snapshot(stack) -> dict:
     return {"workers": workers, "queues": queues, "processes": processes}
 
 
-def start_sandbox(procs: Procs, env: dict | None = None):
-    """The Lever sandbox as its own process (all its state in it); returns (url, AdminClient)."""
-    from plugins.wecp_lever.sandbox.testing import AdminClient
-
-    port = free_port()
-    proc = procs.start("sandbox", [sys.executable, "-m", "plugins.wecp_lever.sandbox", "--port",
-                                   str(port)], env or dict(os.environ, PYTHONPATH=str(ROOT)))
-    url = f"http://127.0.0.1:{port}"
-    wait_http(url + "/", proc=proc, name="sandbox", procs=procs)
-    return url, AdminClient(url, timeout=30)
-
-
 def wait_http(url: str, *, proc=None, name: str = "", procs: Procs | None = None,
               timeout: float = 60) -> None:
     import requests
@@ -342,37 +203,11 @@ def wait_http(url: str, *, proc=None, name: str = "", procs: Procs | None = None
     raise RuntimeError(f"{url} did not answer within {timeout:.0f}s")
 
 
-class SmtpSink:
-    """An aiosmtpd server on 127.0.0.1 that counts and keeps the messages it receives."""
-
-    def __init__(self):
-        import logging
-
-        from aiosmtpd.controller import Controller
-
-        logging.getLogger("mail.log").setLevel(logging.WARNING)  # one line per SMTP command
-        self.messages: list[tuple[float, list[str], bytes]] = []  # (received at, recipients, data)
-        sink = self
-
-        class Handler:
-            async def handle_DATA(self, server, session, envelope):
-                sink.messages.append((time.time(), list(envelope.rcpt_tos), envelope.content))
-                return "250 OK"
-
-        self.port = free_port()
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
-        self.controller.start()
-        self.url = f"smtp://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.controller.stop()
-
-
 #: Short timings so a scenario takes a minute or two, not the production intervals.
 FAST = {
     "HUB_SCHEDULER_TICK": 0.5,
     "HUB_SWEEP_AFTER_SECONDS": 3,
-    "HUB_PERIODIC_INTERVALS": {"hub.webhooks.sweep_unqueued_deliveries": 2, "hub.mail.sweep_outbox": 5},
+    "HUB_PERIODIC_INTERVALS": {"hub.outbox.sweep": 2},
     "HUB_JOB_MONITORING_INTERVAL": 1,
     "HUB_JOB_HEARTBEAT_GRACE": 3,
     # Growing like production's (5 s … 15 min) but shorter; together they outlast a 30 s outage.
@@ -381,55 +216,17 @@ FAST = {
 }
 
 
-class HubStack:
-    """Redis, PostgreSQL, optionally the sandbox, an SMTP sink and the gunicorn hub, and `hub worker`s."""
+class HubStack(_HubStack):
+    """The one process stack, as a benchmark wants it: started at once, FAST timings, the
+    sandbox as a process of its own, a private Redis and optionally a private PostgreSQL."""
 
     def __init__(self, name: str, *, private_pg: bool = False, sandbox: bool = False,
                  web: bool = True, workers: int = 2, smtp: bool = False, **config):
-        self.procs = Procs(run_dir(name))
-        self.redis = self.pg = self.smtp = None
-        try:
-            if smtp:
-                self.smtp = SmtpSink()
-                config["SMTP_URL"] = self.smtp.url
-            self.redis = RedisServer()
-            self.database_url, self.pg = postgres(private_pg)
-            self.sandbox_url = self.admin = None
-            if sandbox:
-                self.sandbox_url, self.admin = start_sandbox(self.procs)
-                config["LEVER_SANDBOX_URL"] = self.sandbox_url
-            port = free_port()
-            self.app = make_app(hub_config(self.database_url, self.redis.url,
-                                           f"http://127.0.0.1:{port}", **{**FAST, **config}))
-            self.env = hub_env(self.app)
-            self.web = start_gunicorn(self.procs, "hub-web", "wsgi:app", self.env, workers=2,
-                                      threads=4, port=port) if web else None
-            self.workers = start_workers(self.procs, self.env, workers)
-            wait_workers_ready(self.redis.url, workers, self.procs)
-        except BaseException:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        self.procs.stop_all()
-        if self.redis:
-            self.redis.stop()
-        if self.pg:
-            close_service(self.pg)
-        if self.smtp:
-            self.smtp.stop()
-
-    def alive_workers(self) -> int:
-        return sum(1 for p in self.workers if p.poll() is None)
-
-    def query(self, fn):
-        from hub.extensions import db
-
-        with self.app.app_context():
-            try:
-                return fn(db)
-            finally:
-                db.session.remove()
+        super().__init__(run_dir(name), database="private" if private_pg else None,
+                         sandboxes="process" if sandbox else None, smtp=smtp, web=web,
+                         workers=workers, config={**FAST, **config}, plugins=["plugins.wecp_lever"])
+        self.start()
+        wait_workers_ready(self.redis_url, workers, self.procs)
 
 
 # --- connections and deliveries ----------------------------------------------------------------
@@ -476,7 +273,7 @@ def registered_connection(stack: HubStack, org: str, account: str = "acme") -> t
 
     conn_id = sandbox_connection(stack.app, stack.admin, org, account)
     with stack.app.app_context():
-        assert register_webhook(conn_id) == "created"
+        assert register_webhook(conn_id) == {"outcome": "webhook_ready", "status": "done", "created": True}
     url = stack.query(lambda db: webhook_url(db.session.get(Connection, conn_id)))
     return conn_id, url
 
@@ -526,11 +323,11 @@ def invitations(stack) -> dict[str, int]:
 
 
 def mailed(stack) -> dict[str, list[float]]:
-    """Arrival times of the emails at the SMTP sink, by recipient."""
+    """Arrival times of the emails at the SMTP server, by recipient."""
     found: dict[str, list[float]] = {}
-    for at, recipients, _ in list(stack.smtp.messages):
-        for rcpt in recipients:
-            found.setdefault(rcpt.lower(), []).append(at)
+    for message in list(stack.smtp.messages):
+        for rcpt in message.envelope_recipients:
+            found.setdefault(rcpt.lower(), []).append(message.received_at)
     return found
 
 
@@ -555,11 +352,11 @@ def stage_change_body(secret: str, *, token: str | None = None, to_stage: str = 
 def inbox(app, connection_id: str | None = None) -> dict[str, dict]:
     """Every stored delivery (of one connection) by dedupe key: status, attempts, result."""
     from hub.extensions import db
-    from hub.models import WebhookDelivery
+    from hub.inbox import WebhookDelivery
 
     with app.app_context():
         query = db.select(WebhookDelivery.dedupe_key, WebhookDelivery.status, WebhookDelivery.attempts,
-                          WebhookDelivery.id, WebhookDelivery.error, WebhookDelivery.result)
+                          WebhookDelivery.id, WebhookDelivery.error, WebhookDelivery.summary)
         if connection_id:
             query = query.where(WebhookDelivery.connection_id == connection_id)
         rows = db.session.execute(query).all()
@@ -575,21 +372,6 @@ def inbox(app, connection_id: str | None = None) -> dict[str, dict]:
 
 
 # --- measuring --------------------------------------------------------------------------------
-
-def children_of(pid: int) -> list[int]:
-    from tests.workers import children_of as _children
-
-    return _children(pid)
-
-
-def descendants(pid: int) -> list[int]:
-    found, todo = [], [pid]
-    while todo:
-        for child in children_of(todo.pop()):
-            found.append(child)
-            todo.append(child)
-    return found
-
 
 def cpu_seconds(pid: int, *, waited_children: bool = False) -> float:
     """User + system CPU of a process (plus its reaped children: RQ's work horses)."""
@@ -751,25 +533,14 @@ BENCH_ADMIN = ("bench-admin@wecp.example", "bench-password-0123")
 LEVER_ADMIN = ("olivia@acme.example", "sandbox")
 
 
-def _csrf(html: str) -> str:
-    import re
-
-    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    if match is None:
-        raise RuntimeError("no CSRF token on the page")
-    return match.group(1)
-
-
 def hub_browser(stack: HubStack, email: str = BENCH_ADMIN[0], password: str = BENCH_ADMIN[1]):
     """A requests.Session signed in to the gunicorn hub as that user (a person's browser)."""
     import requests
 
+    from sandboxes.journey import sign_in
+
     browser = requests.Session()
-    page = browser.get(stack.web.url + "/login", timeout=30)
-    answer = browser.post(stack.web.url + "/login", timeout=30, allow_redirects=False,
-                          data={"email": email, "password": password, "csrf_token": _csrf(page.text)})
-    if answer.status_code != 302:
-        raise RuntimeError(f"signing in to the hub answered {answer.status_code}")
+    sign_in(browser, stack.hub_url, email, password)
     return browser
 
 
@@ -783,38 +554,12 @@ def card_status(stack: HubStack, browser, plugin_key: str = "wecp_lever") -> str
 
 
 def connect_through_consent(stack: HubStack, browser, lever_user: tuple[str, str] = LEVER_ADMIN) -> str:
-    """Connect (or reconnect) Lever as an admin does: Connect, sign in at Lever, Accept, callback.
+    """Connect (or reconnect) Lever as an admin does: Connect, sign in at Lever, Accept, callback
+    (the journey's step); every request goes to the gunicorn hub or the sandbox process."""
+    from sandboxes.lever.journey import connect_lever
 
-    Every step is an HTTP request to the gunicorn hub or the sandbox, so the hub's own callback
-    stores the tokens and sends its signals (``connection_restored`` for a revoked connection).
-    Returns where the callback redirected to.
-    """
-    import re
-    from html import unescape
-
-    import requests
-
-    callback = stack.web.url + "/integrations/wecp_lever/connect/callback"
-    stack.admin.add_client(SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, [callback], name="WeCP")
-    settings = browser.get(stack.web.url + "/settings/integrations", timeout=30).text
-    start = browser.post(stack.web.url + "/integrations/wecp_lever/connect", timeout=30,
-                         data={"csrf_token": _csrf(settings)}, allow_redirects=False)
-    authorize_url = start.headers["Location"]
-    lever = requests.Session()
-    page = lever.get(authorize_url, allow_redirects=False, timeout=30)
-    if not page.is_redirect:
-        lever.post(stack.sandbox_url + "/login", allow_redirects=False, timeout=30,
-                   data={"email": lever_user[0], "password": lever_user[1],
-                         "next": authorize_url[len(stack.sandbox_url):]})
-        page = lever.get(authorize_url, allow_redirects=False, timeout=30)
-    if not page.is_redirect:
-        match = re.search(r'name="consent_id" value="([^"]+)"', page.text)
-        if match is None:
-            raise RuntimeError(f"no consent page at Lever ({page.status_code})")
-        page = lever.post(stack.sandbox_url + "/authorize/decision", allow_redirects=False, timeout=30,
-                          data={"consent_id": unescape(match.group(1)), "decision": "accept"})
-    done = browser.get(page.headers["Location"], allow_redirects=False, timeout=60)
-    return done.headers.get("Location", str(done.status_code))
+    connect_lever(browser, stack.hub_url, stack.sandbox_url, lever_user)
+    return "connected"
 
 
 def stop_at_once(procs: Procs, victims: list[subprocess.Popen], timeout: float = 15) -> None:
@@ -833,12 +578,12 @@ def stop_at_once(procs: Procs, victims: list[subprocess.Popen], timeout: float =
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
-    procs.procs = [(n, p) for n, p in procs.procs if p not in victims]
+    procs.procs = {n: p for n, p in procs.procs.items() if p not in victims}
 
 
 def close_quickly(stack: HubStack) -> None:
     """``stack.close()`` after stopping every child process at once (the test suite waits less)."""
-    stop_at_once(stack.procs, [p for _, p in stack.procs.procs])
+    stop_at_once(stack.procs, list(stack.procs.values()))
     stack.close()
 
 
@@ -851,9 +596,9 @@ def stop_hub(stack: HubStack) -> None:
 def start_hub(stack: HubStack, workers: int = 2) -> None:
     """Start ``workers`` `hub worker`s and gunicorn again on the same port, side by side."""
     stack.workers = start_workers(stack.procs, stack.env, workers)
-    stack.web = start_gunicorn(stack.procs, "hub-web", "wsgi:app", stack.env, workers=2, threads=4,
+    stack.web = start_gunicorn(stack.procs, "web", "wsgi:app", stack.env, workers=2, threads=4,
                                port=stack.web.port)
-    wait_workers_ready(stack.redis.url, workers, stack.procs)
+    wait_workers_ready(stack.redis_url, workers, stack.procs)
 
 
 def last_request_seq(admin) -> int:

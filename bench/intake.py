@@ -94,11 +94,20 @@ def measure_hub(args, wrk, ctx) -> dict:
         "lost": len(acked - run_rows.keys()),
         "stored_unacknowledged": len(run_rows.keys() - acked),
         "duplicates": sum(v["copies"] - 1 for v in run_rows.values()),
-        "not_enqueued": sum(1 for v in run_rows.values() if v["status"] == "received"),
+        "not_enqueued": _without_job(app, [v["id"] for v in run_rows.values() if v["status"] == "pending"]),
         "cpu_seconds": cpu,
         "cpu_seconds_per_1000": {k: v * 1000 / max(len(acked), 1) for k, v in cpu.items()},
     })
     return result
+
+
+def _without_job(app, delivery_ids: list[int]) -> int:
+    """Stored deliveries still pending whose job is not in Redis (intake could not enqueue them)."""
+    from hub.inbox import job_id
+    from hub.jobs import missing_jobs
+
+    with app.app_context():
+        return len(missing_jobs([job_id(i) for i in delivery_ids]))
 
 
 def measure_bare(args, wrk, ctx) -> dict:
@@ -116,7 +125,7 @@ def measure_bare(args, wrk, ctx) -> dict:
 def measure_worker(args, ctx) -> dict:
     """One `hub worker` on the stored deliveries: events/s, CPU per 1,000 events, peak RSS."""
     from hub.extensions import db
-    from hub.models import WebhookDelivery
+    from hub.inbox import WebhookDelivery
 
     def finished() -> int:
         with ctx["app"].app_context():
@@ -198,7 +207,7 @@ def main(argv=None) -> int:
 
         web_peaks = [h.memory_kb(pid) / 1024 for pid in h.children_of(hub.proc.pid)]
         bare_peaks = [h.memory_kb(pid) / 1024 for pid in h.children_of(bare.proc.pid)]
-        med = lambda f: h.median(f(r) for r in runs)  # noqa: E731
+        med = lambda f: h.median(f(r) for r in runs)
         summary = {
             "hub_rps": med(lambda r: r["hub"]["rps"]),
             "bare_rps": med(lambda r: r["bare"]["rps"]),

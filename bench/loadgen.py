@@ -96,7 +96,7 @@ async def _client(host, port, path, bodies, counter, deadline, answers, latencie
             if fields.get("connection", "").lower() == "close":
                 writer.close()
                 writer = None
-        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError, IndexError):
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError, IndexError):
             errors[0] += 1
             if writer is not None:
                 writer.close()

@@ -30,17 +30,23 @@ def create_app(config: dict | None = None) -> Flask:
         auth,
         cli,
         connections,
-        demo,
         health,
+        inbox,
         jobs,
         mail,
+        outbox,
+        schema,
         settings,
         webhooks,
+        worker,
     )
 
     cli.init_app(app)
-    demo.init_app(app)
+    schema.init_app(app)
     jobs.init_app(app)
+    worker.init_app(app)
+    outbox.init_app(app)
+    inbox.init_app(app)
     mail.init_app(app)
     assessments.init_app(app)
 

@@ -14,7 +14,7 @@ ENVIRONMENT = {
     "REDIS_URL": "redis://127.0.0.1:6379/0",
     "HUB_ENCRYPTION_KEYS": "",
     "HUB_BASE_URL": "http://127.0.0.1:5000",
-    "HUB_PLUGINS": "plugins.wecp_lever",
+    "HUB_PLUGINS": "",  # empty: plugins.DEFAULT_PLUGINS, the integrations this hub ships
     "HUB_TRUSTED_HOSTS": "",
     "HUB_QUEUE_MODE": "rq",  # "rq" or "inline" (the demo's last resort when no Redis exists)
     "HUB_COMPANY_NAME": "WeCP",
@@ -56,7 +56,8 @@ def load(app, overrides: dict | None = None) -> None:
     cfg["SQLALCHEMY_DATABASE_URI"] = _sqlalchemy_url(cfg["DATABASE_URL"])
     cfg.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
     if isinstance(cfg["HUB_PLUGINS"], str):
-        cfg["HUB_PLUGINS"] = [p.strip() for p in cfg["HUB_PLUGINS"].split(",") if p.strip()]
+        cfg["HUB_PLUGINS"] = [p.strip() for p in cfg["HUB_PLUGINS"].split(",") if p.strip()] \
+            or _default_plugins()
     keys = cfg["HUB_ENCRYPTION_KEYS"]
     if isinstance(keys, str):
         keys = [k.strip() for k in keys.split(",") if k.strip()]
@@ -74,6 +75,15 @@ def load(app, overrides: dict | None = None) -> None:
         cfg["HUB_ENCRYPTION_KEYS"] = [DEV_ENCRYPTION_KEY]
 
 
+def _default_plugins() -> list[str]:
+    """The integrations this hub ships (``plugins.DEFAULT_PLUGINS``), when HUB_PLUGINS is unset."""
+    try:
+        from plugins import DEFAULT_PLUGINS
+    except ImportError:  # installed without the plugins package
+        return []
+    return list(DEFAULT_PLUGINS)
+
+
 def _sqlalchemy_url(url: str) -> str:
     # psycopg 3 is the driver we ship; plain postgres URLs would otherwise ask for psycopg2.
     for prefix in ("postgres://", "postgresql://"):
@@ -89,7 +99,7 @@ def _check_production(cfg) -> None:
     if not cfg["HUB_ENCRYPTION_KEYS"] or DEV_ENCRYPTION_KEY in cfg["HUB_ENCRYPTION_KEYS"]:
         problems.append("HUB_ENCRYPTION_KEYS must hold at least one key (hub keys generate)")
     if not cfg["HUB_BASE_URL"].startswith("https://"):
-        problems.append("HUB_BASE_URL must be an https:// URL (Lever delivers webhooks over HTTPS only)")
+        problems.append("HUB_BASE_URL must be an https:// URL (providers deliver webhooks over HTTPS only)")
     if cfg["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         problems.append("DATABASE_URL must point at PostgreSQL, shared by every web process and worker")
     if cfg["HUB_QUEUE_MODE"] != "rq":

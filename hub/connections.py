@@ -31,6 +31,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from . import signals
 from .auth import admin_required
 from .extensions import db, get_redis
+from .jobs import job, safe_job_id
 from .models import AuditEvent, Connection, audit, new_uuid, utcnow
 from .plugin import ConnectionUnusable, OAuth2Provider, PeriodicJob, Plugin
 from .registry import get_plugin
@@ -40,15 +41,9 @@ log = logging.getLogger("hub.connections")
 
 #: Refresh an access token this long before it expires, so a call never starts with a dying one.
 REFRESH_MARGIN = timedelta(minutes=5)
-#: Connections whose tokens were not refreshed for this long get a refresh anyway: Lever's
-#: refresh tokens die after ~90 days unused (lever-api.md), and a used connection refreshes hourly.
-IDLE_AFTER = timedelta(days=30)
 #: How long one refresh may hold the per-connection lock, and how long others wait for it.
 LOCK_TIMEOUT = 60
 LOCK_WAIT = 30
-
-#: For the hub's scheduler (another module runs these).
-HUB_PERIODIC_JOBS = [PeriodicJob("hub.connections.refresh_idle_connections", timedelta(days=1))]
 
 
 class TokenRefreshError(RuntimeError):
@@ -103,7 +98,7 @@ def access_token(connection_id: str, *, rejected: str | None = None) -> str:
         return _credentials(candidate)["access_token"]
     conn = db.session.get(Connection, connection_id)
     if conn is None or not conn.usable:
-        raise ConnectionUnusable(connection_id, _why_unusable(conn))
+        raise ConnectionUnusable(connection_id, why_unusable(conn))
     if rejected is None and not _expiring(conn):
         return _credentials(conn)["access_token"]
     return _refresh(connection_id, rejected=rejected)
@@ -114,7 +109,8 @@ def refresh_now(connection_id: str) -> str:
     return _refresh(connection_id, force=True)
 
 
-def _why_unusable(conn: Connection | None) -> str:
+def why_unusable(conn: Connection | None) -> str:
+    """Why work for this connection cannot run now, in words."""
     if conn is None:
         return "no such connection"
     if conn.disconnected_at is not None:
@@ -147,7 +143,7 @@ def refresh_lock(connection_id: str):
 def _token_session() -> Session:
     """A session of its own for token writes.
 
-    Lever spends the old refresh token at once, so the new pair must be committed even when the
+    A provider that rotates refresh tokens spends the old one at once, so the new pair must be committed even when the
     caller's transaction later rolls back; and the caller's pending work must not be committed
     with it.
     """
@@ -172,7 +168,7 @@ def _refresh(connection_id: str, *, rejected: str | None = None, force: bool = F
         # Re-read after taking the lock: another process may have refreshed already.
         row = s.get(Connection, connection_id)
         if row is None or not row.usable:
-            raise ConnectionUnusable(connection_id, _why_unusable(row))
+            raise ConnectionUnusable(connection_id, why_unusable(row))
         creds = _credentials(row)
         if (rejected is not None and creds["access_token"] != rejected) or \
                 (rejected is None and not force and not _expiring(row)):
@@ -232,8 +228,8 @@ def _call_token_endpoint(provider: OAuth2Provider, refresh_token: str) -> dict:
     except requests.RequestException as exc:
         raise TokenRefreshError(f"token endpoint unreachable ({type(exc).__name__})") from None
     if 400 <= response.status_code < 500:
-        # lever-api.md: Auth0 answers 403 invalid_grant for a revoked or spent refresh token;
-        # every 4xx is final, only reconnecting helps.
+        # RFC 6749 §5.2: the token endpoint answers 4xx (usually invalid_grant) for a revoked,
+        # expired or spent refresh token. Every 4xx is final: only reconnecting helps.
         try:
             body = response.json()
             error = str(body.get("error") or response.status_code)
@@ -276,16 +272,23 @@ def mark_revoked(connection_id: str, reason: str) -> None:
             _mark_revoked(s, row, reason)
 
 
+@job("sync", retry=False)
 def refresh_idle_connections() -> dict:
-    """Periodic job: refresh usable connections whose tokens were not refreshed for IDLE_AFTER."""
-    cutoff = utcnow() - IDLE_AFTER
-    ids = db.session.scalars(db.select(Connection.id).where(
-        Connection.disconnected_at.is_(None), Connection.revoked_at.is_(None),
-        Connection.credentials_ciphertext.is_not(None),
-        sa.func.coalesce(Connection.last_refresh_at, Connection.connected_at,
-                         Connection.created_at) < cutoff)).all()
+    """Periodic: refresh usable connections whose tokens were not refreshed for their provider's
+    ``refresh_idle_after`` (refresh tokens may lapse when unused; a used connection refreshes
+    whenever its access token expires)."""
+    now = utcnow()
+    rows = db.session.execute(db.select(
+        Connection.id, Connection.plugin_key, Connection.provider,
+        sa.func.coalesce(Connection.last_refresh_at, Connection.connected_at, Connection.created_at),
+    ).where(Connection.disconnected_at.is_(None), Connection.revoked_at.is_(None),
+            Connection.credentials_ciphertext.is_not(None))).all()
     counts = {"refreshed": 0, "revoked": 0, "failed": 0}
-    for connection_id in ids:
+    for connection_id, plugin_key, provider_name, last in rows:
+        provider = _provider_of(plugin_key, provider_name)
+        idle_after = getattr(provider, "refresh_idle_after", None)
+        if idle_after is None or last >= now - idle_after:
+            continue  # not an OAuth provider with refresh tokens, or refreshed recently
         try:
             refresh_now(connection_id)
             counts["refreshed"] += 1
@@ -295,6 +298,17 @@ def refresh_idle_connections() -> dict:
             counts["failed"] += 1
     log.info("hub.connections.idle_refresh %s", counts)
     return counts
+
+
+def _provider_of(plugin_key: str, provider_name: str):
+    try:
+        return get_plugin(plugin_key).provider(provider_name)
+    except KeyError:
+        return None  # the plugin is not loaded in this process: leave its connections alone
+
+
+#: For the hub's scheduler (another module runs these).
+HUB_PERIODIC_JOBS = [PeriodicJob(refresh_idle_connections, timedelta(days=1))]
 
 
 def webhook_url(connection: Connection) -> str:
@@ -419,7 +433,7 @@ def callback(plugin_key):
             # Ahead of everything else: after a reconnect the provider sends to the new endpoint
             # only once this job has moved the webhook there, and the resumed deliveries would
             # otherwise be taken first (docs/reliability.md, "Revoked mid-batch").
-            enqueue(plugin.on_connect_job, conn.id, job_id=f"on-connect-{conn.id}",
+            enqueue(plugin.connect_job(), conn.id, job_id=safe_job_id("on-connect", conn.id),
                     queue="webhooks", at_front=True)
         except Exception as exc:  # the card says "Setting up…" or the job's error; never a 500
             log.exception("hub.connections.on_connect_job_failed connection=%s", conn.id)

@@ -6,7 +6,6 @@ import weakref
 
 import redis
 from flask import current_app
-from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData
@@ -21,14 +20,11 @@ naming_convention = {
 }
 
 db = SQLAlchemy(metadata=MetaData(naming_convention=naming_convention))
-migrate = Migrate()
 csrf = CSRFProtect()
 
 
 def init_app(app) -> None:
     db.init_app(app)
-    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"),
-                     render_as_batch=True, compare_type=True)
     csrf.init_app(app)
     with app.app_context():
         _engines.add(db.engine)

@@ -1,4 +1,7 @@
-"""The hub's tables: organizations, users, API tokens, connections, the webhook inbox, audit log."""
+"""The hub's tables: organizations, users, API tokens, connections, settings, audit log.
+
+The webhook inbox is ``hub.inbox``; outgoing email ``hub.mail``; both are durable work.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -130,7 +133,7 @@ class Connection(_PresetId, db.Model):
     disconnected_at: Mapped[datetime | None]
     webhook_id: Mapped[str | None] = mapped_column(sa.String(200))
     webhook_secret_ciphertext: Mapped[str | None] = mapped_column(sa.Text)
-    #: Plugin-specific, non-secret facts (e.g. the fallback Lever user for perform_as).
+    #: Plugin-specific, non-secret facts (e.g. the provider user to write as when no other fits).
     data: Mapped[dict] = mapped_column(sa.JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -163,32 +166,6 @@ class Connection(_PresetId, db.Model):
     def usable(self) -> bool:
         """True when work for this connection may run now (not revoked, not disconnected)."""
         return self.disconnected_at is None and self.revoked_at is None and self.credentials_ciphertext is not None
-
-
-class WebhookDelivery(db.Model):
-    """The inbox: every webhook delivery the hub acknowledged, stored before the 2xx."""
-
-    __tablename__ = "webhook_delivery"
-
-    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
-    connection_id: Mapped[str] = mapped_column(sa.ForeignKey("connection.id"), index=True)
-    plugin_key: Mapped[str] = mapped_column(sa.String(64))
-    source: Mapped[str] = mapped_column(sa.String(64), default="default")
-    event: Mapped[str] = mapped_column(sa.String(100))
-    dedupe_key: Mapped[str] = mapped_column(sa.String(200))
-    payload: Mapped[dict] = mapped_column(sa.JSON)
-    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
-    #: received → queued → done | skipped | failed; ``paused`` while the connection is unusable.
-    status: Mapped[str] = mapped_column(sa.String(20), default="received", index=True)
-    enqueued_at: Mapped[datetime | None]
-    attempts: Mapped[int] = mapped_column(default=0)
-    processed_at: Mapped[datetime | None]
-    result: Mapped[str | None] = mapped_column(sa.Text)
-    error: Mapped[str | None] = mapped_column(sa.Text)
-
-    connection: Mapped[Connection] = relationship()
-
-    __table_args__ = (sa.UniqueConstraint("plugin_key", "dedupe_key"),)
 
 
 class IntegrationSetting(_PresetId, db.Model):

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+# Outcomes are part of the contract: handlers and jobs return them.
+from .outcomes import Done, Failed, Outcome, Several, Skipped  # noqa: F401
+
 
 class WebhookError(Exception):
     """Base of the errors a webhook source raises; each maps to one HTTP answer at intake."""
@@ -64,7 +67,7 @@ class OAuth2Provider:
     ``<PREFIX>_CLIENT_ID``, ``_CLIENT_SECRET``, ``_AUTHORIZE_URL``, ``_TOKEN_URL``, ``_API_BASE_URL``.
     """
 
-    #: Short name, unique within the plugin (``lever``).
+    #: Short name, unique within the plugin (e.g. the provider's name).
     name: str
     #: Human name shown on pages.
     title: str
@@ -80,6 +83,12 @@ class OAuth2Provider:
     pkce: bool = True
     #: How the client authenticates at the token endpoint.
     token_endpoint_auth_method: str = "client_secret_post"
+    #: Refresh tokens unused for longer than this may lapse at the provider: connections whose
+    #: tokens were not refreshed for this long are refreshed by the daily idle check.
+    refresh_idle_after: timedelta | None = timedelta(days=30)
+    #: How long a refresh token lives at most (``None``: unknown or unlimited); the card warns
+    #: ahead of it.
+    refresh_token_lifetime: timedelta | None = None
 
     def setting(self, config, name: str) -> Any:
         return config.get(f"{self.config_prefix}_{name}")
@@ -107,18 +116,27 @@ class WebhookSource:
     """Turns raw webhook deliveries of one provider into stored events, then handles them.
 
     ``receive`` runs in the web process and must be fast and free of I/O besides reading the
-    connection it is given; ``handler`` runs later in a worker, once per stored delivery.
+    connection it is given; ``handle`` runs later in a worker, once per stored delivery, inside
+    the delivery's transaction (``hub.inbox``).
     """
 
     #: Name of the source within the plugin; part of nothing public, used in logs.
     name: str = "default"
     #: Largest body accepted, in bytes (``None``: the hub's ``HUB_WEBHOOK_MAX_BYTES``).
     max_bytes: int | None = None
-    #: Dotted path of the job function ``f(delivery_id)`` that acts on one stored delivery.
-    handler: str = ""
 
     def receive(self, connection, body: bytes, headers) -> IncomingEvent:
         """Verify and parse one delivery; raise a :class:`WebhookError` to refuse it."""
+        raise NotImplementedError
+
+    def handle(self, delivery, connection) -> Outcome:
+        """Act on one stored delivery (``delivery.event``, ``.payload``, ``.id``) of ``connection``.
+
+        Return an outcome (:class:`Skipped` for an event nobody acts on); raise
+        :class:`ConnectionUnusable` to pause it, ``hub.outbox.Refused`` to fail it for good, any
+        other exception to retry it. Write only to the session: the hub commits the delivery's
+        outcome with the handler's writes, once.
+        """
         raise NotImplementedError
 
 
@@ -126,14 +144,27 @@ class WebhookSource:
 class PeriodicJob:
     """A job the hub's scheduler enqueues at a fixed interval, once across all workers."""
 
-    #: Dotted path of the job function.
-    func: str
+    #: The job function (decorated with ``hub.jobs.job``).
+    func: Callable
     #: How often it runs.
     interval: timedelta
-    #: Queue it goes to.
-    queue: str = "sync"
+    #: Queue it goes to (``None``: the job's own).
+    queue: str | None = None
     #: When true the job runs once per usable connection of the plugin, with its id.
     per_connection: bool = False
+
+    @property
+    def name(self) -> str:
+        """The job's dotted path (``HUB_PERIODIC_INTERVALS`` overrides are keyed by it)."""
+        from .jobs import spec_of
+
+        return spec_of(self.func).name
+
+    @property
+    def queue_name(self) -> str:
+        from .jobs import spec_of
+
+        return self.queue or spec_of(self.func).queue
 
 
 @dataclass(frozen=True)
@@ -173,8 +204,9 @@ class Plugin:
     providers: tuple[OAuth2Provider, ...] = ()
     #: Webhook sources, keyed by nothing: deliveries are routed by connection endpoint id.
     webhook_sources: tuple[WebhookSource, ...] = ()
-    #: Dotted paths of every job function the plugin enqueues (checked at load, for workers).
-    jobs: tuple[str, ...] = ()
+    #: Every job the plugin enqueues (functions decorated with ``hub.jobs.job`` or
+    #: ``hub.outbox.durable``); its durable-work kinds are swept and resumed by the hub.
+    jobs: tuple[Callable, ...] = ()
     #: Jobs the scheduler runs on an interval.
     periodic_jobs: tuple[PeriodicJob, ...] = ()
     #: Dotted path ``module:attribute`` of a blueprint mounted at ``/integrations/<key>``.
@@ -190,8 +222,8 @@ class Plugin:
     config: dict[str, Any] = {}
     #: Lines shown on the card once connected (reminders for the admin).
     connected_hints: tuple[str, ...] = ()
-    #: Dotted path of the job run after a connection is made (``f(connection_id)``), or ``None``.
-    on_connect_job: str | None = None
+    #: The job run after a connection is made (``f(connection_id)``), or ``None``.
+    on_connect_job: Callable | None = None
 
     def init_app(self, app) -> None:
         """Connect signal receivers and read config. No I/O here."""
@@ -209,6 +241,11 @@ class Plugin:
     def check_connection(self, connection) -> None:
         """Make one cheap authenticated call; raise on failure. Used before calling it Active."""
 
+    def connect_job(self) -> Callable | None:
+        """``on_connect_job`` as the job function (a function stored on a class reads as a method)."""
+        job = self.on_connect_job
+        return getattr(job, "__func__", job)
+
     def setting_defaults(self) -> dict[str, Any]:
         return {s.key: s.default for s in self.settings}
 
@@ -221,5 +258,3 @@ class Plugin:
     def __repr__(self) -> str:
         return f"<Plugin {self.key}>"
 
-
-Handler = Callable[[int], Any]

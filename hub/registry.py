@@ -12,6 +12,8 @@ from .plugin import Plugin
 log = logging.getLogger("hub.registry")
 
 EXTENSION = "hub.plugins"
+#: Each loaded plugin's module path (its package: code, templates, migrations).
+PATHS = "hub.plugin_paths"
 
 
 class PluginLoadError(RuntimeError):
@@ -50,6 +52,7 @@ def load_plugins(app) -> dict[str, Plugin]:
         if plugin.key in plugins:
             raise PluginLoadError(f"two plugins share the key {plugin.key!r}")
         plugins[plugin.key] = plugin
+        app.extensions.setdefault(PATHS, {})[plugin.key] = path
     return plugins
 
 
@@ -64,12 +67,15 @@ def _load_one(app, path: str) -> Plugin:
     for key, default in plugin.config.items():
         app.config.setdefault(key, os.environ.get(key, default))
     plugin.configure(app.config)
-    for job in plugin.jobs + tuple(p.func for p in plugin.periodic_jobs):
-        import_string(job)  # a job a worker cannot import is a job that never runs
-    for source in plugin.webhook_sources:
-        import_string(source.handler)
+    from .outbox import register_kind
+
+    jobs = plugin.jobs + tuple(p.func for p in plugin.periodic_jobs)
     if plugin.on_connect_job:
-        import_string(plugin.on_connect_job)
+        jobs += (plugin.connect_job(),)
+    for func in jobs:
+        check_importable(func)
+        if getattr(func, "kind", None) is not None:
+            register_kind(app, func)
     if plugin.blueprint:
         bp = import_string(plugin.blueprint)
         app.register_blueprint(bp, url_prefix=f"/integrations/{plugin.key}")
@@ -78,6 +84,20 @@ def _load_one(app, path: str) -> Plugin:
     app.extensions.setdefault("hub.test_page_panels", []).extend(plugin.test_page_panels)
     plugin.init_app(app)
     return plugin
+
+
+def check_importable(func) -> None:
+    """A job a worker cannot import by its registered name is a job that never runs."""
+    from .jobs import spec_of
+
+    name = spec_of(func).name
+    if import_string(name) is not func:
+        raise PluginLoadError(f"job {name} is not what a worker imports under that name")
+
+
+def plugin_package(key: str, app=None):
+    """The imported package of a loaded plugin (the module its HUB_PLUGINS entry names)."""
+    return importlib.import_module((app or current_app).extensions[PATHS][key])
 
 
 def all_plugins(app=None) -> dict[str, Plugin]:

@@ -1,4 +1,4 @@
-"""The sample test the demo seeds, so a fresh demo has something to link to a Lever posting."""
+"""The sample test the demo seeds, so a fresh demo has something to link to a job posting."""
 from __future__ import annotations
 
 from ..extensions import db

@@ -88,7 +88,7 @@ class Invitation(_PresetId, db.Model):
     token_ciphertext: Mapped[str] = mapped_column(sa.Text)
     candidate_name: Mapped[str] = mapped_column(sa.String(200), default="")
     candidate_email: Mapped[str] = mapped_column(sa.String(320))
-    #: Who asked for it, e.g. ``wecp_lever``, and their reference (e.g. the Lever opportunity id).
+    #: Who asked for it, (a plugin key), and their reference (e.g. the ATS's candidate id).
     source: Mapped[str] = mapped_column(sa.String(64))
     source_ref: Mapped[str | None] = mapped_column(sa.String(200))
     #: The caller's key: one live invitation per key. ``generation`` counts re-invitations after

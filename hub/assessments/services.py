@@ -1,19 +1,27 @@
-"""What integrations call: invite a candidate, complete and grade a test, build links, expire.
+"""WeCP's assessment domain as integrations see it: invite, complete and grade, links, expire.
 
-Every function takes ids or plain values, commits its own work, and is safe to call again with
+The narrow interface plugins use: functions that take ids or plain values and return plain
+values (``TestInfo``, ``InvitationInfo``, ``ResultInfo``), and the signals of
+``hub.assessments.signals``. Plugins never import the domain's models.
+
+Functions work inside the caller's transaction and do not commit (a job commits once, at its
+end; a view commits before it answers), except where a candidate's own action must be on
+record at once (``start_invitation``, ``complete_invitation``). Each is safe to call again with
 the same arguments (retried jobs, duplicate webhooks).
 """
 from __future__ import annotations
 
 import logging
 import re
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from flask import current_app, render_template
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
+from ..jobs import job
 from ..mail import email_by_key, queue_email
 from ..models import utcnow
 from ..plugin import PeriodicJob
@@ -38,8 +46,6 @@ _EMAIL = re.compile(r"[^@\s<>\",;:()\[\]\\\x00-\x1f\x7f]+@[^@\s<>\",;:()\[\]\\\x
 #: Extra time after the time limit before a submission is refused (slow networks, clock skew).
 GRACE = timedelta(minutes=2)
 
-HUB_PERIODIC_JOBS = [PeriodicJob("hub.assessments.services.expire_invitations",
-                                 timedelta(minutes=10))]
 
 
 class InvitationError(Exception):
@@ -78,6 +84,11 @@ class ReportLinkRevoked(Exception):
 # Invitations
 
 
+def valid_email(email: str) -> bool:
+    """One address WeCP can send to: no spaces, line breaks, lists or display-name syntax."""
+    return isinstance(email, str) and len(email) <= 320 and _EMAIL.fullmatch(email) is not None
+
+
 def create_invitation(test_id: int, *, name: str, email: str, source: str,
                       source_ref: str | None, idempotency_key: str) -> tuple[Invitation, bool]:
     """Invite a candidate to a test and queue the invitation email; once per ``idempotency_key``.
@@ -86,7 +97,7 @@ def create_invitation(test_id: int, *, name: str, email: str, source: str,
     started or completed) it is returned with ``created=False``; once it expired, a fresh one is
     created (its ``generation`` is one higher). Concurrent calls with one key are settled by the
     unique ``(idempotency_key, generation)``: one inserts, the others return its row. Make the
-    key unique across organizations, e.g. ``wecp_lever:<org id>:<opportunity>:<test id>``.
+    key unique across organizations, e.g. ``<plugin key>:<org id>:<candidate>:<test id>``.
     Raises ``LookupError`` for an unknown test and ``ValueError`` for a missing email.
     """
     email = (email or "").strip()
@@ -116,11 +127,12 @@ def create_invitation(test_id: int, *, name: str, email: str, source: str,
         token = new_link_token()
         invitation.token_hash = hash_token(token)
         invitation.token = token
-        db.session.add(invitation)
         try:
-            db.session.commit()
-        except IntegrityError:  # a concurrent call inserted this generation first: use theirs
-            db.session.rollback()
+            # A savepoint: a concurrent call that inserted this generation first rolls back only
+            # this insert, never the caller's own rows (its claims, its tags).
+            with db.session.begin_nested():
+                db.session.add(invitation)
+        except IntegrityError:
             continue
         log.info("hub.assessments.invited invitation=%s test=%s source=%s",
                  invitation.id, test.id, source)
@@ -130,7 +142,7 @@ def create_invitation(test_id: int, *, name: str, email: str, source: str,
 
 
 def invitation_email(invitation_id: str):
-    """The invitation's ``OutboundEmail`` (``status``, ``last_error``), or ``None`` if not queued."""
+    """The invitation's ``OutboundEmail`` (``status``, ``error``), or ``None`` if not queued."""
     return email_by_key(f"invitation:{invitation_id}")
 
 
@@ -224,14 +236,17 @@ def complete_invitation(token: str, answers: dict) -> Result:
     result.issue_report_link()
     db.session.add(result)
     try:
+        db.session.flush()
+        # Inside the transaction: what receivers schedule (a note in the ATS) commits with the
+        # result, or not at all.
+        invitation_completed.send(current_app._get_current_object(), result_id=result.id,
+                                  invitation_id=invitation.id)
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
         return _result_of(invitation.id)
     log.info("hub.assessments.completed invitation=%s result=%s passed=%s",
              invitation.id, result.id, result.passed)
-    invitation_completed.send(current_app._get_current_object(), result_id=result.id,
-                              invitation_id=invitation.id)
     return result
 
 
@@ -255,7 +270,8 @@ def _mark_expired(invitation_id: str, now) -> None:
                        .values(status=EXPIRED, expired_at=now))
 
 
-def expire_invitations() -> int:
+@job("default", retry=False)
+def expire_invitations() -> dict:
     """Periodic job: write down invitations whose start deadline or time limit has passed."""
     now = utcnow()
     count = db.session.execute(
@@ -263,10 +279,12 @@ def expire_invitations() -> int:
         .where(sa.or_(sa.and_(Invitation.status == INVITED, Invitation.expires_at <= now),
                       sa.and_(Invitation.status == STARTED, Invitation.submit_by < now)))
         .values(status=EXPIRED, expired_at=now)).rowcount
-    db.session.commit()
     if count:
         log.info("hub.assessments.expired count=%s", count)
-    return count
+    return {"expired": count}
+
+
+HUB_PERIODIC_JOBS = [PeriodicJob(expire_invitations, timedelta(minutes=10))]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -363,3 +381,105 @@ def save_test(organization_id: int, data: dict, test: AssessmentTest | None = No
     for question in existing[len(data["questions"]):]:
         test.questions.remove(question)
     return test
+
+
+# ---------------------------------------------------------------------------------------------
+# Plain values for integrations
+
+
+@dataclass(frozen=True)
+class TestInfo:
+    id: int
+    organization_id: int
+    title: str
+    pass_mark: int
+
+
+@dataclass(frozen=True)
+class InvitationInfo:
+    id: str
+    organization_id: int
+    test_id: int
+    test_title: str
+    candidate_name: str
+    candidate_email: str
+    #: invited, started, completed or expired (expired in fact, even before it is written down).
+    status: str
+    source: str
+    source_ref: str | None
+    created_at: datetime
+    #: The invitation email: its status in words (queued, sending, sent, failed) and last error.
+    email_status: str | None
+    email_error: str | None
+
+
+@dataclass(frozen=True)
+class ResultInfo:
+    id: str
+    organization_id: int
+    invitation_id: str
+    test_id: int
+    test_title: str
+    candidate_name: str
+    source: str
+    source_ref: str | None
+    score: int
+    max_score: int
+    percentage: float
+    pass_mark: int
+    passed: bool
+    completed_at: datetime
+
+
+def _test_info(test: AssessmentTest) -> TestInfo:
+    return TestInfo(id=test.id, organization_id=test.organization_id, title=test.title,
+                    pass_mark=test.pass_mark)
+
+
+def get_test(test_id: int, organization_id: int | None = None) -> TestInfo | None:
+    """The test, or None (also when it belongs to another organization than the one given)."""
+    test = db.session.get(AssessmentTest, test_id)
+    if test is None or organization_id is not None and test.organization_id != organization_id:
+        return None
+    return _test_info(test)
+
+
+def list_tests(organization_id: int) -> list[TestInfo]:
+    """The organization's tests, by title."""
+    return [_test_info(t) for t in db.session.scalars(
+        db.select(AssessmentTest).filter_by(organization_id=organization_id).order_by(AssessmentTest.title))]
+
+
+def get_invitation(invitation_id: str) -> InvitationInfo | None:
+    invitation = db.session.get(Invitation, invitation_id)
+    if invitation is None:
+        return None
+    email = email_by_key(f"invitation:{invitation.id}")
+    return InvitationInfo(
+        id=invitation.id, organization_id=invitation.organization_id, test_id=invitation.test_id,
+        test_title=invitation.test.title, candidate_name=invitation.candidate_name,
+        candidate_email=invitation.candidate_email, status=invitation.display_status(),
+        source=invitation.source, source_ref=invitation.source_ref, created_at=invitation.created_at,
+        email_status=email.status_label if email else None, email_error=email.error if email else None)
+
+
+def get_result(result_id: str) -> ResultInfo | None:
+    result = db.session.get(Result, result_id)
+    if result is None:
+        return None
+    invitation = result.invitation
+    return ResultInfo(
+        id=result.id, organization_id=result.organization_id, invitation_id=invitation.id,
+        test_id=result.test_id, test_title=invitation.test.title,
+        candidate_name=invitation.candidate_name, source=invitation.source,
+        source_ref=invitation.source_ref, score=result.score, max_score=result.max_score,
+        percentage=result.percentage, pass_mark=result.pass_mark, passed=result.passed,
+        completed_at=result.completed_at)
+
+
+def invite(test_id: int, *, name: str, email: str, source: str, source_ref: str | None,
+           idempotency_key: str) -> tuple[str, bool]:
+    """``create_invitation`` for integrations: the invitation's id, and whether this call made it."""
+    invitation, created = create_invitation(test_id, name=name, email=email, source=source,
+                                            source_ref=source_ref, idempotency_key=idempotency_key)
+    return invitation.id, created

@@ -5,9 +5,10 @@ from flask import abort, g, jsonify, request
 from marshmallow import ValidationError
 
 from hub.api import api_blueprint
-from hub.assessments.models import AssessmentTest
-from hub.auth import get_scoped_or_404, login_required
+from hub.assessments import services as assessments
+from hub.auth import login_required
 from hub.connections import TokenRefreshError
+from hub.extensions import db
 from hub.plugin import ConnectionUnusable
 
 from . import links
@@ -34,10 +35,14 @@ def connection_unusable(exc):
                              "Settings › Integrations."}), 409
 
 
+def _test_or_404(test_id: int):
+    return assessments.get_test(test_id, g.user.organization_id) or abort(404)
+
+
 @bp.route("/tests/<int:test_id>/lever-links")
 @login_required
 def list_links(test_id):
-    get_scoped_or_404(AssessmentTest, test_id)
+    _test_or_404(test_id)
     rows = links.links_of_test(g.user.organization_id, test_id)
     return jsonify({"data": PostingLinkSchema(many=True).dump(rows)})
 
@@ -45,21 +50,23 @@ def list_links(test_id):
 @bp.route("/tests/<int:test_id>/lever-links", methods=["POST"])
 @login_required
 def create_link(test_id):
-    get_scoped_or_404(AssessmentTest, test_id)
+    _test_or_404(test_id)
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise ValidationError({"_schema": ["Send a JSON object (Content-Type: application/json)."]})
     data = LinkSchema().load(body)
     link = links.create_link(g.user.organization_id, g.user.id, test_id, data["posting_id"], data["stage_id"])
+    db.session.commit()
     return jsonify({"data": PostingLinkSchema().dump(link)}), 201
 
 
 @bp.route("/tests/<int:test_id>/lever-links/<int:link_id>", methods=["DELETE"])
 @login_required
 def delete_link(test_id, link_id):
-    get_scoped_or_404(AssessmentTest, test_id)
+    _test_or_404(test_id)
     if not links.delete_link(g.user.organization_id, g.user.id, link_id):
         abort(404)
+    db.session.commit()
     return "", 204
 
 

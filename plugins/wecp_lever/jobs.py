@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from typing import ClassVar
 
 from hub.connections import webhook_url
 from hub.extensions import db
+from hub.jobs import job
 from hub.models import Connection, utcnow
+from hub.outcomes import Failed, Outcome, Skipped
 
 from .lever import LeverClient, LeverError, NotFound
 
@@ -14,7 +18,17 @@ log = logging.getLogger("wecp_lever.jobs")
 STAGE_CHANGE = "candidateStageChange"
 
 
-def register_webhook(connection_id: str) -> str:
+@dataclass(frozen=True)
+class WebhookReady(Outcome):
+    code: ClassVar[str] = "webhook_ready"
+    created: bool = False
+
+    def describe(self) -> str:
+        return "webhook created" if self.created else "webhook kept"
+
+
+@job("webhooks")
+def register_webhook(connection_id: str) -> Outcome:
     """Make sure Lever sends this connection's stage changes to us, with a secret we know.
 
     Idempotent: a stored webhook that still exists at our URL is kept; a webhook at our URL whose
@@ -23,7 +37,7 @@ def register_webhook(connection_id: str) -> str:
     """
     conn = db.session.get(Connection, connection_id)
     if conn is None or not conn.usable:
-        return "skipped: connection not usable"
+        return Skipped(reason="not_usable", message="connection not usable")
     url = webhook_url(conn)
     client = LeverClient(connection_id)
     try:
@@ -34,7 +48,7 @@ def register_webhook(connection_id: str) -> str:
             if ours_by_id and at_our_url and conn.webhook_secret and keep is None:
                 keep = hook
             elif ours_by_id or at_our_url:
-                # Lever docs (/developer/documentation#webhooks): the signature token is only
+                # docs/providers/lever.md#webhooks: the signature token is only
                 # returned at creation, so a webhook whose token we lack must be recreated.
                 try:
                     client.delete_webhook(hook["id"])
@@ -46,8 +60,7 @@ def register_webhook(connection_id: str) -> str:
             conn.webhook_secret = created["configuration"]["signatureToken"]
         conn.setup_completed_at = utcnow()
         conn.setup_error = None
-        db.session.commit()
-        return "kept" if keep is not None else "created"
+        return WebhookReady(created=keep is None)
     except LeverError as exc:
         db.session.rollback()
         conn = db.session.get(Connection, connection_id)
@@ -55,4 +68,4 @@ def register_webhook(connection_id: str) -> str:
         db.session.commit()
         if exc.status is None or exc.status == 429 or exc.status >= 500:
             raise  # transient: the queue retries with growing intervals
-        return "failed: " + conn.setup_error
+        return Failed(reason=conn.setup_error)

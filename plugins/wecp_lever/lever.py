@@ -3,16 +3,19 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import requests
 from flask import current_app
 
 from hub.connections import access_token, mark_revoked
 from hub.extensions import get_redis
+from hub.outbox import Refused
 from hub.plugin import ConnectionUnusable
 from hub.ratelimit import TokenBucket
 
@@ -24,6 +27,27 @@ ALL_ORIGINS = ["applied", "sourced", "referred", "university", "agency", "intern
 
 #: Seconds to sleep; tests replace it so back-off does not slow them down.
 sleep = time.sleep
+
+
+# docs/providers/lever.md#ids: objects have UUIDs; built-in stages readable ids such as
+# ``applicant-new``. Anything else never reaches a URL path.
+LEVER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+class InvalidId(ValueError):
+    """An id from outside (a webhook's data, a form) that is not of Lever's id format."""
+
+
+def lever_id(value, what: str = "id") -> str:
+    """``value`` if it has the shape of a Lever id, else ``InvalidId``."""
+    if not isinstance(value, str) or not LEVER_ID.fullmatch(value):
+        raise InvalidId(f"{what} is not a Lever id")
+    return value
+
+
+def _path(*parts: str) -> str:
+    """A URL path from fixed segments and ids; each id checked and quoted."""
+    return "/" + "/".join(quote(lever_id(p) if i % 2 else p, safe="") for i, p in enumerate(parts))
 
 
 class LeverError(Exception):
@@ -38,7 +62,12 @@ class LeverError(Exception):
                          f"{' ' + code if code else ''}{': ' + message if message else ''}")
 
 
-class NotFound(LeverError):
+class LeverRefused(LeverError, Refused):
+    """A 4xx (not 401 or 429): Lever will not do this however often we ask. Fails the work at
+    once with Lever's reason (``hub.outbox.Refused``)."""
+
+
+class NotFound(LeverRefused):
     """404: the object does not exist (or this token may not see it)."""
 
 
@@ -158,6 +187,8 @@ class LeverClient:
         if status == 429:
             return RateLimited(status, code, message, method=method, path=path,
                                retry_after=self._retry_after(response))
+        if 400 <= status < 500:
+            return LeverRefused(status, code, message, method=method, path=path)
         return LeverError(status, code, message, method=method, path=path)
 
     def get(self, path: str, params: dict | None = None) -> Any:
@@ -182,7 +213,7 @@ class LeverClient:
         return list(self.iter_pages("/postings", {"state": state} if state else None))
 
     def get_posting(self, posting_id: str) -> dict:
-        return self.get(f"/postings/{posting_id}")["data"]
+        return self.get(_path("postings", posting_id))["data"]
 
     def list_stages(self) -> list[dict]:
         return list(self.iter_pages("/stages"))
@@ -192,16 +223,16 @@ class LeverClient:
 
     def get_opportunity(self, opportunity_id: str, expand_applications: bool = True) -> dict:
         params = {"expand": "applications"} if expand_applications else None
-        return self.get(f"/opportunities/{opportunity_id}", params)["data"]
+        return self.get(_path("opportunities", opportunity_id), params)["data"]
 
     def list_opportunities(self, posting_id: str | None = None, stage_id: str | None = None,
                            updated_at_start=None, expand_applications: bool = False) -> Iterator[dict]:
         """An iterator (accounts have many opportunities): pages are fetched as you go."""
         params: dict[str, Any] = {}
         if posting_id:
-            params["posting_id"] = posting_id
+            params["posting_id"] = lever_id(posting_id, "posting id")
         if stage_id:
-            params["stage_id"] = stage_id
+            params["stage_id"] = lever_id(stage_id, "stage id")
         if updated_at_start is not None:
             params["updated_at_start"] = _ms(updated_at_start)
         if expand_applications:
@@ -209,7 +240,7 @@ class LeverClient:
         return self.iter_pages("/opportunities", params)
 
     def list_notes(self, opportunity_id: str) -> list[dict]:
-        return list(self.iter_pages(f"/opportunities/{opportunity_id}/notes"))
+        return list(self.iter_pages(_path("opportunities", opportunity_id, "notes")))
 
     def list_webhooks(self) -> list[dict]:
         return list(self.iter_pages("/webhooks"))
@@ -220,25 +251,26 @@ class LeverClient:
                  secret: bool = False) -> dict:
         # Lever docs (/developer/documentation#add-a-note): plain text; with OAuth, perform_as
         # names the Lever user the note is attributed to.
-        return self.request("POST", f"/opportunities/{opportunity_id}/notes",
+        return self.request("POST", _path("opportunities", opportunity_id, "notes"),
                             params={"perform_as": perform_as},
                             json={"value": value, "secret": secret})["data"]
 
     def add_tags(self, opportunity_id: str, tags: list[str], perform_as: str) -> dict:
         # Lever docs (/developer/documentation#update-opportunity-tags): there is no tags:write
         # scope; tags change through the opportunity.
-        return self.request("POST", f"/opportunities/{opportunity_id}/addTags",
+        return self.request("POST", _path("opportunities", opportunity_id, "addTags"),
                             params={"perform_as": perform_as}, json={"tags": list(tags)})["data"]
 
     def remove_tags(self, opportunity_id: str, tags: list[str], perform_as: str) -> dict:
-        return self.request("POST", f"/opportunities/{opportunity_id}/removeTags",
+        return self.request("POST", _path("opportunities", opportunity_id, "removeTags"),
                             params={"perform_as": perform_as}, json={"tags": list(tags)})["data"]
 
     def change_stage(self, opportunity_id: str, stage_id: str, perform_as: str) -> dict:
         # Lever docs (/developer/documentation#update-opportunity-stage): this fires another
         # candidateStageChange webhook; handlers must not loop on it.
-        return self.request("PUT", f"/opportunities/{opportunity_id}/stage",
-                            params={"perform_as": perform_as}, json={"stage": stage_id})["data"]
+        return self.request("PUT", _path("opportunities", opportunity_id, "stage"),
+                            params={"perform_as": lever_id(perform_as, "user id")},
+                            json={"stage": lever_id(stage_id, "stage id")})["data"]
 
     def create_webhook(self, url: str, event: str, origins: list[str] | None = None) -> dict:
         """Create a webhook; the result's ``configuration.signatureToken`` is shown only now."""
@@ -249,4 +281,4 @@ class LeverClient:
         return self.request("POST", "/webhooks", json=body)["data"]
 
     def delete_webhook(self, webhook_id: str) -> None:
-        self.request("DELETE", f"/webhooks/{webhook_id}")
+        self.request("DELETE", _path("webhooks", webhook_id))

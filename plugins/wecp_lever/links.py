@@ -1,9 +1,12 @@
-"""Linking WeCP tests to Lever postings and stages: the rules, shared by the pages and the API."""
+"""Linking WeCP tests to Lever postings and stages: the rules, shared by the pages and the API.
+
+Functions work in the caller's transaction; the page or API call commits.
+"""
 from __future__ import annotations
 
 from sqlalchemy.exc import IntegrityError
 
-from hub.assessments.models import AssessmentTest
+from hub.assessments import services as assessments
 from hub.extensions import db
 from hub.models import Connection, audit
 
@@ -55,8 +58,7 @@ def stages(org_id: int) -> list[dict]:
 
 def create_link(org_id: int, user_id: int, test_id: int, posting_id: str, stage_id: str) -> PostingLink:
     """Link a test to a posting and stage; one test never links to two stages of one posting."""
-    test = db.session.get(AssessmentTest, test_id)
-    if test is None or test.organization_id != org_id:
+    if assessments.get_test(test_id, org_id) is None:
         raise LinkError("No such test.")
     posting = next((p for p in postings(org_id) if p["id"] == posting_id), None)
     if posting is None:
@@ -70,16 +72,14 @@ def create_link(org_id: int, user_id: int, test_id: int, posting_id: str, stage_
     link = PostingLink(organization_id=org_id, test_id=test_id, posting_id=posting_id,
                        posting_text=posting.get("text") or "", stage_id=stage_id,
                        stage_text=stage.get("text") or "", linked_by_id=user_id)
-    db.session.add(link)
     try:
-        db.session.flush()
+        with db.session.begin_nested():
+            db.session.add(link)
     except IntegrityError:  # a concurrent link of the same posting won
-        db.session.rollback()
         existing = db.session.scalar(db.select(PostingLink).filter_by(test_id=test_id, posting_id=posting_id))
         raise LinkConflict(_conflict_message(existing)) from None
     audit("wecp_lever.link_created", organization_id=org_id, user_id=user_id, target=f"test:{test_id}",
           posting_id=posting_id, stage_id=stage_id)
-    db.session.commit()
     return link
 
 
@@ -96,7 +96,6 @@ def delete_link(org_id: int, user_id: int, link_id: int) -> bool:
     audit("wecp_lever.link_deleted", organization_id=org_id, user_id=user_id, target=f"test:{link.test_id}",
           posting_id=link.posting_id, stage_id=link.stage_id)
     db.session.delete(link)
-    db.session.commit()
     return True
 
 

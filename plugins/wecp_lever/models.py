@@ -1,4 +1,8 @@
-"""The wecp_lever_* tables: posting links, stage changes acted on, candidates, notes, activity."""
+"""The wecp_lever_* tables: posting links, stage changes acted on, Lever writes, activity.
+
+Notes, tags and stage moves are durable work (``hub.outbox``): each row is written with the work
+that asks for it and done exactly once by its job in ``flow``.
+"""
 from __future__ import annotations
 
 from datetime import datetime
@@ -6,9 +10,9 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from hub.assessments.models import AssessmentTest
 from hub.extensions import db
 from hub.models import User, utcnow
+from hub.outbox import DurableWork
 
 
 class PostingLink(db.Model):
@@ -27,7 +31,6 @@ class PostingLink(db.Model):
     linked_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     linked_by: Mapped[User | None] = relationship()
-    test: Mapped[AssessmentTest] = relationship()
 
     # One test never links to two stages of the same posting.
     __table_args__ = (sa.UniqueConstraint("test_id", "posting_id"),
@@ -60,39 +63,37 @@ class StageChange(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class Note(db.Model):
+class Note(DurableWork, db.Model):
     """A note the hub writes on a Lever opportunity, exactly once per key.
 
-    Keys: ``result:<result id>`` for a score, ``no-email:<opportunity>:<test id>`` when a
-    candidate could not be invited.
+    Keys: ``result:<result id>`` for a score; ``no-email:<opportunity>:<test id>`` when a
+    candidate could not be invited (``reason`` says why).
     """
 
     __tablename__ = "wecp_lever_note"
+
+    #: What the note is about: a result, or why an invitation could not be sent.
+    RESULT, NO_EMAIL, INVALID_EMAIL = "result", "no_email", "invalid_email"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     organization_id: Mapped[int] = mapped_column(sa.ForeignKey("organization.id"), index=True)
     connection_id: Mapped[str] = mapped_column(sa.ForeignKey("connection.id"))
     key: Mapped[str] = mapped_column(sa.String(300), unique=True)
+    reason: Mapped[str] = mapped_column(sa.String(20), default=RESULT)
     result_id: Mapped[str | None] = mapped_column(sa.ForeignKey("result.id", ondelete="CASCADE"))
+    test_id: Mapped[int | None] = mapped_column(sa.ForeignKey("assessment_test.id", ondelete="CASCADE"))
     opportunity_id: Mapped[str] = mapped_column(sa.String(64), index=True)
-    #: pending → posting → posted | failed; ``paused`` while the connection is unusable.
-    status: Mapped[str] = mapped_column(sa.String(20), default="pending")
     perform_as: Mapped[str | None] = mapped_column(sa.String(64))
     #: Who ``perform_as`` is: owner, hiring_manager, creator or fallback.
     perform_as_role: Mapped[str | None] = mapped_column(sa.String(20))
     lever_note_id: Mapped[str | None] = mapped_column(sa.String(64))
-    attempts: Mapped[int] = mapped_column(default=0)
-    attempted_at: Mapped[datetime | None]
-    error: Mapped[str | None] = mapped_column(sa.Text)
-    posted_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class Tag(db.Model):
+class Tag(DurableWork, db.Model):
     """Tags the hub adds to a Lever opportunity, stored with the work that asks for them.
 
-    Keys: ``invited:<stage change key>`` and ``result:<result id>``. The row commits with the
-    invitation (or the note), so a lost job is found by the sweeper; adding a tag Lever already
+    Keys: ``invited:<stage change key>`` and ``result:<result id>``. Adding a tag Lever already
     has changes nothing there, so a run repeated after a crash is harmless.
     """
 
@@ -104,13 +105,31 @@ class Tag(db.Model):
     key: Mapped[str] = mapped_column(sa.String(300), unique=True)
     opportunity_id: Mapped[str] = mapped_column(sa.String(64))
     tags: Mapped[list] = mapped_column(sa.JSON)
-    perform_as: Mapped[str] = mapped_column(sa.String(64))
-    #: pending → done
-    status: Mapped[str] = mapped_column(sa.String(20), default="pending", index=True)
-    attempts: Mapped[int] = mapped_column(default=0)
-    error: Mapped[str | None] = mapped_column(sa.Text)
+    #: The Lever user to write as, when known when the row is made (the note's author).
+    perform_as: Mapped[str | None] = mapped_column(sa.String(64))
+    #: Else the application's ids the author is chosen from (``resolve_author``) at run time.
+    application: Mapped[dict | None] = mapped_column(sa.JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    done_at: Mapped[datetime | None]
+
+
+class StageMove(DurableWork, db.Model):
+    """A move of an opportunity to another Lever stage (“move candidates who pass”), once per key.
+
+    Key: ``advance:<result id>``. The stage is stored here, chosen when the row was made, so the
+    job takes only the row's id.
+    """
+
+    __tablename__ = "wecp_lever_stage_move"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(sa.ForeignKey("organization.id"), index=True)
+    connection_id: Mapped[str] = mapped_column(sa.ForeignKey("connection.id"))
+    key: Mapped[str] = mapped_column(sa.String(300), unique=True)
+    opportunity_id: Mapped[str] = mapped_column(sa.String(64))
+    stage_id: Mapped[str] = mapped_column(sa.String(64))
+    result_id: Mapped[str | None] = mapped_column(sa.ForeignKey("result.id", ondelete="CASCADE"))
+    perform_as: Mapped[str | None] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ReconcileCursor(db.Model):

@@ -6,9 +6,10 @@ from datetime import timedelta
 
 from hub.plugin import OAuth2Provider, PeriodicJob, Plugin, Setting
 
+from . import flow, jobs
 from .webhooks import LeverWebhookSource
 
-# Lever docs (/developer/oauth): hosts of production and of Lever's own sandbox.
+# docs/providers/lever.md#oauth: hosts of production and of Lever's own sandbox.
 LEVER_ENVIRONMENTS = {
     "production": {
         "LEVER_AUTHORIZE_URL": "https://auth.lever.co/authorize",
@@ -25,8 +26,8 @@ LEVER_ENVIRONMENTS = {
     },
 }
 
-# Lever docs (/developer/usecases, assessment partners): the recommended scopes, plus postings and
-# users, which WeCP needs to list postings and pick the note's author.
+# docs/providers/lever.md#oauth (scopes): Lever's recommended scopes for assessment partners,
+# plus postings and users, which WeCP needs to list postings and pick the note's author.
 LEVER_SCOPES = (
     "offline_access",
     "opportunities:write:admin",
@@ -51,9 +52,13 @@ class WecpLeverPlugin(Plugin):
             title="Lever",
             config_prefix="LEVER",
             scopes=LEVER_SCOPES,
-            # Lever docs (/developer/oauth): prompt=consent shows the permissions every time.
+            # docs/providers/lever.md#oauth: prompt=consent shows the permissions every time.
             authorize_params={"prompt": "consent"},
             authorize_params_from_config={"audience": "LEVER_AUDIENCE"},
+            # docs/providers/lever.md#oauth: refresh tokens live about a year and lapse after
+            # about 90 days unused; a monthly refresh keeps an idle account connected.
+            refresh_idle_after=timedelta(days=30),
+            refresh_token_lifetime=timedelta(days=365),
         ),
     )
     webhook_sources = (LeverWebhookSource(),)
@@ -71,7 +76,7 @@ class WecpLeverPlugin(Plugin):
         "LEVER_API_BASE_URL": None,
         "LEVER_AUDIENCE": None,
         "LEVER_SANDBOX_URL": "http://127.0.0.1:5001",
-        # Lever docs (/developer/documentation#rate-limits): 10 requests/s, bursts to 20.
+        # docs/providers/lever.md#rest-api: 10 requests/s, bursts to 20.
         "LEVER_RATE_LIMIT": 10.0,
         "LEVER_RATE_BURST": 20,
         "LEVER_TIMEOUT": 20,
@@ -84,21 +89,12 @@ class WecpLeverPlugin(Plugin):
         "“Candidate Stage Change” on, or Lever sends no stage changes to WeCP.",
     )
     #: Creates the candidateStageChange webhook and stores its signature token.
-    on_connect_job = "plugins.wecp_lever.jobs.register_webhook"
-    jobs = (
-        "plugins.wecp_lever.jobs.register_webhook",
-        "plugins.wecp_lever.flow.post_note",
-        "plugins.wecp_lever.flow.tag_opportunity",
-        "plugins.wecp_lever.flow.advance_candidate",
-        "plugins.wecp_lever.flow.resume_lever_writes",
-        "plugins.wecp_lever.flow.sweep_lever_writes",
-    )
+    on_connect_job = jobs.register_webhook
+    #: The Lever writes, each exactly once (durable work), and the webhook's set-up.
+    jobs = (jobs.register_webhook, flow.post_note, flow.tag_opportunity, flow.advance_candidate)
     periodic_jobs = (
         # Webhooks get lost (the hub down longer than Lever retries): read back what moved.
-        PeriodicJob("plugins.wecp_lever.flow.reconcile_postings", timedelta(minutes=5),
-                    queue="sync", per_connection=True),
-        # Notes and tags whose job was lost (Redis restarted) or ran out of retries.
-        PeriodicJob("plugins.wecp_lever.flow.sweep_lever_writes", timedelta(minutes=1), queue="sync"),
+        PeriodicJob(flow.reconcile_postings, timedelta(minutes=5), queue="sync", per_connection=True),
     )
     blueprint = "plugins.wecp_lever.views:bp"
     api_blueprint = "plugins.wecp_lever.api:bp"
@@ -118,7 +114,7 @@ class WecpLeverPlugin(Plugin):
         active = [u for u in users if not u.get("deactivatedAt")]
         email = (connection.connected_by.email if connection.connected_by else "").lower()
         fallback = next((u for u in active if (u.get("email") or "").lower() == email), None)
-        # Lever docs (/developer/documentation#users): accessRole is "super admin", "admin",
+        # docs/providers/lever.md#users: accessRole is "super admin", "admin",
         # "team member", "limited team member" or "interviewer".
         for role in ("super admin", "admin"):
             fallback = fallback or next((u for u in active if u.get("accessRole") == role), None)
@@ -147,21 +143,15 @@ class WecpLeverPlugin(Plugin):
 
     def init_app(self, app) -> None:
         from hub.assessments.signals import invitation_completed
-        from hub.signals import connection_restored
 
-        from .flow import on_connection_restored, on_invitation_completed
-        from .sandbox.cli import lever_sandbox_command
-
-        app.cli.add_command(lever_sandbox_command)
         app.jinja_env.globals["wecp_lever_links"] = _links_of_test
         app.extensions["hub.nav"].append(("wecp_lever.index", "Lever activity"))
-        invitation_completed.connect(on_invitation_completed)
-        connection_restored.connect(on_connection_restored)
+        invitation_completed.connect(flow.on_invitation_completed)
 
     def configure(self, config) -> None:
         env = config["LEVER_ENV"]
         if env == "local":
-            # The bundled sandbox (plugins/wecp_lever/sandbox) serves every endpoint on one host.
+            # A local stand-in for Lever (development and tests) serves every endpoint on one host.
             base = config["LEVER_SANDBOX_URL"].rstrip("/")
             preset = {"LEVER_AUTHORIZE_URL": base + "/authorize",
                       "LEVER_TOKEN_URL": base + "/oauth/token",

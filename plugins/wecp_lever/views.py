@@ -1,21 +1,21 @@
 """Pages of the Lever integration: link a test to a posting, the activity log, its settings."""
 from __future__ import annotations
 
-from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
-from hub.assessments.models import AssessmentTest, Invitation
-from hub.assessments.services import invitation_email
+from hub.assessments import services as assessments
 from hub.auth import admin_required, get_scoped_or_404, login_required
 from hub.connections import TokenRefreshError
 from hub.extensions import db
-from hub.jobs import enqueue, safe_job_id
-from hub.mail import OutboundEmail, delivery_problems
+from hub.mail import OutboundEmail, delivery_problems, send_email
 from hub.models import audit
+from hub.outbox import FAILED, OPEN, PAUSED, PENDING, RUNNING, retry_failed
 from hub.plugin import ConnectionUnusable
 from hub.registry import get_plugin
 from hub.settings import get_setting, set_setting
 
 from . import links
+from .flow import post_note, tag_opportunity
 from .lever import LeverError
 from .models import Activity, Note, Tag
 
@@ -29,16 +29,17 @@ def index():
     rows = db.session.scalars(db.select(Activity).filter_by(organization_id=org_id)
                               .order_by(Activity.id.desc()).limit(200)).all()
     notes = db.session.scalars(db.select(Note).filter(
-        Note.organization_id == org_id, Note.status.in_(("failed", "paused", "posting", "pending")))
+        Note.organization_id == org_id, Note.status.in_((FAILED, *OPEN)))
         .order_by(Note.id.desc()).limit(50)).all()
-    # Tags Lever has not accepted yet (an outage, a revoked connection): the sweeper retries them.
+    # Tags Lever has not accepted yet (an outage, a revoked connection): open ones are retried by
+    # their jobs and the sweeper, failed ones wait for the admin's Retry.
     tags = db.session.scalars(db.select(Tag).filter(
-        Tag.organization_id == org_id, Tag.status == "pending", Tag.attempts > 0)
+        Tag.organization_id == org_id, Tag.status.in_((PENDING, RUNNING, PAUSED, FAILED)), Tag.attempts > 0)
         .order_by(Tag.id.desc()).limit(50)).all()
     plugin = get_plugin("wecp_lever")
     values = {s.key: get_setting(org_id, "wecp_lever", s.key) for s in plugin.settings}
     # Every invitation line shows how its email fared, so a failed send is never silent.
-    emails = {row.invitation_id: invitation_email(row.invitation_id) for row in rows
+    emails = {row.invitation_id: assessments.get_invitation(row.invitation_id) for row in rows
               if row.kind == "invitation" and row.invitation_id}
     return render_template("wecp_lever/index.html", activity=rows, open_notes=notes, open_tags=tags,
                            settings=plugin.settings, values=values, emails=emails,
@@ -49,8 +50,7 @@ def index():
 @login_required
 def retry_email(email_id):
     email = get_scoped_or_404(OutboundEmail, email_id)
-    if email.status == "failed":
-        enqueue("hub.mail.send_email", email.id, queue="mail", job_id=safe_job_id("send_email", email.id))
+    if retry_failed(send_email, OutboundEmail.id == email.id):
         flash(f"Sending the email to {email.to} again.", "success")
     return redirect(url_for(".index"))
 
@@ -59,8 +59,8 @@ def retry_email(email_id):
 @login_required
 def link(test_id):
     """“Link job posting from Lever”: pick a posting (searchable, closed hidden) and a stage."""
-    test = get_scoped_or_404(AssessmentTest, test_id)
     org_id = g.user.organization_id
+    test = assessments.get_test(test_id, org_id) or abort(404)
     query = request.values.get("q", "").strip()
     error = None
     if request.method == "POST":
@@ -72,6 +72,7 @@ def link(test_id):
         except (LeverError, TokenRefreshError, ConnectionUnusable):
             error = "Lever could not be reached. Try again in a moment."
         else:
+            db.session.commit()
             flash(f"Linked to “{created.posting_text}” at stage “{created.stage_text}”. Candidates "
                   f"who apply from now on and reach that stage get this test.", "success")
             return redirect(url_for("assessments.test", test_id=test.id))
@@ -83,7 +84,7 @@ def link(test_id):
     except (LeverError, TokenRefreshError, ConnectionUnusable):
         postings, stages = [], []
         error = error or "Lever could not be reached. Try again in a moment."
-    linked = {l.posting_id: l for l in links.links_of_test(org_id, test.id)}
+    linked = {link.posting_id: link for link in links.links_of_test(org_id, test.id)}
     return render_template("wecp_lever/link.html", test=test, postings=postings, stages=stages,
                            query=query, error=error, linked=linked,
                            chosen=request.form.get("posting_id"), chosen_stage=request.form.get("stage_id")), \
@@ -98,6 +99,7 @@ def unlink(link_id):
     link_row = get_scoped_or_404(PostingLink, link_id)
     test_id = link_row.test_id
     links.delete_link(g.user.organization_id, g.user.id, link_id)
+    db.session.commit()
     flash("Unlinked. Candidates reaching that stage no longer get this test.", "success")
     return redirect(url_for("assessments.test", test_id=test_id))
 
@@ -106,14 +108,15 @@ def unlink(link_id):
 @login_required
 def resend(invitation_id):
     """Send the invitation email again (a new email, the same link)."""
-    from hub.assessments.services import resend_invitation
-
-    invitation = get_scoped_or_404(Invitation, invitation_id)
+    invitation = assessments.get_invitation(invitation_id)
+    if invitation is None or invitation.organization_id != g.user.organization_id:
+        abort(404)
     try:
-        resend_invitation(invitation.id)
+        assessments.resend_invitation(invitation.id)
     except ValueError as exc:
         flash(str(exc), "error")
     else:
+        db.session.commit()
         flash(f"The invitation to {invitation.candidate_email} is being sent again.", "success")
     return redirect(url_for(".index"))
 
@@ -122,9 +125,17 @@ def resend(invitation_id):
 @login_required
 def retry_note(note_id):
     note = get_scoped_or_404(Note, note_id)
-    if note.status != "posted":
-        enqueue("plugins.wecp_lever.flow.post_note", note.key, job_id=safe_job_id("wecp_lever-note", note.key))
+    if retry_failed(post_note, Note.id == note.id):
         flash("The note is being posted again.", "success")
+    return redirect(url_for(".index"))
+
+
+@bp.route("/tags/<int:tag_id>/retry", methods=["POST"])
+@login_required
+def retry_tag(tag_id):
+    tag = get_scoped_or_404(Tag, tag_id)
+    if retry_failed(tag_opportunity, Tag.id == tag.id):
+        flash("The tags are being written again.", "success")
     return redirect(url_for(".index"))
 
 

@@ -10,7 +10,7 @@ from flask import current_app
 
 from hub.plugin import BadSignature, IncomingEvent, MalformedPayload, Ping, WebhookSource
 
-# Lever docs (/developer/documentation#webhooks): the events an account can subscribe to.
+# docs/providers/lever.md#webhooks: the events an account can subscribe to.
 LEVER_EVENTS = frozenset({
     "applicationCreated", "candidateHired", "candidateStageChange", "candidateArchiveChange",
     "candidateDeleted", "interviewCreated", "interviewUpdated", "interviewDeleted",
@@ -23,7 +23,7 @@ SUPPORTED_EVENTS = frozenset({"candidateStageChange"})
 #: Deliveries dated this far in the future are refused (clock skew allowance), in seconds.
 MAX_FUTURE_SECONDS = 300
 
-# Lever docs (/developer/documentation#webhooks): every delivery carries these four fields.
+# docs/providers/lever.md#webhooks: every delivery carries these four fields.
 ENVELOPE = ("triggeredAt", "signature", "token", "event")
 
 
@@ -48,7 +48,7 @@ def is_verify_request(payload: dict) -> bool:
 
 
 def expected_signature(secret: str, token: str, triggered_at: int) -> str:
-    # Lever docs (/developer/documentation#webhooks): hex HMAC-SHA256, key = the webhook's
+    # docs/providers/lever.md#webhooks: hex HMAC-SHA256, key = the webhook's
     # signatureToken, message = token + triggeredAt. The `data` part is NOT signed.
     return hmac.new(secret.encode(), (token + str(triggered_at)).encode(), hashlib.sha256).hexdigest()
 
@@ -93,7 +93,7 @@ def parse_delivery(body: bytes, secret: str | None, max_age_seconds: float, now:
         raise MalformedPayload("data must be an object")
     if len(payload["token"]) > 200:
         raise MalformedPayload("token is too long")
-    # Lever docs (/developer/documentation#webhooks): the token is unique per delivery and kept
+    # docs/providers/lever.md#webhooks: the token is unique per delivery and kept
     # on Lever's retries, so it is the dedupe key.
     return IncomingEvent(event=payload["event"], dedupe_key=payload["token"], payload=payload)
 
@@ -102,8 +102,12 @@ class LeverWebhookSource(WebhookSource):
     """Lever's signed JSON deliveries for one connection (its webhook's signatureToken)."""
 
     name = "lever"
-    handler = "plugins.wecp_lever.flow.handle_stage_change"
 
     def receive(self, connection, body, headers):
         max_age = float(current_app.config.get("LEVER_WEBHOOK_MAX_AGE_SECONDS", 600))
         return parse_delivery(body, connection.webhook_secret, max_age)
+
+    def handle(self, delivery, connection):
+        from .flow import handle_delivery
+
+        return handle_delivery(delivery, connection)

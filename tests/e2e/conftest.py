@@ -65,7 +65,7 @@ def _module_stack(request, postgres_db, redis_server, stack_options):
     redis.Redis.from_url(redis_url).flushdb()  # nothing left by the previous module's stack
     artifacts = ARTIFACTS / "stack" / _slug(request.module.__name__)
     shutil.rmtree(artifacts, ignore_errors=True)
-    stack = HubStack(artifacts, database_url=database.url, redis_url=redis_url, **stack_options)
+    stack = HubStack(artifacts, database=database.url, redis_url=redis_url, **stack_options)
     try:
         stack.start()
     except BaseException:

@@ -57,7 +57,9 @@ def test_revoked_in_lever_shows_revoked_after_the_next_call(page, stack, admin_a
     # Lever tells nobody: the hub only learns it at its next call. Nothing called yet.
     wait_for_status(page, stack.hub_url, "Active", timeout=0)
     connection_id = stack.query(lambda: db.session.scalar(db.select(Connection.id)))
-    stack.enqueue("plugins.wecp_lever.jobs.register_webhook", connection_id)
+    from plugins.wecp_lever.jobs import register_webhook
+
+    stack.enqueue(register_webhook, connection_id)
     wait_for_status(page, stack.hub_url, "Revoked")
     card = lever_card(page)
     expect(card.locator(".notice")).to_contain_text("Lever no longer accepts this connection")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from hub.demo_journey import sign_in as http_sign_in
+from sandboxes.journey import sign_in as http_sign_in
 from tests.stack import ROOT
 
 # What 'self'-only script-src and style-src refuse, and what would leave the machine.

@@ -1,4 +1,4 @@
-"""`hub demo`: starts everything, says where to go, stops every child on Ctrl-C; `hub demo-seed`."""
+"""The demo: starts everything, says where to go, stops every child on Ctrl-C; its seed; --scripted."""
 from __future__ import annotations
 
 import os
@@ -11,8 +11,8 @@ import threading
 import pytest
 import requests
 
-from hub.demo import DEMO_ADMIN
 from hub.extensions import db
+from sandboxes.journey import DEMO_ADMIN
 from tests.services import free_port
 from tests.stack import ROOT, descendants, running, wait_until
 
@@ -22,7 +22,7 @@ WELCOME = "WeCP Integration Hub demo is running"
 
 
 class Demo:
-    """`python -m hub.cli demo` in its own session, as a terminal would run it; output collected."""
+    """`python -m sandboxes.demo` in its own session, as a terminal would run it; output collected."""
 
     def __init__(self, tmp_path, *args: str):
         self.port, self.sandbox_port, self.redis_port = free_port(), free_port(), free_port()
@@ -31,7 +31,7 @@ class Demo:
                and k not in ("DATABASE_URL", "REDIS_URL")}
         env["PYTHONUNBUFFERED"] = "1"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hub.cli", "demo", "--port", str(self.port), "--sandbox-port",
+            [sys.executable, "-m", "sandboxes.demo", "--port", str(self.port), "--sandbox-port",
              str(self.sandbox_port), "--redis-port", str(self.redis_port), "--data-dir",
              str(tmp_path / "demo"), *args],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -120,14 +120,16 @@ def test_demo_refuses_a_port_in_use(demo_run):
     assert "--port" in demo.text and "Traceback" not in demo.text
 
 
-def test_demo_seed_creates_the_admin_and_sample_test_once(runner):
+def test_demo_seed_creates_the_admin_and_sample_test_once(app):
     from hub.assessments.demo import SAMPLE_TITLE
     from hub.assessments.models import AssessmentTest
     from hub.models import User
+    from tests.workers import worker_env
 
     for _ in range(2):
-        result = runner.invoke(args=["demo-seed"])
-        assert result.exit_code == 0, result.output
+        result = subprocess.run([sys.executable, "-m", "sandboxes.demo", "seed"], cwd=ROOT,
+                                env=worker_env(app), capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
     db.session.expire_all()
     users = db.session.scalars(db.select(User)).all()
     assert [u.email for u in users] == [DEMO_ADMIN] and users[0].role == "admin"
@@ -145,4 +147,4 @@ def test_scripted_demo_walks_the_journey_and_stops(demo_run):
                  "a new candidate is moved", "the invitation email arrives",
                  "the candidate takes the test", "the score is a note in Lever"):
         assert f"✓ {step}" in demo.text, demo.text
-    assert "✗" not in demo.text
+    assert "✗" not in demo.text and "8 of 8 steps passed" in demo.text

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 import requests
 
+from hub.jobs import job
 from tests.stack import HubStack, descendants, group_alive, running, wait_until
 from tests.workers import children_of
 
@@ -13,10 +15,14 @@ pytestmark = pytest.mark.slow
 
 
 def test_a_worker_sends_email_to_the_smtp_server(stack):
+    from hub.extensions import db
     from hub.mail import queue_email
 
-    stack.query(lambda: queue_email("ada@example.com", "Hello from the stack", "Hi Ada",
-                                    idempotency_key="e2e-stack-mail"))
+    def queue():
+        queue_email("ada@example.com", "Hello from the stack", "Hi Ada", idempotency_key="e2e-stack-mail")
+        db.session.commit()  # queue_email works in the caller's transaction
+
+    stack.query(queue)
     message = stack.smtp.wait_for(lambda m: m["Subject"] == "Hello from the stack")
     assert message["To"] == "ada@example.com"
     assert "Hi Ada" in message.get_body(("plain",)).get_content()
@@ -41,14 +47,14 @@ def test_stopping_a_stack_leaves_no_process(tmp_path, postgres_db, redis_server)
     from tests.services import PostgresDatabase
 
     database = PostgresDatabase(admin_url=postgres_db.admin_url)
-    stack = HubStack(tmp_path, database_url=database.url,
+    stack = HubStack(tmp_path, database=database.url,
                      redis_url=redis_server.url.rsplit("/", 1)[0] + "/2", workers=2)
     try:
         stack.start()
         leaders = [proc.pid for proc in stack.procs.values()]
         assert len(leaders) == 3
         assert len(children_of(stack.procs["web"].pid)) == 2  # gunicorn's workers
-        stack.enqueue("time.sleep", 120, retry=False)
+        stack.enqueue(sleep, 120, retry=False)
         horses = wait_until(lambda: [pid for leader in leaders for pid in descendants(leader)
                                      if running(pid) and os.getpgid(pid) not in leaders],
                             20, what="a work horse")
@@ -58,3 +64,9 @@ def test_stopping_a_stack_leaves_no_process(tmp_path, postgres_db, redis_server)
     assert stack.orphans == []
     assert [pgid for pgid in leaders if group_alive(pgid)] == []
     assert [pid for pid in horses if running(pid)] == []
+
+
+@job("default", retry=False)
+def sleep(seconds: int):
+    """A job that runs long enough to be found running (stopping the stack must end its work horse)."""
+    time.sleep(seconds)

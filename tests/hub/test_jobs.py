@@ -1,283 +1,96 @@
-"""Jobs: the inbox processor, pausing and resuming, the periodic scheduler, and real workers that crash."""
+"""Jobs: registered by a decorator, arguments that are ids only, one transaction, results without text."""
 from __future__ import annotations
-
-import json
-import time
-from datetime import timedelta
-from unittest import mock
 
 import pytest
 from rq.job import Job
 
 from hub import jobs
 from hub.extensions import db, get_redis
-from hub.jobs import (
-    HubWorker,
-    enqueue_periodic_jobs,
-    get_queue,
-    process_delivery,
-    resume_deliveries,
-)
-from hub.models import WebhookDelivery, utcnow
-from hub.plugin import ConnectionUnusable, PeriodicJob
-from hub.signals import connection_restored
+from hub.jobs import JobArgumentError, enqueue, get_queue, job, public_result, registered_jobs, spec_of
+from hub.models import Organization
+from hub.outcomes import Done, Several, Skipped
 from tests.plugins import tiny_example
-from tests.workers import make_connection, parent_of, wait_for, workers  # noqa: F401 (fixture)
-
-TINY = "tests.plugins.tiny_example"
-SECRET = {"X-Tiny-Secret": "tiny-secret"}
-
-#: Read by the scheduler through HUB_PERIODIC_JOB_MODULES in the tests below.
-HUB_PERIODIC_JOBS = [PeriodicJob(TINY + ".tick", timedelta(seconds=10), per_connection=True)]
-
-
-@pytest.fixture(autouse=True)
-def empty_redis(redis_server):
-    # conftest's reset skips Redis on a database's first use: start every test from an empty Redis.
-    import redis
-
-    redis.Redis.from_url(redis_server.url).flushdb()
 
 
 @pytest.fixture
 def app_config():
-    return {"HUB_PLUGINS": [TINY], "HUB_SWEEP_AFTER_SECONDS": 0}
+    return {"HUB_PLUGINS": ["tests.plugins.tiny_example"]}
 
 
-def store(conn, key="k", status="queued", **payload) -> int:
-    delivery = WebhookDelivery(connection_id=conn.id, plugin_key="tiny_example", source="tiny", event="ping",
-                               dedupe_key=key, payload={"id": key, **payload}, status=status)
-    db.session.add(delivery)
-    db.session.commit()
-    return delivery.id
+@job("default")
+def make_org(org_id: int):
+    """A job for the tests below: one row, then an error when asked."""
+    db.session.add(Organization(id=org_id, name=f"org {org_id}"))
+    if org_id < 0:
+        raise RuntimeError("rolled back with everything it wrote")
+    return Done(what="made")
 
 
-def reload(delivery_id) -> WebhookDelivery:
+def test_the_decorator_registers_the_dotted_path_a_worker_imports(app):
+    spec = spec_of(tiny_example.tick)
+    assert spec.name == "tests.plugins.tiny_example.tick" and spec.queue == "sync"
+    assert registered_jobs()[spec.name] is spec
+    with pytest.raises(TypeError, match="module-level"):
+        job()(lambda: None)
+    with pytest.raises(TypeError, match="not a job"):
+        spec_of(print)
+
+
+@pytest.mark.parametrize("bad", ["Backend Engineer", "a\nb", "x" * 65, 1.5, None, {"id": 1}, True, "<b>"])
+def test_arguments_are_ids_and_keys_only(app, bad):
+    """No text an organization controls reaches a job's arguments (the operators' dashboard prints them)."""
+    with pytest.raises(JobArgumentError):
+        enqueue(tiny_example.tick, bad)
+    assert get_queue("sync").count == 0
+
+
+def test_ids_keys_and_uuids_are_accepted(app):
+    enqueue(tiny_example.tick, "3f1c0a52-9a1b-4c55-8f3e-2b9b0e6f1d2a", job_id="t-1")
+    enqueue(tiny_example.tick, 42, job_id="t-2")
+    assert [j.args for j in get_queue("sync").get_jobs()] == [["3f1c0a52-9a1b-4c55-8f3e-2b9b0e6f1d2a"], [42]]
+
+
+def test_one_transaction_per_job_committed_at_its_end_rolled_back_on_error(app):
+    assert make_org(7) == {"outcome": "done", "status": "done"}
     db.session.expire_all()
-    return db.session.get(WebhookDelivery, delivery_id)
+    assert db.session.get(Organization, 7) is not None
+    with pytest.raises(RuntimeError):
+        make_org(-1)
+    assert db.session.get(Organization, -1) is None
 
 
-def test_process_delivery_runs_the_handler_once_and_records_it(app):
-    conn = make_connection()
-    delivery_id = store(conn)
-    assert process_delivery(delivery_id) == "done"
-    assert process_delivery(delivery_id) == "already done"
-    row = reload(delivery_id)
-    assert (row.status, row.attempts, row.result) == ("done", 1, "counted")
-    assert row.processed_at is not None
-    assert get_redis().get("tiny:runs:k") == b"1"
-
-
-def test_unusable_connection_pauses_and_restoring_it_resumes(app):
-    conn = make_connection(revoked_at=utcnow(), revoked_reason="invalid_grant")
-    delivery_id = store(conn)
-    assert process_delivery(delivery_id) == "paused"
-    assert reload(delivery_id).status == "paused" and get_redis().get("tiny:runs:k") is None
-
-    conn.revoked_at = None
-    db.session.commit()
-    connection_restored.send(app, connection=conn)
-    [job] = get_queue("webhooks").get_jobs()
-    assert job.func_name == "hub.jobs.resume_deliveries" and job.args == [conn.id]
-    assert resume_deliveries(conn.id) == "resumed 1"
-    assert reload(delivery_id).status == "queued"
-    assert f"delivery-{delivery_id}" in get_queue("webhooks").job_ids
-    assert process_delivery(delivery_id) == "done"
-
-
-def test_connection_unusable_raised_by_a_handler_pauses_without_retry(app):
-    conn = make_connection()
-    delivery_id = store(conn)
-    with mock.patch.object(tiny_example, "count_ping", side_effect=ConnectionUnusable(conn.id, "revoked in Lever")):
-        assert process_delivery(delivery_id) == "paused"
-    row = reload(delivery_id)
-    assert (row.status, row.error, row.attempts) == ("paused", "revoked in Lever", 1)
-
-
-def test_a_failing_handler_reraises_for_rq_and_is_failed_after_the_last_try(app):
-    conn = make_connection()
-    delivery_id = store(conn, fail=5)
-    fake_job = mock.Mock(retries_left=2)
-    with mock.patch.object(jobs, "get_current_job", return_value=fake_job):
-        with pytest.raises(RuntimeError):
-            process_delivery(delivery_id)
-    assert reload(delivery_id).status == "queued"  # RQ will retry
-    fake_job.retries_left = 0
-    with mock.patch.object(jobs, "get_current_job", return_value=fake_job):
-        with pytest.raises(RuntimeError):
-            process_delivery(delivery_id)
-    row = reload(delivery_id)
-    assert (row.status, row.attempts) == ("failed", 2)
-    assert "failing on purpose" in row.error
-
-
-def test_skipped_is_recorded_and_not_retried(app):
-    conn = make_connection()
-    delivery_id = store(conn)
-    with mock.patch.object(tiny_example, "count_ping", side_effect=jobs.Skipped("unsupported event")):
-        assert process_delivery(delivery_id) == "skipped"
-    row = reload(delivery_id)
-    assert (row.status, row.result) == ("skipped", "unsupported event")
-
-
-def test_periodic_jobs_are_enqueued_once_per_slot_and_per_usable_connection(app):
-    app.config["HUB_PERIODIC_JOB_MODULES"] = ["hub.webhooks", "tests.hub.test_jobs", "hub.does_not_exist"]
-    usable, revoked = make_connection(), make_connection(org_name="Other", revoked_at=utcnow())
-    now = 1_000_000.0
-    first = enqueue_periodic_jobs(app, now)
-    assert sorted(first) == sorted([
-        "periodic-tests-plugins-tiny_example-tick-hub-16666",          # the plugin's, every 60 s
-        "periodic-hub-webhooks-sweep_unqueued_deliveries-hub-33333",   # the hub's sweeper, every 30 s
-        f"periodic-tests-plugins-tiny_example-tick-{usable.id}-100000",  # per connection, every 10 s
-    ])
-    assert revoked.id not in "".join(first)
-    # Another worker in the same slot enqueues nothing.
-    assert enqueue_periodic_jobs(app, now + 1) == []
-    # The next slot while the last slot's run still waits in its queue (a backlog): that run
-    # will do the work, so none is added; once it has run, the next slot runs again.
-    assert enqueue_periodic_jobs(app, now + 10) == []
-    get_queue("sync").fetch_job(f"periodic-tests-plugins-tiny_example-tick-{usable.id}-100000").delete()
-    assert enqueue_periodic_jobs(app, now + 20) == [f"periodic-tests-plugins-tiny_example-tick-{usable.id}-100002"]
-    assert get_queue("sync").count == 2  # the plugin's tick and the connection's latest
+def test_rq_keeps_codes_and_numbers_never_words():
+    assert public_result(Skipped(reason="not_in_stage", message="Ann Smith moved on")) == \
+        {"outcome": "skipped", "status": "skipped", "reason": "not_in_stage"}
+    assert public_result(Several(parts=(Done(what="x"), Skipped(reason="r", message="secret text")))) == {
+        "outcome": "several", "status": "done",
+        "parts": [{"outcome": "done", "status": "done"}, {"outcome": "skipped", "status": "skipped", "reason": "r"}]}
+    assert public_result({"sent": 3, "who": "Ann"}) == {"sent": 3}
+    assert public_result("Ann Smith") == "str"
 
 
 def test_enqueueing_a_failed_job_again_starts_it_afresh_and_clears_the_failure(app):
-    from hub.jobs import enqueue
-
-    first = enqueue("tests.plugins.tiny_example.count_ping", 1, job_id="again-1")
-    assert enqueue("tests.plugins.tiny_example.count_ping", 1, job_id="again-1").id == first.id  # still queued
-    queue = get_queue("default")
+    first = enqueue(tiny_example.tick, 1, job_id="again-1", retry=True)
+    assert enqueue(tiny_example.tick, 1, job_id="again-1").id == first.id  # still queued
+    queue = get_queue("sync")
     queue.remove(first)
     first.set_status("failed")
     queue.failed_job_registry.add(first, ttl=3600)
-    again = enqueue("tests.plugins.tiny_example.count_ping", 1, job_id="again-1")
+    again = enqueue(tiny_example.tick, 1, job_id="again-1", retry=True)
     assert again.get_status(refresh=True) == "queued" and "again-1" in queue.job_ids
     assert again.retries_left == len(app.config["HUB_RETRY_INTERVALS"])
     assert "again-1" not in queue.failed_job_registry.get_job_ids()
 
 
-def test_abandoned_jobs_are_noticed_after_the_grace_not_after_a_minute(app):
-    worker = HubWorker([get_queue("webhooks")], connection=get_redis(), job_monitoring_interval=5)
-    worker.heartbeat_grace = 10
-    job = Job.create("tests.plugins.tiny_example.count_ping", args=[1], connection=get_redis(), timeout=300)
-    assert worker.get_heartbeat_ttl(job) == 15
-    assert worker.get_heartbeat_ttl(job, working_time=298) == 12
+def test_job_statuses_tell_lost_jobs_in_one_round_trip(app):
+    enqueue(tiny_example.tick, 1, job_id="kept")
+    assert jobs.job_statuses(["kept", "lost"]) == {"kept": "queued", "lost": None}
+    assert jobs.missing_jobs(["kept", "lost"]) == {"lost"}
+    assert Job.exists("kept", connection=get_redis())
 
 
-# --- real worker processes -------------------------------------------------------------------
-
-#: Short retry intervals and scheduler ticks for the workers (environment) and the test app (config).
-FAST = {"HUB_RETRY_INTERVALS": "1,1,1", "HUB_SCHEDULER_TICK": "0.5"}
-FAST_CONFIG = {"HUB_RETRY_INTERVALS": [1, 1, 1], "HUB_SCHEDULER_TICK": 0.5}
-
-
-def post(client, conn, key, **payload):
-    response = client.post(f"/webhooks/tiny_example/{conn.endpoint_id}", data=json.dumps({"id": key, **payload}),
-                           headers=SECRET)
-    assert response.status_code == 200, response.data
-    return db.session.scalar(db.select(WebhookDelivery.id).filter_by(dedupe_key=key))
-
-
-def status_of(delivery_id):
-    return reload(delivery_id).status
-
-
-@pytest.mark.slow
-def test_kill_9_mid_job_runs_the_job_again_within_a_minute_with_one_effect(pg_app, workers, capsys):
-    pg_app.config.update(FAST_CONFIG)
-    client = pg_app.test_client()
-    conn = make_connection()
-    workers.start(2, **FAST)
-    r = get_redis()
-    delivery_id = post(client, conn, "crash", sleep=3)
-    horse = int(wait_for(lambda: r.get("tiny:pid:crash"), 60, message="the job to start"))
-    worker = parent_of(horse)
-    workers.kill(worker)  # the worker first, so it cannot record the horse's death
-    workers.kill(horse)
-    killed_at = time.monotonic()
-    wait_for(lambda: status_of(delivery_id) == "done", 60, message="the job to run again within a minute")
-    recovered_in = time.monotonic() - killed_at
-    with capsys.disabled():
-        print(f"\n[kill -9 recovery] job done again {recovered_in:.1f}s after the kill")
-    row = reload(delivery_id)
-    assert row.attempts == 2
-    assert r.get("tiny:runs:crash") == b"2"
-    assert r.get("tiny:effects") == b"1"
-
-
-@pytest.mark.slow
-def test_retries_then_success_and_after_the_last_retry_failed_and_retryable(pg_app, workers):
-    pg_app.config.update(FAST_CONFIG)
-    client = pg_app.test_client()
-    conn = make_connection()
-    workers.start(1, **FAST)
-    flaky = post(client, conn, "flaky", fail=2)
-    broken = post(client, conn, "broken", fail=99)
-    wait_for(lambda: status_of(flaky) == "done", 60, message="the flaky delivery to succeed")
-    wait_for(lambda: status_of(broken) == "failed", 60, message="the broken delivery to fail")
-    assert reload(flaky).attempts == 3
-    row = reload(broken)
-    assert row.attempts == 4 and "failing on purpose" in row.error
-    assert f"delivery-{broken}" in get_queue("webhooks").failed_job_registry.get_job_ids()
-    assert get_redis().get("tiny:effects") == b"1"
-
-
-@pytest.mark.slow
-def test_redis_down_during_intake_then_processed_after_it_returns(pg_app, workers, redis_server):
-    client = pg_app.test_client()
-    conn = make_connection()
-    redis_server.stop()
-    try:
-        ids = [post(client, conn, f"r{i}") for i in range(3)]
-    finally:
-        redis_server.start()
-    assert {status_of(i) for i in ids} == {"received"}
-    workers.start(1, HUB_PERIODIC_INTERVALS="hub.webhooks.sweep_unqueued_deliveries=1", **FAST)
-    wait_for(lambda: {status_of(i) for i in ids} == {"done"}, 60, message="the sweeper and the worker")
-    assert get_redis().get("tiny:effects") == b"3"
-
-
-@pytest.mark.slow
-def test_a_worker_busy_when_redis_goes_away_works_again_when_it_returns(pg_app, workers, redis_server):
-    client = pg_app.test_client()
-    conn = make_connection()
-    (proc,) = workers.start(1, **FAST)
-    r = get_redis()
-    post(client, conn, "busy", sleep=2)
-    wait_for(lambda: r.get("tiny:pid:busy"), 60, message="the job to start")
-    redis_server.stop()
-    try:
-        time.sleep(3)  # the job ends while Redis is away: RQ's work loop fails and gives up
-    finally:
-        redis_server.start()
-    assert proc.poll() is None, "the worker exited"
-    after = post(client, conn, "after")
-    wait_for(lambda: status_of(after) == "done", 60, message="the same worker to take new work")
-
-
-@pytest.mark.slow
-def test_several_workers_enqueue_each_periodic_slot_once(pg_app, workers):
-    workers.start(3, HUB_PERIODIC_INTERVALS=f"{TINY}.tick=1", **FAST)
-    r = get_redis()
-    ticks = wait_for(lambda: (lambda t: t if len(t) >= 4 else None)(r.lrange("tiny:ticks", 0, -1)), 60,
-                     message="four periodic ticks")
-    assert len(ticks) == len(set(ticks)), ticks  # one run per slot, whichever worker enqueued it
-
-
-def test_a_work_horse_is_forked_only_while_the_scheduler_thread_is_parked(monkeypatch):
-    """A fork during a scheduler tick could inherit a lock the tick holds (Redis or database pool)."""
-    import threading
-
-    from rq import Worker
-
-    from hub.jobs import SCHEDULER_TICK_LOCK, HubWorker
-
-    forked = threading.Event()
-    monkeypatch.setattr(Worker, "fork_work_horse", lambda self, job, queue: forked.set())
-    worker = HubWorker.__new__(HubWorker)  # no Redis needed to check the ordering
-    with SCHEDULER_TICK_LOCK:  # a tick in progress
-        thread = threading.Thread(target=worker.fork_work_horse, args=(None, None))
-        thread.start()
-        assert not forked.wait(0.5)
-    assert forked.wait(5)
-    thread.join(5)
+def test_job_ids_are_deterministic_safe_and_bounded():
+    assert jobs.safe_job_id("a.b", "c:d", 3) == "a-b-c-d-3"
+    long = jobs.safe_job_id("kind", "k" * 500)
+    assert len(long) <= 120 and long == jobs.safe_job_id("kind", "k" * 500)
+    assert long != jobs.safe_job_id("kind", "k" * 499)

@@ -11,8 +11,11 @@ from hub import mail
 from hub.extensions import db
 from hub.jobs import get_queue
 from hub.mail import OutboundEmail, queue_email, send_email
+from hub.outbox import kind_of, sweep
 from tests.conftest import TEST_KEYS, sign_in
 from tests.services import free_port
+
+JOB_ID = kind_of(send_email).job_id
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -37,29 +40,37 @@ def smtp_server():
 
 
 def _queue(key="welcome-1", organization_id=None, **extra):
-    return queue_email("ada@example.com", "Welcome", "Hello Ada", "<p>Hello <b>Ada</b></p>",
-                       idempotency_key=key, organization_id=organization_id, **extra)
+    """Queue an email in a transaction of its own (queue_email works in the caller's)."""
+    email = queue_email("ada@example.com", "Welcome", "Hello Ada", "<p>Hello <b>Ada</b></p>",
+                        idempotency_key=key, organization_id=organization_id, **extra)
+    db.session.commit()
+    return email
+
+
+def sent(result) -> bool:
+    return result == {"outcome": "sent", "status": "done"}
 
 
 def test_queue_email_is_idempotent_and_bodies_are_encrypted(app):
     first = _queue()
     second = queue_email("other@example.com", "Other", "x", idempotency_key="welcome-1")
+    db.session.commit()
     assert second.id == first.id and second.to == "ada@example.com"
     assert db.session.scalar(db.select(db.func.count(OutboundEmail.id))) == 1
     raw = db.session.execute(db.text("SELECT text_ciphertext FROM outbound_email")).scalar()
     assert "Hello Ada" not in raw and first.text == "Hello Ada"
-    job = get_queue("mail").fetch_job(f"send_email-{first.id}")
+    job = get_queue("mail").fetch_job(JOB_ID(first.id))
     assert job.func_name == "hub.mail.send_email" and job.args == [first.id]
 
 
 def test_without_smtp_the_email_stays_in_the_outbox(app, client, admin, make_user):
     queued = _queue(organization_id=admin.organization_id)
     _queue(key="other-org", organization_id=make_user(org="Other", email="o@other.example").organization_id)
-    assert send_email(queued.id) == "sent"
-    assert send_email(queued.id) == "skipped (sent)"
+    assert sent(send_email(queued.id))
+    assert send_email(queued.id)["outcome"] == "already_done"
     db.session.expire_all()
     stored = db.session.get(OutboundEmail, queued.id)
-    assert (stored.status, stored.transport, stored.attempts) == ("sent", "outbox", 1)
+    assert (stored.status_label, stored.transport, stored.attempts) == ("sent", "outbox", 1)
     sign_in(client, admin.email)
     page = client.get("/dev/outbox").get_data(as_text=True)
     assert "Hello Ada" in page and "&lt;p&gt;Hello &lt;b&gt;Ada&lt;/b&gt;&lt;/p&gt;" in page
@@ -78,7 +89,7 @@ def test_outbox_page_is_for_admins(app, make_user):
 def test_send_email_through_smtp(app, smtp_server):
     app.config["SMTP_URL"] = smtp_server.url
     queued = _queue()
-    assert send_email(queued.id) == "sent" and send_email(queued.id) == "skipped (sent)"
+    assert sent(send_email(queued.id)) and send_email(queued.id)["outcome"] == "already_done"
     [message] = smtp_server.messages
     assert message["To"] == "ada@example.com" and message["Subject"] == "Welcome"
     assert message.get_body(("plain",)).get_content().strip() == "Hello Ada"
@@ -91,16 +102,19 @@ def test_a_failed_send_is_visible_and_retried(app, admin, smtp_server):
     app.config["SMTP_URL"] = f"smtp://127.0.0.1:{free_port()}?timeout=2"  # nothing listens
     queued = _queue(organization_id=admin.organization_id)
     with pytest.raises(OSError):
-        send_email(queued.id)
+        send_email(queued.id)  # the last try (no RQ job here): failed for good, visible
     db.session.expire_all()
     failed = db.session.get(OutboundEmail, queued.id)
-    assert failed.status == "failed" and "ConnectionRefusedError" in failed.last_error
+    assert failed.status == "failed" and "ConnectionRefusedError" in failed.error
     assert [e.id for e in mail.delivery_problems(admin.organization_id)] == [queued.id]
     app.config["SMTP_URL"] = smtp_server.url
-    assert send_email(queued.id) == "sent" and len(smtp_server.messages) == 1
+    from hub.outbox import retry_failed
+
+    assert retry_failed(send_email, OutboundEmail.id == queued.id) == 1  # the Retry button
+    assert sent(send_email(queued.id)) and len(smtp_server.messages) == 1
     db.session.expire_all()
-    sent = db.session.get(OutboundEmail, queued.id)
-    assert sent.attempts == 2 and sent.last_error is None
+    done = db.session.get(OutboundEmail, queued.id)
+    assert done.attempts == 2 and done.error is None
     assert mail.delivery_problems(admin.organization_id) == []
 
 
@@ -111,12 +125,12 @@ def test_a_live_lease_keeps_other_workers_out(app, smtp_server):
 
     app.config["SMTP_URL"] = smtp_server.url
     queued = _queue()
-    queued.status, queued.lease_until = "sending", utcnow() + timedelta(minutes=1)
+    queued.status, queued.lease_until = "running", utcnow() + timedelta(minutes=1)
     db.session.commit()
-    assert send_email(queued.id) == "skipped (sending)" and smtp_server.messages == []
+    assert send_email(queued.id)["outcome"] == "in_flight" and smtp_server.messages == []
     queued.lease_until = utcnow() - timedelta(seconds=1)  # that worker died mid-send
     db.session.commit()
-    assert send_email(queued.id) == "sent" and len(smtp_server.messages) == 1
+    assert sent(send_email(queued.id)) and len(smtp_server.messages) == 1
 
 
 def test_sweeper_enqueues_emails_left_behind(app):
@@ -124,14 +138,14 @@ def test_sweeper_enqueues_emails_left_behind(app):
 
     from hub.models import utcnow
 
+    app.config["HUB_SWEEP_AFTER_SECONDS"] = 10
     queued = _queue()
-    get_queue("mail").empty()
-    queued.created_at = utcnow() - timedelta(minutes=10)
+    queued.due_at = utcnow() - timedelta(minutes=10)
     fresh = _queue(key="fresh")
     db.session.commit()
     get_queue("mail").empty()
-    assert mail.sweep_outbox() == 1
-    assert get_queue("mail").job_ids == [f"send_email-{queued.id}"]
+    assert sweep()["enqueued"] == 1
+    assert get_queue("mail").job_ids == [JOB_ID(queued.id)]
     assert fresh.id not in str(get_queue("mail").job_ids)
 
 
@@ -144,15 +158,15 @@ def test_sweeper_enqueues_at_once_an_email_whose_job_redis_lost(app):
     lost = _queue(key="lost")  # its job vanished (Redis restarted without persistence)
     waiting = _queue(key="waiting")  # its job is still in Redis
     just_now = _queue(key="just-now")  # too young: queue_email's own job is on its way
-    for email in (lost, waiting):
-        email.created_at = utcnow() - timedelta(seconds=30)
+    for row in (lost, waiting):
+        row.due_at = utcnow() - timedelta(seconds=30)
     db.session.commit()
-    get_queue("mail").remove(f"send_email-{lost.id}")
-    get_queue("mail").fetch_job(f"send_email-{lost.id}").delete()
-    assert mail.sweep_outbox() == 1
-    assert f"send_email-{lost.id}" in get_queue("mail").job_ids
-    assert get_queue("mail").job_ids.count(f"send_email-{waiting.id}") == 1
-    assert f"send_email-{just_now.id}" in get_queue("mail").job_ids
+    get_queue("mail").remove(JOB_ID(lost.id))
+    get_queue("mail").fetch_job(JOB_ID(lost.id)).delete()
+    assert sweep()["enqueued"] == 1
+    assert JOB_ID(lost.id) in get_queue("mail").job_ids
+    assert get_queue("mail").job_ids.count(JOB_ID(waiting.id)) == 1
+    assert JOB_ID(just_now.id) in get_queue("mail").job_ids
 
 
 def _run_worker(app, smtp_url):
@@ -172,12 +186,14 @@ def test_send_email_job_twice_in_a_worker_sends_one_message(pg_app, smtp_server)
     queued = _queue()
     _run_worker(pg_app, smtp_server.url)
     assert len(smtp_server.messages) == 1
-    mail._enqueue(queued.id)  # the same job again, as a retry or the sweeper would
+    from hub.outbox import enqueue_row
+
+    enqueue_row(kind_of(send_email), queued.id)  # the same job again, as a retry or the sweeper would
     _run_worker(pg_app, smtp_server.url)
     assert len(smtp_server.messages) == 1
     db.session.expire_all()
     stored = db.session.get(OutboundEmail, queued.id)
-    assert (stored.status, stored.attempts, stored.transport) == ("sent", 1, "smtp")
+    assert (stored.status_label, stored.attempts, stored.transport) == ("sent", 1, "smtp")
     assert smtp_server.messages[0]["Message-ID"] == f"<{stored.message_id_hash}@wecp.local>"
 
 
@@ -189,7 +205,8 @@ def test_invitation_email_has_both_parts_and_escapes_the_name(app, admin, smtp_s
     test = make_test(admin.organization_id)
     invitation, _ = services.create_invitation(
         test.id, name='<img src=x onerror="alert(1)">', email="cand@example.com",
-        source="wecp_lever", source_ref="opp", idempotency_key="inv-mail")
+        source="tiny_example", source_ref="opp", idempotency_key="inv-mail")
+    db.session.commit()
     send_email(services.invitation_email(invitation.id).id)
     [message] = smtp_server.messages
     url = services.invitation_url(invitation.id)

@@ -3,6 +3,7 @@ import logging
 import pytest
 
 from hub import create_app
+from hub.plugin import WebhookSource
 from hub.registry import PluginLoadError, all_plugins, get_plugin
 from tests.conftest import base_config
 
@@ -17,8 +18,11 @@ def app_config():
 def test_second_plugin_registers_page_webhook_source_and_job_without_hub_edits(app, client, make_user):
     plugin = get_plugin("tiny_example")
     assert set(all_plugins()) == {"wecp_lever", "tiny_example"}
-    assert plugin.webhook_sources[0].handler == TINY + ".count_ping"
-    assert TINY + ".count_ping" in plugin.jobs
+    assert type(plugin.webhook_sources[0]).handle is not WebhookSource.handle
+    from hub.outbox import active_kinds
+
+    assert [j.job.name for j in plugin.jobs] == [TINY + ".work.echo"]
+    assert TINY + ".work.echo" in {k.name for k in active_kinds(app)}  # its durable work is swept
     assert "tiny_example.index" in app.view_functions
     assert client.get("/integrations/tiny_example/").status_code == 200
     assert b"Tiny example page" in client.get("/integrations/tiny_example/").data

@@ -9,9 +9,9 @@ import pytest
 
 from hub import create_app
 from hub.extensions import db
+from hub.inbox import WebhookDelivery, endpoint_cache, job_id, process_delivery
 from hub.jobs import get_queue
-from hub.models import Connection, WebhookDelivery, utcnow
-from hub.webhooks import endpoint_cache
+from hub.models import Connection, utcnow
 from tests.conftest import base_config, sign_in
 from tests.plugins.wecp_lever.signing import lever_body
 from tests.workers import make_connection
@@ -144,8 +144,8 @@ def test_a_duplicate_is_acknowledged_once_whichever_process_gets_it(app, client,
     elsewhere = post(other_process.test_client(), lever.endpoint_id, OLD, "same")
     assert (elsewhere.status_code, elsewhere.json) == (200, {"status": "duplicate"})
     [row] = stored().values()
-    assert row.status == "queued"
-    assert get_queue("webhooks").job_ids == [f"delivery-{row.id}"]
+    assert row.status == "pending"
+    assert get_queue("webhooks").job_ids == [job_id(row.id)]
 
 
 def test_a_delivery_stored_already_by_someone_else_is_a_duplicate_on_first_sight(app, client, lever):
@@ -167,8 +167,9 @@ def test_redis_down_with_a_cached_endpoint_still_acknowledges(app, client, lever
         redis_server.start()
     assert response.status_code == 200
     rows = stored()
-    assert (rows["t1"].status, rows["t2"].status) == ("queued", "received")
-    assert rows["t2"].enqueued_at is None
+    # Both stored, pending; Redis came back empty, so the sweeper enqueues both.
+    assert (rows["t1"].status, rows["t2"].status) == ("pending", "pending")
+    assert get_queue("webhooks").job_ids == []
 
 
 def test_intake_ignores_the_session_cookie(app, client, lever, admin):
@@ -222,15 +223,13 @@ def test_postgresql_restart_and_outage_with_a_cached_endpoint(pg_app, postgres_u
     assert post(client, endpoint, OLD, "t4").status_code == 200
     rows = stored()
     assert set(rows) == {"t1", "t2", "t3", "t4"}
-    assert sorted(get_queue("webhooks").job_ids) == sorted(f"delivery-{r.id}" for r in rows.values())
+    assert sorted(get_queue("webhooks").job_ids) == sorted(job_id(r.id) for r in rows.values())
 
 
 def test_sweeper_and_worker_see_a_fast_path_row_like_any_other(app, client, lever):
-    from hub.jobs import process_delivery
-
     assert post(client, lever.endpoint_id, OLD, "t1").status_code == 200
     row = stored()["t1"]
-    assert (row.status, row.attempts, row.source, row.event) == ("queued", 0, "lever", "candidateStageChange")
-    assert row.received_at is not None and row.enqueued_at is not None
+    assert (row.status, row.attempts, row.source, row.event) == ("pending", 0, "lever", "candidateStageChange")
+    assert row.received_at is not None and row.due_at is not None
     assert row.payload["data"] == STAGE_CHANGE["data"] and json.dumps(row.payload)
-    assert process_delivery(row.id) == "skipped"  # no test is linked: recorded, not retried
+    assert process_delivery(row.id)["status"] == "skipped"  # no test is linked: recorded, not retried

@@ -13,10 +13,11 @@ from hypothesis import strategies as st
 
 from hub import create_app
 from hub.extensions import db, get_redis
+from hub.inbox import WebhookDelivery, delivery_stats, job_id, parse_since
 from hub.jobs import get_queue
-from hub.models import WebhookDelivery, utcnow
+from hub.models import utcnow
+from hub.outbox import sweep
 from hub.registry import get_plugin
-from hub.webhooks import delivery_stats, parse_since, sweep_unqueued_deliveries
 from tests.conftest import base_config, csrf_token, sign_in
 from tests.services import free_port
 from tests.workers import live_server, make_connection, workers  # noqa: F401 (fixtures)
@@ -64,8 +65,8 @@ def test_delivery_is_stored_enqueued_and_acknowledged(client, conn):
     assert (row.connection_id, row.plugin_key, row.source, row.event, row.dedupe_key) == \
         (conn.id, "tiny_example", "tiny", "ping", "1")
     assert row.payload == {"id": 1}
-    assert row.status == "queued" and row.enqueued_at is not None
-    assert queued_job_ids() == [f"delivery-{row.id}"]
+    assert row.status == "pending" and row.due_at is not None
+    assert queued_job_ids() == [job_id(row.id)]
 
 
 def test_duplicate_delivery_is_acknowledged_once(client, conn):
@@ -135,12 +136,12 @@ def test_redis_down_still_acknowledges_and_the_sweeper_enqueues_later(client, co
         redis_server.start()
     assert [r.status_code for r in responses] == [200, 200]
     rows = deliveries()
-    assert [r.status for r in rows] == ["received", "received"]
+    assert [r.status for r in rows] == ["pending", "pending"]
     assert queued_job_ids() == []
 
-    assert sweep_unqueued_deliveries().startswith("enqueued 2")
-    assert [r.status for r in deliveries()] == ["queued", "queued"]
-    assert sorted(queued_job_ids()) == sorted(f"delivery-{r.id}" for r in rows)
+    assert sweep()["enqueued"] == 2
+    assert [r.status for r in deliveries()] == ["pending", "pending"]
+    assert sorted(queued_job_ids()) == sorted(job_id(r.id) for r in rows)
 
 
 def test_database_down_is_503_so_the_sender_retries(redis_server):
@@ -167,7 +168,7 @@ def test_no_body_ever_causes_a_500(client, conn, body):
         assert response.status_code in (200, 400, 401, 413), response.data
 
 
-def test_sweeper_enqueues_received_resumes_paused_and_rescues_lost_jobs(app, conn):
+def test_sweeper_enqueues_pending_resumes_paused_and_rescues_expired_leases(app, conn):
     old = utcnow() - timedelta(hours=1)
 
     def row(key, status, **extra):
@@ -176,32 +177,35 @@ def test_sweeper_enqueues_received_resumes_paused_and_rescues_lost_jobs(app, con
         db.session.add(d)
         return d
 
-    received, paused, lost = row("a", "received"), row("b", "paused"), row("c", "queued", enqueued_at=old)
+    pending, paused = row("a", "pending", due_at=old), row("b", "paused")
+    crashed = row("c", "running", lease_until=old, attempts=1)   # its worker died mid-run
+    running = row("e", "running", lease_until=utcnow() + timedelta(minutes=5), attempts=1)
     done = row("d", "done")
     db.session.commit()
-    sweep_unqueued_deliveries()
+    sweep()
     db.session.expire_all()
-    assert (received.status, paused.status, lost.status, done.status) == ("queued", "queued", "queued", "done")
-    assert sorted(queued_job_ids()) == sorted(f"delivery-{d.id}" for d in (received, paused, lost))
+    assert (pending.status, paused.status, crashed.status, running.status, done.status) == \
+        ("pending", "pending", "running", "running", "done")
+    assert sorted(queued_job_ids()) == sorted(job_id(d.id) for d in (pending, paused, crashed))
 
 
 def test_sweeper_enqueues_again_queued_rows_whose_jobs_redis_lost(client, conn, redis_server):
     for i in range(2):
         assert client.post(url(conn), data=json.dumps({"id": i}), headers=SECRET).status_code == 200
     rows = deliveries()
-    assert [r.status for r in rows] == ["queued", "queued"]
-    redis_server.stop()  # restarted without persistence: the queue is empty, the rows say queued
+    assert [r.status for r in rows] == ["pending", "pending"]
+    redis_server.stop()  # restarted without persistence: the queue is empty, the rows say pending
     redis_server.start()
     assert queued_job_ids() == []
-    assert "vanished 2" in sweep_unqueued_deliveries()
-    assert sorted(queued_job_ids()) == sorted(f"delivery-{r.id}" for r in rows)
-    assert "vanished 0" in sweep_unqueued_deliveries()  # jobs that exist are left alone
+    assert sweep()["enqueued"] == 2
+    assert sorted(queued_job_ids()) == sorted(job_id(r.id) for r in rows)
+    assert sweep()["enqueued"] == 0  # jobs that exist are left alone
 
 
 def test_delivery_stats_and_card_partial(app, conn, admin):
     from flask import g, render_template
 
-    for key, status in (("a", "queued"), ("b", "failed"), ("c", "failed"), ("d", "paused"), ("e", "done")):
+    for key, status in (("a", "pending"), ("b", "failed"), ("c", "failed"), ("d", "paused"), ("e", "done")):
         db.session.add(WebhookDelivery(connection_id=conn.id, plugin_key="tiny_example", source="tiny",
                                        event="ping", dedupe_key=key, payload={}, status=status))
     db.session.commit()
@@ -239,8 +243,8 @@ def test_retry_failed_needs_an_admin_of_the_org_and_a_csrf_token(client, conn, m
     token = csrf_token(client, "/settings/integrations")
     assert client.post(path, data={"csrf_token": token}).status_code == 302
     db.session.expire_all()
-    assert failed.status == "queued" and failed.error is None
-    assert queued_job_ids() == [f"delivery-{failed.id}"]
+    assert failed.status == "pending" and failed.error is None
+    assert queued_job_ids() == [job_id(failed.id)]
 
 
 def test_events_replay_reenqueues_matching_deliveries(app, runner, conn):
@@ -256,7 +260,7 @@ def test_events_replay_reenqueues_matching_deliveries(app, runner, conn):
                                  "--plugin", "tiny_example"])
     assert result.exit_code == 0, result.output
     assert "replayed 1 deliveries" in result.output
-    assert queued_job_ids() == [f"delivery-{rows[0].id}"]
+    assert queued_job_ids() == [job_id(rows[0].id)]
     result = runner.invoke(args=["events", "replay", "--since", "yesterday"])
     assert result.exit_code != 0 and "ISO time" in result.output
 
@@ -288,7 +292,7 @@ def test_same_delivery_posted_five_times_concurrently_gives_one_row_one_job_one_
         t.join()
     assert statuses == [200] * 5
     [row] = deliveries()
-    assert queued_job_ids() == [f"delivery-{row.id}"]
+    assert queued_job_ids() == [job_id(row.id)]
     workers.run_burst()
     assert deliveries()[0].status == "done"
     r = get_redis()

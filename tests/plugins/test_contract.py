@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import os
+from importlib import import_module
 
 import pytest
 
 from hub import create_app
 from hub.extensions import db
+from hub.jobs import registered_jobs, spec_of
 from hub.models import Connection, utcnow
+from hub.plugin import WebhookSource
 from hub.registry import all_plugins, import_string
 from tests.conftest import base_config, sign_in
 
@@ -58,13 +61,21 @@ def test_blueprint_builds_twice(redis_server, sqlite_url, path):
 
 
 @pytest.mark.parametrize("path", plugin_params())
-def test_every_job_and_handler_is_importable_by_a_worker(app, path):
+def test_every_job_is_registered_and_importable_by_a_worker(app, path):
+    """A worker finds each job by the dotted path RQ stores: it must resolve to the same job."""
     plugin = import_string(path).plugin
-    paths = list(plugin.jobs) + [j.func for j in plugin.periodic_jobs] + \
-        [s.handler for s in plugin.webhook_sources]
-    for job in paths:
-        assert callable(import_string(job)), job
-        assert import_string(job).__module__.startswith(path), f"{job} lives outside the plugin"
+    funcs = list(plugin.jobs) + [j.func for j in plugin.periodic_jobs]
+    if plugin.connect_job():
+        funcs.append(plugin.connect_job())
+    assert funcs, "a plugin without jobs tests nothing here"
+    for func in funcs:
+        spec = spec_of(func)
+        assert registered_jobs()[spec.name] is spec
+        module, _, attr = spec.name.rpartition(".")
+        assert getattr(import_module(module), attr).job is spec, spec.name
+        assert module.startswith(path), f"{spec.name} lives outside the plugin"
+    for source in plugin.webhook_sources:
+        assert type(source).handle is not WebhookSource.handle, f"{source.name} handles nothing"
 
 
 @pytest.mark.parametrize("path", plugin_params())

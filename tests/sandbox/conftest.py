@@ -12,7 +12,7 @@ from lever_sandbox_helpers import (
     Receiver,
 )
 
-from plugins.wecp_lever.sandbox.testing import start_sandbox
+from sandboxes.lever.testing import start_sandbox
 
 # Short retry delays keep the webhook tests fast; a reset restores exactly these values.
 FAST_CONFIG = {"SANDBOX_WEBHOOK_RETRY_DELAYS": [0.05, 0.1, 0.15, 0.2]}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import requests
 from lever_sandbox_helpers import ACME, ALL_SCOPES, CLIENT_ID, REDIRECT_URI, Api
 
-from plugins.wecp_lever.sandbox import create_app
+from sandboxes.lever import create_app
 
 
 def _api(sandbox, account_id):

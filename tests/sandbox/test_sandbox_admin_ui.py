@@ -8,9 +8,9 @@ import requests
 from click.testing import CliRunner
 from lever_sandbox_helpers import ACME, ADA, ASSESSMENT, BACKEND, FORMER, OLIVIA
 
-from plugins.wecp_lever.sandbox import create_app
-from plugins.wecp_lever.sandbox.cli import build_config, lever_sandbox_command
-from plugins.wecp_lever.sandbox.state import generate_candidates
+from sandboxes.lever import create_app
+from sandboxes.lever.cli import build_config, lever_sandbox_command
+from sandboxes.lever.state import generate_candidates
 
 
 def test_seed_has_what_the_demo_needs(sandbox):

@@ -12,9 +12,10 @@ import pytest
 from hub.assessments import services
 from hub.auth import create_user
 from hub.extensions import db
-from hub.models import ApiToken, User, WebhookDelivery
-from plugins.wecp_lever.models import Note, PostingLink
-from plugins.wecp_lever.sandbox.testing import start_sandbox
+from hub.inbox import WebhookDelivery
+from hub.models import ApiToken, User
+from plugins.wecp_lever.models import Note, PostingLink, Tag
+from sandboxes.lever.testing import start_sandbox
 from tests.conftest import csrf_token, sign_in
 from tests.hub.assessments.conftest import SAMPLE
 from tests.workers import make_connection
@@ -47,6 +48,7 @@ class Org:
     delivery_id: int
     link_id: int
     note_id: int
+    tag_id: int
     email_id: str
     marker: str  # text that appears in this organization's data and nowhere else
 
@@ -78,14 +80,16 @@ def make_org(name: str) -> Org:
                        posting_text=f"{marker} posting", stage_id="stage-1", stage_text="Assessment")
     note = Note(organization_id=admin.organization_id, connection_id=connection.id,
                 key=f"result:{result.id}", result_id=result.id, opportunity_id="opp-1", status="failed")
-    db.session.add_all([link, note])
+    tag = Tag(organization_id=admin.organization_id, connection_id=connection.id, key=f"result:{result.id}",
+              opportunity_id="opp-1", tags=["WeCP: passed"], status="failed", attempts=1)
+    db.session.add_all([link, note, tag])
     db.session.commit()
     email_id = services.invitation_email(invitation.id).id
     return Org(name=name, admin=admin, member=member, test_id=test.id, invitation_id=invitation.id,
                invitation_token=token, result_id=result.id, report_token=result.report_token,
                connection_id=connection.id, endpoint_id=connection.endpoint_id,
                webhook_secret=f"whsec-{slug}-0123456789abcdef", delivery_id=delivery.id,
-               link_id=link.id, note_id=note.id, email_id=email_id, marker=marker)
+               link_id=link.id, note_id=note.id, tag_id=tag.id, email_id=email_id, marker=marker)
 
 
 @pytest.fixture

@@ -10,9 +10,10 @@ import pytest
 from hub.assessments import services
 from hub.assessments.models import AssessmentTest
 from hub.extensions import db
+from hub.inbox import WebhookDelivery
 from hub.mail import OutboundEmail, build_message
-from hub.models import Connection, WebhookDelivery
-from plugins.wecp_lever.sandbox.state import read_seed
+from hub.models import Connection
+from sandboxes.lever.state import read_seed
 from tests.plugins.wecp_lever.signing import lever_body, sign_lever_delivery
 from tests.security.conftest import SAMPLE, api_token, consent, finish, lever_fixture, start_connect
 

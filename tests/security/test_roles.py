@@ -6,7 +6,8 @@ import pytest
 
 from hub.assessments.models import Result
 from hub.extensions import db
-from hub.models import Connection, WebhookDelivery
+from hub.inbox import WebhookDelivery
+from hub.models import Connection
 from tests.conftest import csrf_token
 from tests.security.conftest import Org, api_token
 
@@ -35,6 +36,7 @@ ACCESS = {
     "wecp_lever.static": "public",
     "wecp_lever.index": "member", "wecp_lever.link": "member", "wecp_lever.unlink": "member",
     "wecp_lever.resend": "member", "wecp_lever.retry_email": "member", "wecp_lever.retry_note": "member",
+    "wecp_lever.retry_tag": "member",
     "wecp_lever_api.list_links": "member", "wecp_lever_api.create_link": "member",
     "wecp_lever_api.delete_link": "member", "wecp_lever_api.postings": "member",
     "wecp_lever_api.stages": "member",
@@ -56,7 +58,7 @@ def url_for_rule(rule, org: Org) -> str:
               "connection_id": org.connection_id, "endpoint_id": org.endpoint_id,
               "token": org.invitation_token, "instance_number": 0, "job_id": "x",
               "queue_name": "webhooks", "registry_name": "failed", "per_page": 10, "order": "asc",
-              "page": 1, "filename": "hub.css", "link_id": org.link_id, "note_id": org.note_id,
+              "page": 1, "filename": "hub.css", "link_id": org.link_id, "note_id": org.note_id, "tag_id": org.tag_id,
               "invitation_id": org.invitation_id, "email_id": org.email_id}
     if rule.endpoint == "assessments.report":
         values["token"] = org.report_token

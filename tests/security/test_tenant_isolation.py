@@ -5,14 +5,15 @@ import pytest
 
 from hub.assessments.models import AssessmentTest, Result
 from hub.extensions import db
-from hub.models import Connection, WebhookDelivery
+from hub.inbox import WebhookDelivery
+from hub.models import Connection
 from tests.conftest import csrf_token
 from tests.plugins.wecp_lever.signing import lever_body
 from tests.security.conftest import api_token, lever_fixture
 from tests.security.test_roles import access_of, calls, send
 
 #: URL arguments that name a row of one organization.
-TENANT_ARGUMENTS = {"test_id", "result_id", "connection_id", "link_id", "note_id", "invitation_id",
+TENANT_ARGUMENTS = {"test_id", "result_id", "connection_id", "link_id", "note_id", "tag_id", "invitation_id",
                     "email_id"}
 
 
@@ -89,7 +90,7 @@ def post_delivery(client, endpoint_id: str, body: bytes):
 def deliveries_of(connection_id: str) -> list[WebhookDelivery]:
     db.session.expire_all()
     return list(db.session.scalars(db.select(WebhookDelivery).filter_by(
-        connection_id=connection_id, status="queued")))
+        connection_id=connection_id, status="pending")))
 
 
 def test_webhook_for_org_a_cannot_reach_org_b(app, org_a, org_b, client):

@@ -247,7 +247,7 @@ def test_request_bodies_over_1_mib_get_413(app, org_a, browser):
     big = "x" * (ONE_MIB + 1)
     form = admin.post("/tests/new", data={"csrf_token": token, "title": big})
     assert form.status_code == 413
-    body = '{"title": "%s", "questions": []}' % big
+    body = '{"title": "' + big + '", "questions": []}'
     cookie_api = admin.post("/api/v1/tests", data=body, content_type="application/json",
                             headers={"X-CSRFToken": token})
     bearer_api = app.test_client().post("/api/v1/tests", data=body, content_type="application/json",

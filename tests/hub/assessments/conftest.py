@@ -30,8 +30,11 @@ def make_test(organization_id: int, **changes) -> AssessmentTest:
 
 
 def invite(test, key="key-1", name="Ada Lovelace", email="ada@example.com"):
-    return services.create_invitation(test.id, name=name, email=email, source="wecp_lever",
-                                      source_ref="opp-1", idempotency_key=key)
+    """Invite in a transaction of its own, as a job does (create_invitation does not commit)."""
+    result = services.create_invitation(test.id, name=name, email=email, source="tiny_example",
+                                        source_ref="opp-1", idempotency_key=key)
+    db.session.commit()
+    return result
 
 
 def right_answers(test) -> dict:

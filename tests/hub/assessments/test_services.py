@@ -104,21 +104,27 @@ def test_complete_twice_stores_one_result_and_sends_one_signal(app, sample_test)
     assert db.session.scalar(db.select(db.func.count(Result.id))) == 1
 
 
-def test_signal_is_sent_after_the_commit(app, sample_test):
+def test_receivers_write_in_the_results_transaction(app, sample_test):
+    """What a receiver adds (a note for the ATS) commits with the result, or not at all."""
+    from hub.models import AuditEvent, audit
+
     invitation, _ = invite(sample_test)
     token = invitation.token
     services.start_invitation(token)
     seen_by_other_session = []
 
     def receiver(sender, result_id, invitation_id):
-        # A fresh connection sees the row only if it was committed before the signal.
+        # Not committed yet: another connection does not see the result.
         with db.engine.connect() as conn:
             seen_by_other_session.append(conn.execute(
                 db.text("SELECT count(*) FROM result WHERE id = :id"), {"id": result_id}).scalar())
+        audit("test.receiver", target=result_id)
 
     with invitation_completed.connected_to(receiver):
-        services.complete_invitation(token, {})
-    assert seen_by_other_session == [1]
+        result = services.complete_invitation(token, {})
+    assert seen_by_other_session == [0]
+    db.session.expire_all()
+    assert db.session.scalar(db.select(AuditEvent).filter_by(action="test.receiver")).target == result.id
 
 
 def test_complete_requires_start_and_respects_the_time_limit(app, sample_test):
@@ -151,12 +157,12 @@ def test_expire_invitations_job(app, sample_test):
     db.session.refresh(overtime)
     overtime.submit_by = utcnow() - timedelta(minutes=1)
     db.session.commit()
-    assert services.expire_invitations() == 2
+    assert services.expire_invitations() == {"expired": 2}
     db.session.expire_all()
     assert [db.session.get(Invitation, i.id).status for i in (late, fresh, overtime)] == \
         ["expired", "invited", "expired"]
-    assert services.expire_invitations() == 0
-    assert services.HUB_PERIODIC_JOBS[0].func == "hub.assessments.services.expire_invitations"
+    assert services.expire_invitations() == {"expired": 0}
+    assert services.HUB_PERIODIC_JOBS[0].name == "hub.assessments.services.expire_invitations"
 
 
 def test_report_url_is_absolute_and_revocable(app, sample_test):
@@ -203,8 +209,9 @@ def test_concurrent_create_invitation_makes_one(pg_app, pg_org_id):
 
     def call():
         invitation, created = services.create_invitation(
-            test_id, name="Grace", email="grace@example.com", source="wecp_lever",
+            test_id, name="Grace", email="grace@example.com", source="tiny_example",
             source_ref="opp-9", idempotency_key="same-key")
+        db.session.commit()  # as the job that called it would
         return invitation.id, created
 
     results = _in_threads(pg_app, 8, call)

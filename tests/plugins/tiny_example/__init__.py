@@ -6,8 +6,10 @@ import time
 
 from flask import Blueprint, render_template
 
+from hub.jobs import job
 from hub.plugin import (
     BadSignature,
+    Done,
     IncomingEvent,
     MalformedPayload,
     PeriodicJob,
@@ -26,17 +28,17 @@ def index():
     return render_template("tiny_example/index.html")
 
 
-def count_ping(delivery_id):
+def count_ping(delivery, connection):
     """Handle one ping; its one effect is keyed in Redis (SET NX), so a second run does nothing twice.
 
     Payload options drive the end-to-end tests: ``sleep`` (seconds, to be killed mid-job) and
     ``fail`` (raise on the first N runs).
     """
-    from hub.extensions import db, get_redis
-    from hub.models import WebhookDelivery
+    from hub.extensions import get_redis
 
+    delivery_id = delivery.id
     CALLS.append(("count_ping", delivery_id))
-    payload = db.session.get(WebhookDelivery, delivery_id).payload
+    payload = delivery.payload
     key = str(payload["id"])
     r = get_redis()
     runs = r.incr(f"tiny:runs:{key}")
@@ -47,9 +49,10 @@ def count_ping(delivery_id):
         raise RuntimeError(f"failing on purpose, run {runs}")
     if r.set(f"tiny:effect:{key}", delivery_id, nx=True):
         r.incr("tiny:effects")
-    return "counted"
+    return Done(what="counted")
 
 
+@job("sync", retry=False)
 def tick(connection_id=None):
     CALLS.append(("tick", connection_id))
     from rq import get_current_job
@@ -63,7 +66,9 @@ def tick(connection_id=None):
 
 class TinySource(WebhookSource):
     name = "tiny"
-    handler = "tests.plugins.tiny_example.count_ping"
+
+    def handle(self, delivery, connection):
+        return count_ping(delivery, connection)
 
     def receive(self, connection, body, headers):
         if not hmac.compare_digest(headers.get("X-Tiny-Secret", ""), "tiny-secret"):
@@ -75,13 +80,16 @@ class TinySource(WebhookSource):
             raise MalformedPayload("expected {\"id\": …}") from exc
 
 
+from .work import echo  # noqa: E402 (the plugin's durable work, after its helpers)
+
+
 class TinyPlugin(Plugin):
     key = "tiny_example"
     title = "Tiny Example"
     description = "Counts pings."
     webhook_sources = (TinySource(),)
-    jobs = ("tests.plugins.tiny_example.count_ping",)
-    periodic_jobs = (PeriodicJob("tests.plugins.tiny_example.tick", __import__("datetime").timedelta(minutes=1)),)
+    jobs = (echo,)
+    periodic_jobs = (PeriodicJob(tick, __import__("datetime").timedelta(minutes=1)),)
     blueprint = "tests.plugins.tiny_example:bp"
 
 

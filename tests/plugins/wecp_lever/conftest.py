@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from hub.extensions import db
-from plugins.wecp_lever.sandbox.testing import start_sandbox
+from sandboxes.lever.testing import start_sandbox
 from tests.conftest import sign_in
 
 CLIENT_ID, CLIENT_SECRET = "wecp-hub-test", "test-client-secret"

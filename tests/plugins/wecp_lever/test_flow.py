@@ -14,9 +14,11 @@ from hub.assessments.services import (
     start_invitation,
 )
 from hub.extensions import db
+from hub.inbox import WebhookDelivery
+from hub.jobs import run_inline_jobs
 from hub.mail import OutboundEmail
-from hub.models import WebhookDelivery
 from plugins.wecp_lever.flow import post_note, reconcile_postings
+from plugins.wecp_lever.lever import LeverError
 from plugins.wecp_lever.models import Note
 from tests.conftest import csrf_token
 from tests.plugins.wecp_lever.conftest import (
@@ -66,6 +68,20 @@ def move(sandbox, client, conn, opp, stage=ASSESSMENT):
     return deliver(client, conn, opp, stage)
 
 
+def move_expecting_failure(sandbox, client, conn, opp, stage=ASSESSMENT, error=LeverError):
+    """A move whose follow-up job fails: inline jobs raise where a worker would retry."""
+    sandbox.admin.move(ACCOUNT, [opp], stage)
+    with pytest.raises(error):
+        deliver(client, conn, opp, stage)
+    db.session.rollback()
+
+
+def between_retries(row):
+    """Put a row that failed inline (no retries there) back as RQ leaves it between two retries."""
+    row.status, row.finished_at, row.outcome = "pending", None, None
+    db.session.commit()
+
+
 def invitations():
     db.session.expire_all()
     return db.session.scalars(db.select(Invitation)).all()
@@ -75,8 +91,12 @@ def take_test(invitation, correct: bool) -> Result:
     """The candidate opens the emailed link, starts and submits (all right, or nothing)."""
     token = invitation_url(invitation.id).rsplit("/", 1)[1]
     start_invitation(token)
+    db.session.commit()
     answers = {str(q.id): [0] for q in invitation.test.questions} if correct else {}
-    return complete_invitation(token, answers)
+    result = complete_invitation(token, answers)
+    db.session.commit()  # services write in the caller's transaction; its jobs follow the commit
+    run_inline_jobs()
+    return result
 
 
 def lever_writes(sandbox, since=0):
@@ -97,7 +117,7 @@ def test_link_rules_one_stage_per_posting_many_postings_per_test(connected, sand
     assert link(client, other).status_code == 201  # two tests may share a posting and stage
     assert link(client, test, posting=CLOSED).status_code == 400
     listed = client.get(f"/api/v1/tests/{test.id}/lever-links").json["data"]
-    assert [l["posting_id"] for l in listed] == [BACKEND, FRONTEND]
+    assert [item["posting_id"] for item in listed] == [BACKEND, FRONTEND]
     assert listed[0]["linked_by"] == "admin@acme-wecp.example"
 
 
@@ -167,12 +187,12 @@ def test_stage_change_invites_once_and_the_result_becomes_one_note(connected, sa
     assert f"View a detailed report on WeCP: {report_url(result.id)}" in value
     assert notes[0].get("perform_as", notes[0].get("user")) == OLIVIA
     note = db.session.scalar(db.select(Note))
-    assert (note.status, note.perform_as_role) == ("posted", "owner")
+    assert (note.status, note.outcome, note.perform_as_role) == ("done", "note_posted", "owner")
     # The report link from the note opens the report.
     report = client.get(report_url(result.id).replace("http://hub.test", ""))
     assert report.status_code == 200 and "Backend screen" in report.get_data(as_text=True)
     # The job running again posts nothing.
-    assert post_note(note.key) == "already posted"
+    assert post_note(note.id)["outcome"] == "already_done"
     assert len(sandbox.admin.notes(ACCOUNT)) == 1
 
 
@@ -185,12 +205,14 @@ def test_a_run_that_died_after_lever_accepted_the_note_finds_it(connected, sandb
     [invitation] = invitations()
     take_test(invitation, correct=False)
     note = db.session.scalar(db.select(Note))
-    assert note.status == "posted" and len(sandbox.admin.notes(ACCOUNT)) == 1
-    # Simulate the crash window: Lever holds the note, our row says "posting", lease over.
-    note.status, note.lever_note_id = "posting", None
-    note.attempted_at = note.attempted_at.replace(year=2000)
+    assert note.status == "done" and len(sandbox.admin.notes(ACCOUNT)) == 1
+    # Simulate the crash window: Lever holds the note, our row says "running", lease over.
+    note.status, note.lever_note_id = "running", None
+    note.lease_until = note.finished_at.replace(year=2000)
     db.session.commit()
-    assert "found in Lever" in post_note(note.key)
+    assert post_note(note.id) == {"outcome": "note_posted", "status": "done", "found": True}
+    db.session.expire_all()
+    assert "found in Lever" in db.session.get(Note, note.id).summary
     assert len(sandbox.admin.notes(ACCOUNT)) == 1
 
 
@@ -203,7 +225,7 @@ def test_candidate_in_the_posting_before_the_link_is_not_invited(connected, sand
     move(sandbox, client, conn, opp)
     assert invitations() == []
     delivery = db.session.scalar(db.select(WebhookDelivery))
-    assert delivery.status == "skipped" and "before" in delivery.result
+    assert delivery.status == "skipped" and "before" in delivery.summary
 
 
 @pytest.mark.parametrize("stage,posting", [(SCREEN, BACKEND), (ASSESSMENT, FRONTEND)])
@@ -244,7 +266,7 @@ def test_archived_opportunity_is_skipped(connected, sandbox):
     sandbox.admin.patch_opportunity(opp, archived={"reason": "withdrew", "archivedAt": 1})
     move(sandbox, client, conn, opp)
     assert invitations() == []
-    assert "archived" in db.session.scalar(db.select(WebhookDelivery)).result
+    assert "archived" in db.session.scalar(db.select(WebhookDelivery)).summary
 
 
 def test_two_tests_on_one_posting_and_stage_both_invite(connected, sandbox):
@@ -274,7 +296,7 @@ def test_note_falls_back_to_the_hiring_manager_when_the_owner_is_deactivated(con
     [invitation] = invitations()
     take_test(invitation, correct=False)
     note = db.session.scalar(db.select(Note))
-    assert (note.status, note.perform_as, note.perform_as_role) == ("posted", HANK, "hiring_manager")
+    assert (note.status, note.perform_as, note.perform_as_role) == ("done", HANK, "hiring_manager")
     assert "Failed" in sandbox.admin.notes(ACCOUNT)[0]["value"]
 
 
@@ -284,7 +306,7 @@ def test_reconciliation_acts_on_a_move_whose_webhook_was_lost(connected, sandbox
     opp = new_candidate(sandbox)
     sandbox.admin.move(ACCOUNT, [opp], ASSESSMENT)  # no delivery reaches the hub
     assert invitations() == []
-    assert "invited 1" in reconcile_postings(conn.id)
+    assert reconcile_postings(conn.id) == {"outcome": "reconciled", "status": "done", "checked": 1, "invited": 1}
     assert len(invitations()) == 1
     # The webhook arriving late after all, and the next reconciliation: nothing twice.
     deliver(client, conn, opp, ASSESSMENT)
@@ -302,11 +324,12 @@ def test_a_reconciliation_while_another_of_the_connection_runs_is_skipped(connec
     lock = get_redis().lock(f"wecp_lever:reconcile:{conn.id}", timeout=30)
     assert lock.acquire(blocking=False)  # a first run (no cursor yet) still going
     try:
-        assert reconcile_postings(conn.id).startswith("skipped: another reconciliation")
+        assert reconcile_postings(conn.id) == {"outcome": "skipped", "status": "skipped",
+                                               "reason": "already_running"}
         assert invitations() == []
     finally:
         lock.release()
-    assert "invited 1" in reconcile_postings(conn.id)
+    assert reconcile_postings(conn.id)["invited"] == 1
 
 
 def test_revoked_connection_pauses_work_and_reconnect_resumes_it(connected, sandbox):
@@ -329,7 +352,6 @@ def test_revoked_connection_pauses_work_and_reconnect_resumes_it(connected, sand
 
 
 def test_reconnect_writes_the_tags_left_waiting_at_once(connected, sandbox):
-    from hub.plugin import ConnectionUnusable
     from plugins.wecp_lever.flow import tag_opportunity
     from plugins.wecp_lever.models import Tag
     from tests.hub.test_connections import connect
@@ -339,14 +361,15 @@ def test_reconnect_writes_the_tags_left_waiting_at_once(connected, sandbox):
     opp = new_candidate(sandbox)
     since = sandbox.admin.requests_log()[-1]["seq"]
     sandbox.admin.add_fault(route="/addTags", error_rate=1.0, status=500)
-    move(sandbox, client, conn, opp)
+    move_expecting_failure(sandbox, client, conn, opp)
     sandbox.admin.revoke_app(ACCOUNT, "wecp-hub-test")
     sandbox.admin.clear_faults()
     tag = db.session.scalar(db.select(Tag))
-    with pytest.raises(ConnectionUnusable):  # the tag job's retry meets the revoked access
-        tag_opportunity(tag.key)
-    db.session.rollback()
-    assert db.session.scalar(db.select(Tag.status)) == "pending"
+    between_retries(tag)
+    # The tag job's retry meets the revoked access: the tag waits for the connection.
+    assert tag_opportunity(tag.id)["outcome"] == "paused"
+    db.session.expire_all()
+    assert db.session.scalar(db.select(Tag.status)) == "paused"
     connect(client, sandbox)  # Reconnect: the waiting tag is written (inline queue), not a minute later
     db.session.expire_all()
     assert db.session.scalar(db.select(Tag.status)) == "done"
@@ -370,7 +393,7 @@ def test_a_failed_email_is_visible_with_a_retry(connected, sandbox, pg_app):
     client, conn = connected
     pg_app.config["SMTP_URL"] = f"smtp://127.0.0.1:{free_port()}"  # nothing listens there
     link(client, make_test(conn.organization_id))
-    move(sandbox, client, conn, new_candidate(sandbox))
+    move_expecting_failure(sandbox, client, conn, new_candidate(sandbox), error=ConnectionRefusedError)
     assert len(invitations()) == 1
     page = client.get("/integrations/wecp_lever/").get_data(as_text=True)
     assert "Emails that could not be sent" in page and "ConnectionRefusedError" in page
@@ -395,33 +418,38 @@ def invited_with_move_on_pass(connected, sandbox) -> str:
 
 def test_optional_move_on_pass_happens_once(connected, sandbox):
     from plugins.wecp_lever.flow import advance_candidate
+    from plugins.wecp_lever.models import StageMove
 
-    done_stage = DONE_STAGE
     invited_with_move_on_pass(connected, sandbox)
     take_test(invitations()[0], correct=True)
     moves = [r for r in lever_writes(sandbox) if r["path"].endswith("/stage")]
     assert len(moves) == 1 and moves[0]["perform_as"] == OLIVIA
-    note = db.session.scalar(db.select(Note))
-    assert advance_candidate(note.key, done_stage) == "already moved"
+    move = db.session.scalar(db.select(StageMove))
+    assert (move.status, move.stage_id, move.outcome) == ("done", DONE_STAGE, "moved")
+    assert advance_candidate(move.id)["outcome"] == "already_done"
     assert len([r for r in lever_writes(sandbox) if r["path"].endswith("/stage")]) == 1
 
 
 def test_a_move_on_pass_that_lever_refused_is_retried_not_taken_for_done(connected, sandbox):
+    from hub.outbox import retry_failed
     from plugins.wecp_lever.flow import advance_candidate
+    from plugins.wecp_lever.models import StageMove
 
-    done_stage = DONE_STAGE
     opp = invited_with_move_on_pass(connected, sandbox)
     sandbox.admin.add_fault(route="/stage$", error_rate=1.0, status=503)
-    try:
-        take_test(invitations()[0], correct=True)  # inline: the move's failure may surface here
-    except Exception:
-        db.session.rollback()
+    with pytest.raises(LeverError):
+        take_test(invitations()[0], correct=True)  # inline: the move's failure surfaces here
+    db.session.rollback()
     sandbox.admin.clear_faults()
-    note = db.session.scalar(db.select(Note))
-    assert sandbox.admin.state(ACCOUNT)["opportunities"][opp] != done_stage
-    assert advance_candidate(note.key, done_stage) == f"moved to {done_stage}"  # RQ's retry
-    assert sandbox.admin.state(ACCOUNT)["opportunities"][opp] == done_stage
-    assert advance_candidate(note.key, done_stage) == "already moved"
+    move = db.session.scalar(db.select(StageMove))
+    assert move.status == "failed" and "503" in move.error  # inline runs have no retries left
+    assert sandbox.admin.state(ACCOUNT)["opportunities"][opp] != DONE_STAGE
+    assert retry_failed(advance_candidate, StageMove.id == move.id) == 1  # the admin's Retry
+    run_inline_jobs()
+    assert sandbox.admin.state(ACCOUNT)["opportunities"][opp] == DONE_STAGE
+    db.session.expire_all()
+    assert db.session.get(StageMove, move.id).status == "done"
+    assert advance_candidate(move.id)["outcome"] == "already_done"
     moved = [r for r in lever_writes(sandbox) if r["path"].endswith("/stage") and r["status"] < 300]
     assert len(moved) == 1
 
@@ -457,16 +485,17 @@ def test_admin_changes_the_settings_on_the_activity_page(connected):
     assert get_setting(org, "wecp_lever", "advance_on_pass_stage") == "offer"
 
 
-def _age(rows, seconds=60):
+def _age_due(rows, seconds=300):
     from datetime import timedelta
 
     for row in rows:
-        row.created_at -= timedelta(seconds=seconds)
+        row.due_at -= timedelta(seconds=seconds)
     db.session.commit()
 
 
-def test_a_tag_whose_job_failed_for_good_is_added_once_by_the_sweeper(connected, sandbox):
-    from plugins.wecp_lever.flow import sweep_lever_writes, tag_opportunity
+def test_a_tag_whose_job_was_lost_is_added_once_by_the_sweeper_and_a_failed_one_by_retry(connected, sandbox):
+    from hub.outbox import sweep
+    from plugins.wecp_lever.flow import tag_opportunity
     from plugins.wecp_lever.models import Tag
 
     client, conn = connected
@@ -474,27 +503,31 @@ def test_a_tag_whose_job_failed_for_good_is_added_once_by_the_sweeper(connected,
     opp = new_candidate(sandbox)
     since = sandbox.admin.requests_log()[-1]["seq"]
     sandbox.admin.add_fault(route="/addTags", error_rate=1.0, status=500)  # Lever down for tags
-    move(sandbox, client, conn, opp)
+    move_expecting_failure(sandbox, client, conn, opp)
     assert len(invitations()) == 1  # the invitation does not wait for the tag
     [tag] = db.session.scalars(db.select(Tag)).all()
-    assert (tag.status, tag.tags, tag.perform_as) == ("pending", ["WeCP: invited"], OLIVIA)
+    assert (tag.status, tag.tags) == ("failed", ["WeCP: invited"])
+    # The author is chosen when the tag is written, from the application's ids kept on the row.
+    assert tag.perform_as is None and tag.application
     page = client.get("/integrations/wecp_lever/").get_data(as_text=True)
-    assert "Tags waiting" in page and "WeCP: invited" in page  # the admin sees it is not written yet
+    assert "Tags waiting" in page and "WeCP: invited" in page
+    assert f"/integrations/wecp_lever/tags/{tag.id}/retry" in page  # the admin sees it and can retry
     sandbox.admin.clear_faults()
-    assert sweep_lever_writes() == "notes 0, tags 0"  # too young: its own job may still run
-    _age([tag])
-    assert sweep_lever_writes() == "notes 0, tags 1"
+    between_retries(tag)  # as a worker leaves it when Redis loses the job between two retries
+    assert sweep()["enqueued"] == 0  # too young: its own job may still run
+    _age_due([tag])
+    assert sweep()["enqueued"] == 1
     db.session.expire_all()
     assert db.session.get(Tag, tag.id).status == "done"
     added = [r for r in lever_writes(sandbox, since) if r["path"].endswith("/addTags") and r["status"] < 300]
     assert len(added) == 1 and added[0]["perform_as"] == OLIVIA
-    assert sweep_lever_writes() == "notes 0, tags 0"
-    assert tag_opportunity(tag.key) == "already tagged"
+    assert sweep()["enqueued"] == 0
+    assert tag_opportunity(tag.id)["outcome"] == "already_done"
     assert "Tags waiting" not in client.get("/integrations/wecp_lever/").get_data(as_text=True)
 
 
 def test_a_note_whose_job_was_lost_is_posted_once_by_the_sweeper(connected, sandbox):
-    from plugins.wecp_lever.flow import sweep_lever_writes
+    from hub.outbox import sweep
     from plugins.wecp_lever.models import Tag
 
     client, conn = connected
@@ -502,18 +535,18 @@ def test_a_note_whose_job_was_lost_is_posted_once_by_the_sweeper(connected, sand
     opp = new_candidate(sandbox)
     move(sandbox, client, conn, opp)
     sandbox.admin.add_fault(route="/notes", error_rate=1.0, status=503)
-    with pytest.raises(Exception):
+    with pytest.raises(LeverError):
         take_test(invitations()[0], correct=True)  # inline: the note job's failure surfaces here
     db.session.rollback()
     [note] = db.session.scalars(db.select(Note)).all()
-    assert note.status in ("pending", "posting") and sandbox.admin.notes(ACCOUNT) == []
+    assert note.status == "failed" and sandbox.admin.notes(ACCOUNT) == []
     sandbox.admin.clear_faults()
-    note.attempted_at = note.attempted_at and note.attempted_at.replace(year=2000)  # lease over
-    _age([note])
-    assert sweep_lever_writes().startswith("notes 1")
+    between_retries(note)
+    _age_due([note])
+    assert sweep()["enqueued"] == 1
     db.session.expire_all()
-    assert db.session.get(Note, note.id).status == "posted"
+    assert db.session.get(Note, note.id).status == "done"
     assert len(sandbox.admin.notes(ACCOUNT)) == 1
     result_tags = db.session.scalar(db.select(Tag).filter_by(key=f"result:{note.result_id}"))
     assert result_tags.tags == ["WeCP: completed", "WeCP: passed"] and result_tags.status == "done"
-    assert sweep_lever_writes() == "notes 0, tags 0"
+    assert sweep()["enqueued"] == 0

@@ -33,7 +33,7 @@ def test_a_second_run_keeps_the_webhook(pg_app, pg_client, sandbox):
     connect(pg_client, sandbox)
     conn = the_connection()
     first = sandbox.admin.webhooks("acme")
-    assert register_webhook(conn.id) == "kept"
+    assert register_webhook(conn.id) == {"outcome": "webhook_ready", "status": "done", "created": False}
     assert sandbox.admin.webhooks("acme") == first
 
 
@@ -43,7 +43,7 @@ def test_a_webhook_whose_secret_we_lack_is_recreated(pg_app, pg_client, sandbox)
     old_id = conn.webhook_id
     conn.webhook_secret = None  # as after a crash between creating it and saving the token
     db.session.commit()
-    assert register_webhook(conn.id) == "created"
+    assert register_webhook(conn.id) == {"outcome": "webhook_ready", "status": "done", "created": True}
     hooks = sandbox.admin.webhooks("acme")
     conn = the_connection()
     assert [h["id"] for h in hooks] == [conn.webhook_id] and conn.webhook_id != old_id

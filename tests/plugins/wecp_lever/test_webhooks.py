@@ -12,8 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hub.extensions import db
-from hub.jobs import process_delivery
-from hub.models import WebhookDelivery
+from hub.inbox import WebhookDelivery, process_delivery
 from hub.plugin import BadSignature, MalformedPayload, Ping
 from plugins.wecp_lever.webhooks import check_fresh, expected_signature, parse_delivery
 from tests.plugins.wecp_lever.signing import lever_body, sign_lever_delivery
@@ -55,16 +54,16 @@ def test_candidate_stage_change_fixture_is_stored_and_handled(post):
     process_delivery(row.id)
     db.session.expire_all()
     # No test is linked to the stage: recorded, and Lever is not even asked (see test_flow.py).
-    assert row.status == "skipped" and "no test is linked" in row.result
+    assert row.status == "skipped" and "no test is linked" in row.summary
 
 
 def test_candidate_hired_fixture_is_stored_and_skipped_as_unsupported(post):
     response = post(lever_body(SECRET, fixture("candidateHired")))
     assert response.status_code == 200
     [row] = stored()
-    assert process_delivery(row.id) == "skipped"
+    assert process_delivery(row.id) == {"outcome": "skipped", "status": "skipped", "reason": "unsupported_event"}
     db.session.expire_all()
-    assert (row.status, row.result) == ("skipped", "unsupported event candidateHired")
+    assert (row.status, row.outcome, row.summary) == ("skipped", "skipped", "unsupported event candidateHired")
 
 
 def test_stage_change_with_invalid_data_is_skipped_with_the_reason(post):
@@ -72,9 +71,9 @@ def test_stage_change_with_invalid_data_is_skipped_with_the_reason(post):
     del payload["data"]["toStageId"]
     post(lever_body(SECRET, payload))
     [row] = stored()
-    assert process_delivery(row.id) == "skipped"
+    assert process_delivery(row.id)["reason"] == "invalid_data"
     db.session.expire_all()
-    assert row.result == "invalid data: toStageId"
+    assert row.summary == "invalid data: toStageId"
 
 
 def test_bad_signature_is_401_and_stores_nothing(post):

@@ -1,7 +1,7 @@
 """wecp_lever tables
 
 Revision ID: 0004
-Revises: 0003
+Revises: (the first revision of the wecp_lever history; needs the hub at 0003)
 Create Date: 2026-11-28 17:11:09.706836
 
 """
@@ -10,7 +10,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '0004'
-down_revision = '0003'
+down_revision = None
 branch_labels = None
 depends_on = None
 

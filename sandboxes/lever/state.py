@@ -491,7 +491,7 @@ def generate_candidates(state: SandboxState, account_id: str, count: int,
                 raise Invalid("Account has no published posting")
             posting_id = published[0].id
         specs = []
-        for n in range(count):
+        for _ in range(count):
             first, last = rng.choice(_FIRST), rng.choice(_LAST)
             tag = uuid.UUID(int=rng.getrandbits(128)).hex[:8]
             specs.append({

@@ -1,4 +1,4 @@
-"""Allows `python -m plugins.wecp_lever.sandbox`."""
+"""Allows `python -m sandboxes.lever`."""
 from .cli import lever_sandbox_command
 
 lever_sandbox_command()

@@ -1,0 +1,1 @@
+"""The hub's own Alembic history (``hub.schema``); shipped with the hub."""

@@ -1,0 +1,93 @@
+"""Boundaries the layout promises, read from the source: the hub names no provider, production
+code never imports the sandboxes or the tests, plugins use the assessments domain's interface."""
+from __future__ import annotations
+
+import ast
+import pathlib
+import re
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+PLUGIN_KEYS = sorted(p.name for p in (ROOT / "plugins").iterdir() if (p / "__init__.py").exists())
+
+
+def provider_names() -> list[str]:
+    """Each shipped plugin's key and the provider word in it (``wecp_lever`` → ``lever``)."""
+    names = set()
+    for key in PLUGIN_KEYS:
+        names.add(key)
+        names.add(key.removeprefix("wecp_"))
+    return sorted(names)
+
+
+def files(folder: str, *suffixes: str) -> list[pathlib.Path]:
+    return sorted(p for p in (ROOT / folder).rglob("*") if p.suffix in suffixes and "__pycache__" not in p.parts)
+
+
+def imports(path: pathlib.Path) -> list[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append(node.module)
+            found += [f"{node.module}.{alias.name}" for alias in node.names]
+    return found
+
+
+def test_there_are_plugins_to_check():
+    assert PLUGIN_KEYS, "no plugin package under plugins/"
+
+
+@pytest.mark.parametrize("path", files("hub", ".py", ".html", ".js", ".css", ".txt"),
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_module_of_the_hub_names_a_provider(path):
+    """Code, templates and comments of hub/ alike: what a provider needs is the plugin's to say."""
+    words = re.compile(r"(?<![a-z])(" + "|".join(map(re.escape, provider_names())) + r")(?![a-z])", re.IGNORECASE)
+    hits = [f"{n}: {line.strip()}" for n, line in enumerate(path.read_text().splitlines(), 1) if words.search(line)]
+    assert hits == [], f"{path.relative_to(ROOT)} names a provider:\n" + "\n".join(hits)
+
+
+@pytest.mark.parametrize("path", files("hub", ".py") + files("plugins", ".py"),
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_production_code_never_imports_sandboxes_tests_or_benchmarks(path):
+    bad = [name for name in imports(path) if name.split(".")[0] in ("sandboxes", "tests", "bench")]
+    assert bad == [], f"{path.relative_to(ROOT)} imports {bad}"
+
+
+@pytest.mark.parametrize("path", files("plugins", ".py"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_plugins_use_the_assessments_interface_not_its_models(path):
+    allowed = ("hub.assessments.services", "hub.assessments.signals")
+    bad = [name for name in imports(path) if name.startswith("hub.assessments")
+           and name != "hub.assessments" and not name.startswith(allowed)
+           and name not in ("hub.assessments.services", "hub.assessments.signals")]
+    # ``from hub.assessments import services`` reads as hub.assessments + hub.assessments.services.
+    assert bad == [], f"{path.relative_to(ROOT)} imports {bad}"
+
+
+@pytest.mark.parametrize("key", PLUGIN_KEYS)
+def test_plugins_do_not_import_each_other(key):
+    others = [k for k in PLUGIN_KEYS if k != key]
+    for path in files(f"plugins/{key}", ".py"):
+        bad = [n for n in imports(path) if any(n.startswith(f"plugins.{o}") for o in others)]
+        assert bad == [], f"{path.relative_to(ROOT)} imports another plugin: {bad}"
+
+
+def test_the_job_module_stands_below_the_inbox_and_intake():
+    """hub.jobs knows nothing of deliveries: no import circle between jobs, outbox, inbox, webhooks."""
+    order = ["hub.outcomes", "hub.jobs", "hub.outbox", "hub.inbox", "hub.webhooks"]
+    for i, module in enumerate(order):
+        path = ROOT / (module.replace(".", "/") + ".py")
+        above = order[i + 1:]
+        tree = ast.parse(path.read_text())
+        # Top-level imports only: a function may import upward at run time without a circle at import.
+        names = []
+        for node in tree.body:
+            if isinstance(node, ast.ImportFrom):
+                target = node.module if node.level == 0 else "hub." + (node.module or "")
+                names.append(target)
+            elif isinstance(node, ast.Import):
+                names += [a.name for a in node.names]
+        assert not [n for n in names if n in above], f"{module} imports {[n for n in names if n in above]}"

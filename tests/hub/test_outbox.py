@@ -1,0 +1,208 @@
+"""Durable work: schedule after commit, claim under a lease, finish with the work, sweep, resume.
+
+Every kind (deliveries, emails, a plugin's writes) lives on this one mechanism; these tests use
+the tiny plugin's ``echo`` kind, whose row says how a run behaves.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+from unittest import mock
+
+import pytest
+
+from hub import outbox
+from hub.extensions import db, get_redis
+from hub.jobs import get_queue
+from hub.models import utcnow
+from hub.outbox import (
+    counts_by_status,
+    kind_of,
+    resume_connection,
+    retry_failed,
+    schedule,
+    schedule_once,
+    sweep,
+)
+from hub.signals import connection_restored
+from tests.plugins.tiny_example.work import Echo, echo
+from tests.workers import make_connection
+
+KIND = kind_of(echo)
+
+
+@pytest.fixture
+def app_config():
+    return {"HUB_PLUGINS": ["tests.plugins.tiny_example"], "HUB_SWEEP_AFTER_SECONDS": 0}
+
+
+@pytest.fixture(autouse=True)
+def empty_redis(redis_server):
+    import redis
+
+    redis.Redis.from_url(redis_server.url).flushdb()
+
+
+def add(key, behaviour="ok", **fields) -> int:
+    row = schedule(echo, Echo(key=key, behaviour=behaviour, **fields))
+    db.session.commit()
+    return row.id
+
+
+def reload(row_id) -> Echo:
+    db.session.expire_all()
+    return db.session.get(Echo, row_id)
+
+
+def queued() -> list[str]:
+    return get_queue("default").job_ids
+
+
+def effects() -> int:
+    return int(get_redis().get("tiny:echo:effects") or 0)
+
+
+def last_try():
+    return mock.patch.object(outbox, "get_current_job", return_value=mock.Mock(retries_left=0))
+
+
+def a_try_with_retries_left():
+    return mock.patch.object(outbox, "get_current_job", return_value=mock.Mock(retries_left=2))
+
+
+def test_the_job_is_enqueued_after_commit_never_before_and_not_after_a_rollback(app):
+    schedule(echo, Echo(key="rolled-back"))
+    assert queued() == []
+    db.session.rollback()
+    assert queued() == [] and db.session.scalar(db.select(Echo)) is None
+    row_id = add("kept")
+    assert queued() == [KIND.job_id(row_id)]
+
+
+def test_schedule_once_keeps_the_callers_other_rows_on_a_duplicate(app):
+    add("k")
+    other = Echo(key="other")
+    db.session.add(other)
+    assert schedule_once(echo, Echo(key="k")) is False  # the duplicate rolls back its savepoint only
+    db.session.commit()
+    assert {r.key for r in db.session.scalars(db.select(Echo))} == {"k", "other"}
+
+
+def test_a_run_claims_does_the_work_once_and_records_the_outcome(app):
+    row_id = add("once")
+    assert echo(row_id) == {"outcome": "done", "status": "done"}
+    assert echo(row_id) == {"outcome": "already_done", "status": "done"}
+    row = reload(row_id)
+    assert (row.status, row.attempts, row.outcome, row.summary) == ("done", 1, "done", "echoed once")
+    assert row.lease_until is None and row.finished_at is not None and effects() == 1
+
+
+def test_a_run_while_another_holds_the_lease_leaves_it_alone(app):
+    row_id = add("leased")
+    row = reload(row_id)
+    row.status, row.lease_until, row.attempts = "running", utcnow() + timedelta(minutes=5), 1
+    db.session.commit()
+    assert echo(row_id)["outcome"] == "in_flight"
+    assert effects() == 0
+    row = reload(row_id)
+    row.lease_until = utcnow() - timedelta(seconds=1)  # the run that held it died
+    db.session.commit()
+    assert echo(row_id)["outcome"] == "done"
+    assert reload(row_id).attempts == 2  # the next run knows an earlier one may have acted
+
+
+def test_a_failure_is_retried_then_failed_after_the_last_try_with_its_reason(app):
+    row_id = add("flaky", "fail:5")
+    with a_try_with_retries_left(), pytest.raises(outbox.WorkFailed) as raised:
+        echo(row_id)
+    assert "failing on purpose" not in str(raised.value)  # RQ sees the kind and row, not the data
+    row = reload(row_id)
+    assert (row.status, row.lease_until) == ("pending", None) and "failing on purpose" in row.error
+    with last_try(), pytest.raises(outbox.WorkFailed):
+        echo(row_id)
+    row = reload(row_id)
+    assert (row.status, row.attempts, row.outcome) == ("failed", 2, "failed")
+    assert retry_failed(echo, Echo.id == row_id) == 1
+    assert reload(row_id).status == "pending" and KIND.job_id(row_id) in queued()
+
+
+def test_refused_fails_at_once_with_the_readable_reason(app):
+    row_id = add("no", "refuse")
+    with a_try_with_retries_left():
+        assert echo(row_id)["outcome"] == "failed"
+    row = reload(row_id)
+    assert (row.status, row.error) == ("failed", "the provider refused this for good")
+
+
+def test_defer_gives_the_worker_back_without_spending_an_attempt(app):
+    from rq import Retry
+
+    row_id = add("later", "defer")
+    with a_try_with_retries_left():
+        result = outbox.run(KIND, row_id)
+    assert isinstance(result, Retry) and result.intervals == [1] and result.max > 1000
+    row = reload(row_id)
+    assert (row.status, row.attempts) == ("pending", 0) and row.due_at > utcnow()
+    assert echo(row_id)["outcome"] == "done" and reload(row_id).attempts == 1
+
+
+def test_an_unusable_connection_pauses_and_restoring_it_resumes(app):
+    conn = make_connection(revoked_at=utcnow(), revoked_reason="invalid_grant")
+    row_id = add("waits", connection_id=conn.id)
+    assert echo(row_id)["outcome"] == "paused"
+    assert reload(row_id).status == "paused" and effects() == 0
+    get_queue("default").empty()
+
+    conn.revoked_at = None
+    db.session.commit()
+    connection_restored.send(app, connection=conn)
+    [job] = get_queue("webhooks").get_jobs()
+    assert job.func_name == "hub.outbox.resume_connection" and job.args == [conn.id]
+    assert resume_connection(conn.id) == {"resumed": 1}
+    assert reload(row_id).status == "pending" and KIND.job_id(row_id) in queued()
+    assert echo(row_id)["outcome"] == "done"
+
+
+def test_the_handler_raising_connection_unusable_pauses_too(app):
+    conn = make_connection()
+    row_id = add("revoked-now", "unusable", connection_id=conn.id)
+    assert echo(row_id)["outcome"] == "paused"
+    assert reload(row_id).error == "revoked in the provider"
+
+
+def test_the_sweeper_enqueues_what_lost_its_job_and_leaves_live_jobs_alone(app, redis_server):
+    ids = [add(f"s{i}") for i in range(3)]
+    redis_server.stop()  # restarted without persistence: the rows are pending, the jobs gone
+    redis_server.start()
+    assert queued() == []
+    assert sweep()["enqueued"] == 3
+    assert sorted(queued()) == sorted(KIND.job_id(i) for i in ids)
+    assert sweep()["enqueued"] == 0
+
+
+def test_the_sweeper_gives_up_after_max_attempts(app):
+    row_id = add("hopeless")
+    row = reload(row_id)
+    row.status, row.attempts, row.lease_until = "running", KIND.max_attempts, utcnow() - timedelta(minutes=1)
+    db.session.commit()
+    get_queue("default").empty()
+    assert sweep()["gave_up"] == 1
+    row = reload(row_id)
+    assert row.status == "failed" and "gave up" in row.error
+
+
+def test_the_sweeper_resumes_paused_work_of_a_usable_connection(app):
+    conn = make_connection()
+    row_id = add("missed-signal", connection_id=conn.id)
+    row = reload(row_id)
+    row.status = "paused"
+    db.session.commit()
+    get_queue("default").empty()
+    assert sweep()["resumed"] == 1
+    assert reload(row_id).status == "pending" and KIND.job_id(row_id) in queued()
+
+
+def test_counts_by_status(app):
+    add("a")
+    echo(add("b"))
+    counts = counts_by_status(echo)
+    assert (counts["pending"], counts["done"], counts["failed"]) == (1, 1, 0)

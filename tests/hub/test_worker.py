@@ -1,0 +1,190 @@
+"""`hub worker`: real worker processes that crash, retry, survive Redis, and share periodic slots."""
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+
+import pytest
+from rq.job import Job
+
+from hub.extensions import db, get_redis
+from hub.inbox import WebhookDelivery, job_id
+from hub.jobs import get_queue
+from hub.models import utcnow
+from hub.plugin import PeriodicJob
+from hub.worker import HubWorker, enqueue_periodic_jobs
+from tests.plugins import tiny_example
+from tests.workers import make_connection, parent_of, wait_for, workers  # noqa: F401 (fixture)
+
+TINY = "tests.plugins.tiny_example"
+SECRET = {"X-Tiny-Secret": "tiny-secret"}
+
+#: Read by the scheduler through HUB_PERIODIC_JOB_MODULES in the tests below.
+HUB_PERIODIC_JOBS = [PeriodicJob(tiny_example.tick, timedelta(seconds=10), per_connection=True)]
+
+
+@pytest.fixture(autouse=True)
+def empty_redis(redis_server):
+    # conftest's reset skips Redis on a database's first use: start every test from an empty Redis.
+    import redis
+
+    redis.Redis.from_url(redis_server.url).flushdb()
+
+
+@pytest.fixture
+def app_config():
+    return {"HUB_PLUGINS": [TINY], "HUB_SWEEP_AFTER_SECONDS": 0}
+
+
+def reload(delivery_id) -> WebhookDelivery:
+    db.session.expire_all()
+    return db.session.get(WebhookDelivery, delivery_id)
+
+
+def test_periodic_jobs_are_enqueued_once_per_slot_and_per_usable_connection(app):
+    app.config["HUB_PERIODIC_JOB_MODULES"] = ["hub.outbox", "tests.hub.test_worker", "hub.does_not_exist"]
+    usable, revoked = make_connection(), make_connection(org_name="Other", revoked_at=utcnow())
+    now = 1_000_000.0
+    first = enqueue_periodic_jobs(app, now)
+    assert sorted(first) == sorted([
+        "periodic-tests-plugins-tiny_example-tick-hub-16666",          # the plugin's, every 60 s
+        "periodic-hub-outbox-sweep-hub-33333",                         # the hub's sweeper, every 30 s
+        f"periodic-tests-plugins-tiny_example-tick-{usable.id}-100000",  # per connection, every 10 s
+    ])
+    assert revoked.id not in "".join(first)
+    # Another worker in the same slot enqueues nothing.
+    assert enqueue_periodic_jobs(app, now + 1) == []
+    # The next slot while the last slot's run still waits in its queue (a backlog): that run
+    # will do the work, so none is added; once it has run, the next slot runs again.
+    assert enqueue_periodic_jobs(app, now + 10) == []
+    get_queue("sync").fetch_job(f"periodic-tests-plugins-tiny_example-tick-{usable.id}-100000").delete()
+    assert enqueue_periodic_jobs(app, now + 20) == [f"periodic-tests-plugins-tiny_example-tick-{usable.id}-100002"]
+    assert get_queue("sync").count == 3  # the plugin's tick, the sweeper and the connection's latest
+
+
+def test_abandoned_jobs_are_noticed_after_the_grace_not_after_a_minute(app):
+    worker = HubWorker([get_queue("webhooks")], connection=get_redis(), job_monitoring_interval=5)
+    worker.heartbeat_grace = 10
+    job = Job.create("tests.plugins.tiny_example.tick", args=[1], connection=get_redis(), timeout=300)
+    assert worker.get_heartbeat_ttl(job) == 15
+    assert worker.get_heartbeat_ttl(job, working_time=298) == 12
+
+
+# --- real worker processes -------------------------------------------------------------------
+
+#: Short retry intervals and scheduler ticks for the workers (environment) and the test app (config).
+FAST = {"HUB_RETRY_INTERVALS": "1,1,1", "HUB_SCHEDULER_TICK": "0.5"}
+FAST_CONFIG = {"HUB_RETRY_INTERVALS": [1, 1, 1], "HUB_SCHEDULER_TICK": 0.5}
+
+
+def post(client, conn, key, **payload):
+    response = client.post(f"/webhooks/tiny_example/{conn.endpoint_id}", data=json.dumps({"id": key, **payload}),
+                           headers=SECRET)
+    assert response.status_code == 200, response.data
+    return db.session.scalar(db.select(WebhookDelivery.id).filter_by(dedupe_key=str(key)))
+
+
+def status_of(delivery_id):
+    return reload(delivery_id).status
+
+
+@pytest.mark.slow
+def test_kill_9_mid_job_runs_the_job_again_within_a_minute_with_one_effect(pg_app, workers, capsys):
+    pg_app.config.update(FAST_CONFIG)
+    client = pg_app.test_client()
+    conn = make_connection()
+    workers.start(2, **FAST)
+    r = get_redis()
+    delivery_id = post(client, conn, "crash", sleep=3)
+    horse = int(wait_for(lambda: r.get("tiny:pid:crash"), 60, message="the job to start"))
+    worker = parent_of(horse)
+    workers.kill(worker)  # the worker first, so it cannot record the horse's death
+    workers.kill(horse)
+    killed_at = time.monotonic()
+    wait_for(lambda: status_of(delivery_id) == "done", 60, message="the job to run again within a minute")
+    recovered_in = time.monotonic() - killed_at
+    with capsys.disabled():
+        print(f"\n[kill -9 recovery] job done again {recovered_in:.1f}s after the kill")
+    row = reload(delivery_id)
+    assert row.attempts == 2
+    assert r.get("tiny:runs:crash") == b"2"
+    assert r.get("tiny:effects") == b"1"
+
+
+@pytest.mark.slow
+def test_retries_then_success_and_after_the_last_retry_failed_and_retryable(pg_app, workers):
+    pg_app.config.update(FAST_CONFIG)
+    client = pg_app.test_client()
+    conn = make_connection()
+    workers.start(1, **FAST)
+    flaky = post(client, conn, "flaky", fail=2)
+    broken = post(client, conn, "broken", fail=99)
+    wait_for(lambda: status_of(flaky) == "done", 60, message="the flaky delivery to succeed")
+    wait_for(lambda: status_of(broken) == "failed", 60, message="the broken delivery to fail")
+    assert reload(flaky).attempts == 3
+    row = reload(broken)
+    assert row.attempts == 4 and "failing on purpose" in row.error
+    assert job_id(broken) in get_queue("webhooks").failed_job_registry.get_job_ids()
+    assert get_redis().get("tiny:effects") == b"1"
+
+
+@pytest.mark.slow
+def test_redis_down_during_intake_then_processed_after_it_returns(pg_app, workers, redis_server):
+    client = pg_app.test_client()
+    conn = make_connection()
+    redis_server.stop()
+    try:
+        ids = [post(client, conn, f"r{i}") for i in range(3)]
+    finally:
+        redis_server.start()
+    assert {status_of(i) for i in ids} == {"pending"}
+    workers.start(1, HUB_PERIODIC_INTERVALS="hub.outbox.sweep=1", **FAST)
+    wait_for(lambda: {status_of(i) for i in ids} == {"done"}, 60, message="the sweeper and the worker")
+    assert get_redis().get("tiny:effects") == b"3"
+
+
+@pytest.mark.slow
+def test_a_worker_busy_when_redis_goes_away_works_again_when_it_returns(pg_app, workers, redis_server):
+    client = pg_app.test_client()
+    conn = make_connection()
+    (proc,) = workers.start(1, **FAST)
+    r = get_redis()
+    post(client, conn, "busy", sleep=2)
+    wait_for(lambda: r.get("tiny:pid:busy"), 60, message="the job to start")
+    redis_server.stop()
+    try:
+        time.sleep(3)  # the job ends while Redis is away: RQ's work loop fails and gives up
+    finally:
+        redis_server.start()
+    assert proc.poll() is None, "the worker exited"
+    after = post(client, conn, "after")
+    wait_for(lambda: status_of(after) == "done", 60, message="the same worker to take new work")
+
+
+@pytest.mark.slow
+def test_several_workers_enqueue_each_periodic_slot_once(pg_app, workers):
+    workers.start(3, HUB_PERIODIC_INTERVALS=f"{TINY}.tick=1", **FAST)
+    r = get_redis()
+    ticks = wait_for(lambda: (lambda t: t if len(t) >= 4 else None)(r.lrange("tiny:ticks", 0, -1)), 60,
+                     message="four periodic ticks")
+    assert len(ticks) == len(set(ticks)), ticks  # one run per slot, whichever worker enqueued it
+
+
+def test_a_work_horse_is_forked_only_while_the_scheduler_thread_is_parked(monkeypatch):
+    """A fork during a scheduler tick could inherit a lock the tick holds (Redis or database pool)."""
+    import threading
+
+    from rq import Worker
+
+    from hub.worker import SCHEDULER_TICK_LOCK
+
+    forked = threading.Event()
+    monkeypatch.setattr(Worker, "fork_work_horse", lambda self, job, queue: forked.set())
+    worker = HubWorker.__new__(HubWorker)  # no Redis needed to check the ordering
+    with SCHEDULER_TICK_LOCK:  # a tick in progress
+        thread = threading.Thread(target=worker.fork_work_horse, args=(None, None))
+        thread.start()
+        assert not forked.wait(0.5)
+    assert forked.wait(5)
+    thread.join(5)
