@@ -1,7 +1,14 @@
-"""Job health for staff: rq-dashboard mounted at /admin/rq, admins only, CSRF on every change."""
+"""The job dashboard: rq-dashboard mounted at /admin/rq, for the hub's operators alone.
+
+Operators (``hub.models.Operator``, made with ``hub operators add``) run the hub; the dashboard
+shows every organization's jobs, so nobody else may learn it exists: an organization's admin, a
+member and an anonymous caller get 404 on every URL and method of it. Changes need a POST with
+the CSRF token. Jobs carry ids, keys and outcome codes only (``hub.jobs.check_arguments``,
+``public_result``), because rq-dashboard prints job text unescaped.
+"""
 from __future__ import annotations
 
-from flask import abort, current_app, g, redirect, request, url_for
+from flask import abort, current_app, g, request
 from flask_wtf.csrf import generate_csrf
 from rq.serializers import JSONSerializer
 
@@ -11,20 +18,41 @@ URL_PREFIX = "/admin/rq"
 STATE_CHANGING = {"rq_dashboard.delete_job_view", "rq_dashboard.requeue_job_view",
                   "rq_dashboard.requeue_all", "rq_dashboard.empty_queue", "rq_dashboard.compact_queue"}
 
-# The dashboard page is built by inline scripts, which the hub's CSP forbids elsewhere.
-DASHBOARD_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
-                 "img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; "
-                 "frame-ancestors 'none'")
+# rq-dashboard builds its pages with inline scripts and compiles its underscore.js templates
+# with ``new Function`` (so 'unsafe-eval'): its pages stay on "Loading..." under the hub's CSP.
+# This relaxation is sent on the dashboard's URLs alone, which only operators reach, and every
+# job's text there is ids and codes; the rest of the hub keeps ``hub.security.CSP``.
+DASHBOARD_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; "
+                 "style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
+                 "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+
+def _allowed() -> bool:
+    """The one rule of the dashboard: the caller is one of the hub's operators."""
+    return g.get("operator") is not None
+
+
+def _on_dashboard() -> bool:
+    return request.path == URL_PREFIX or request.path.startswith(URL_PREFIX + "/")
+
+
+def _hide():
+    """First of all the app's before-request functions (ahead of the CSRF check and of routing's
+    405): on any dashboard path, whatever its method, a caller who is not an operator gets 404."""
+    if not _on_dashboard():
+        return None
+    from .auth import load_user
+
+    load_user()
+    if not _allowed():
+        abort(404)
+    return None
 
 
 def _guard():
-    """Before every dashboard request, whatever its method: admins and super admins only."""
-    if g.get("user") is None:
-        if request.method == "GET":
-            return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
-        abort(401)
-    if not g.user.is_admin:
-        abort(403)
+    """Before every dashboard request: the checks of rq-dashboard's own routes."""
+    if not _allowed():
+        abort(404)
     if request.endpoint in STATE_CHANGING and request.method != "POST":
         abort(405)  # rq-dashboard also requeues on GET: no change without a POST and its CSRF check
     if (request.view_args or {}).get("instance_number", 0) != 0:
@@ -33,9 +61,9 @@ def _guard():
 
 
 def _after(response):
-    if request.blueprint == "rq_dashboard":
+    if request.blueprint == "rq_dashboard" and _allowed():
         response.headers["Content-Security-Policy"] = DASHBOARD_CSP
-        if g.get("user") is not None and g.user.is_admin and response.mimetype == "text/html":
+        if response.mimetype == "text/html":
             # rq-dashboard's scripts send the cookie `_csrf_token` as X-CSRFToken with each POST,
             # which the hub's CSRFProtect then checks like any form token.
             response.set_cookie("_csrf_token", generate_csrf(), path=URL_PREFIX, samesite="Strict",
@@ -54,4 +82,5 @@ def init_app(app) -> None:
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=URL_PREFIX)
     # First among the blueprint's before-request functions, ahead of rq-dashboard's own.
     app.before_request_funcs.setdefault("rq_dashboard", []).insert(0, _guard)
+    app.before_request_funcs.setdefault(None, []).insert(0, _hide)
     app.after_request(_after)

@@ -19,7 +19,7 @@ from flask import (
 )
 
 from .extensions import db, get_redis
-from .models import ApiToken, User, audit, utcnow
+from .models import ApiToken, Operator, User, audit, utcnow
 from .security import is_webhook_intake
 
 bp = Blueprint("auth", __name__)
@@ -27,8 +27,15 @@ log = logging.getLogger("hub.auth")
 
 
 def load_user() -> None:
-    """Before every request: who is calling, from a bearer token or the session cookie."""
+    """Before every request: who is calling, from a bearer token or the session cookie.
+
+    Runs once per request (the job dashboard's guard may have run it first).
+    """
+    if g.get("hub_caller_loaded"):
+        return
+    g.hub_caller_loaded = True
     g.user = None
+    g.operator = None
     g.api_token = False
     if is_webhook_intake(request):
         return  # deliveries are authenticated by their signature, never by a user
@@ -42,6 +49,15 @@ def load_user() -> None:
         g.user = token.user
         # Bearer calls carry no ambient credential, so the API skips CSRF for them.
         g.api_token = True
+        return
+    operator_id = session.get("operator_id")
+    if operator_id is not None:
+        # An operator is never a user: g.user stays None, so no organization's page opens.
+        operator = db.session.get(Operator, operator_id)
+        if operator is not None and session.get("pw") == operator.password_hash[-12:]:
+            g.operator = operator
+        else:
+            session.clear()
         return
     user_id = session.get("user_id")
     if user_id is not None:
@@ -129,6 +145,17 @@ def login():
             error = "Too many sign-in attempts. Wait a minute and try again."
         else:
             user = db.session.scalar(db.select(User).filter_by(email=email))
+            operator = None if user is not None else \
+                db.session.scalar(db.select(Operator).filter_by(email=email))
+            if operator is not None and operator.check_password(password):
+                session.clear()
+                session["operator_id"] = operator.id
+                session["pw"] = operator.password_hash[-12:]
+                session.permanent = True
+                operator.last_login_at = utcnow()
+                audit("operator.login", target=f"operator:{operator.id}")
+                db.session.commit()
+                return redirect(OPERATOR_HOME)
             if user is not None and user.active and user.check_password(password):
                 session.clear()
                 session["user_id"] = user.id
@@ -151,6 +178,28 @@ def logout():
     return redirect(url_for("auth.login"))
 
 
+#: Where an operator lands after signing in: the job dashboard (``hub.admin``).
+OPERATOR_HOME = "/admin/rq/"
+
+
+def create_operator(email: str, password: str) -> Operator:
+    """Create an operator (the CLI's ``hub operators add``); never from a page."""
+    email = email.strip().lower()
+    if "@" not in email or len(email) > 320:
+        raise ValueError("give the operator's email address")
+    if len(password) < 12:
+        raise ValueError("an operator's password must have at least 12 characters")
+    if db.session.scalar(db.select(User).filter_by(email=email)) is not None \
+            or db.session.scalar(db.select(Operator).filter_by(email=email)) is not None:
+        raise ValueError(f"{email} is taken already (by a user or an operator)")
+    operator = Operator(email=email)
+    operator.set_password(password)
+    db.session.add(operator)
+    db.session.flush()
+    audit("operator.created", target=f"operator:{operator.id}")
+    return operator
+
+
 def create_user(org_name: str, email: str, password: str, role: str = "member", name: str = "") -> User:
     """Create the user (and the organization when new). Used by the CLI, the demo and tests."""
     from .models import ROLES, Organization
@@ -167,6 +216,8 @@ def create_user(org_name: str, email: str, password: str, role: str = "member", 
     email = email.strip().lower()
     if db.session.scalar(db.select(User).filter_by(email=email)) is not None:
         raise ValueError(f"a user with email {email} exists already")
+    if db.session.scalar(db.select(Operator).filter_by(email=email)) is not None:
+        raise ValueError(f"{email} belongs to an operator; a user needs another address")
     user = User(organization_id=org.id, email=email, role=role, name=name or email.split("@")[0])
     user.set_password(password)
     db.session.add(user)

@@ -44,6 +44,54 @@ def users_create(org_name, email, password, role, name):
     click.echo(f"created {user.role} {user.email} in {org_name}")
 
 
+@click.group("operators")
+def operators():
+    """The people who run the hub: the job dashboard is theirs alone. Only this CLI manages them."""
+
+
+@operators.command("add")
+@click.option("--email", required=True)
+@click.option("--password", required=True, prompt=True, hide_input=True, confirmation_prompt=True)
+@with_appcontext
+def operators_add(email, password):
+    """Add an operator; they sign in on the hub's sign-in page."""
+    from .auth import create_operator
+
+    try:
+        operator = create_operator(email, password)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    db.session.commit()
+    click.echo(f"added operator {operator.email}")
+
+
+@operators.command("list")
+@with_appcontext
+def operators_list():
+    """Every operator, with when they last signed in."""
+    from .models import Operator
+
+    for operator in db.session.scalars(db.select(Operator).order_by(Operator.email)):
+        last = operator.last_login_at.isoformat(timespec="seconds") if operator.last_login_at else "never"
+        click.echo(f"{operator.email}\tlast sign-in: {last}")
+
+
+@operators.command("remove")
+@click.option("--email", required=True)
+@with_appcontext
+def operators_remove(email):
+    """Remove an operator: their next request finds no operator and is signed out."""
+    from .models import Operator, audit
+
+    operator = db.session.scalar(db.select(Operator).filter_by(email=email.strip().lower()))
+    if operator is None:
+        raise click.ClickException(f"no operator with email {email}")
+    audit("operator.removed", target=f"operator:{operator.id}")
+    db.session.delete(operator)
+    db.session.commit()
+    click.echo(f"removed operator {operator.email}")
+
+
 @click.group("api-tokens")
 def api_tokens():
     """Personal tokens for the JSON API."""
@@ -96,7 +144,7 @@ def keys_rotate():
 
 def init_app(app) -> None:
     """Attach the hub's commands to ``app.cli`` (so ``flask --app wsgi`` and tests see them too)."""
-    for command in (users, api_tokens, keys):
+    for command in (users, operators, api_tokens, keys):
         app.cli.add_command(command)
 
 

@@ -63,6 +63,29 @@ class User(db.Model):
         return self.role in ("admin", "super_admin")
 
 
+class Operator(db.Model):
+    """A person who runs the hub itself (the job dashboard), bound to no organization's data.
+
+    Operators are made, listed and removed only from the CLI (``hub operators …``) and sign in
+    through the same page as users; they are never a ``User``, so no page, API or query of an
+    organization ever sees one as a member.
+    """
+
+    __tablename__ = "operator"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(sa.String(300))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None]
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        return check_password_hash(self.password_hash, password)
+
+
 class ApiToken(db.Model):
     """A personal token for the JSON API; only its SHA-256 is stored."""
 

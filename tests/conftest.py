@@ -175,6 +175,30 @@ def sign_in(client, email, password="correct horse battery"):
     return response
 
 
+OPERATOR_PASSWORD = "operator horse battery staple"
+
+
+@pytest.fixture
+def make_operator(app):
+    """Make an operator of the hub (as ``hub operators add`` does)."""
+    from hub.auth import create_operator
+
+    def make(email="ops@wecp.example", password=OPERATOR_PASSWORD):
+        operator = create_operator(email, password)
+        db.session.commit()
+        return operator
+    return make
+
+
+@pytest.fixture
+def operator_client(app, make_operator):
+    """A browser signed in as an operator."""
+    operator = make_operator()
+    client = app.test_client()
+    sign_in(client, operator.email, OPERATOR_PASSWORD)
+    return client
+
+
 @pytest.fixture
 def admin(make_user):
     return make_user(role="admin")

@@ -8,7 +8,7 @@ from hub.assessments.models import Result
 from hub.extensions import db
 from hub.inbox import WebhookDelivery
 from hub.models import Connection
-from tests.conftest import csrf_token
+from tests.conftest import OPERATOR_PASSWORD, csrf_token, sign_in
 from tests.security.conftest import Org, api_token
 
 #: Every endpoint of the app and who may use it. A new route fails
@@ -42,13 +42,13 @@ ACCESS = {
     "wecp_lever_api.stages": "member",
     "wecp_lever.save_settings": "admin",
 }
-# The job dashboard, every page and action of it: admins only.
-ADMIN_BLUEPRINTS = ("rq_dashboard.",)
+# The job dashboard, every page and action of it: the hub's operators only (404 for all others).
+OPERATOR_BLUEPRINTS = ("rq_dashboard.",)
 
 
 def access_of(endpoint: str) -> str | None:
-    if endpoint.startswith(ADMIN_BLUEPRINTS):
-        return "admin"
+    if endpoint.startswith(OPERATOR_BLUEPRINTS):
+        return "operator"
     return ACCESS.get(endpoint)
 
 
@@ -115,7 +115,7 @@ def test_members_are_refused_every_admin_url(app, org_a, browser):
         if access_of(endpoint) == "admin":
             assert send(member, method, url, token).status_code == 403, (endpoint, method, url)
             checked += 1
-    assert checked >= 10
+    assert checked >= 8
     db.session.expire_all()
     assert db.session.get(Result, org_a.result_id).report_token_hash is not None
     assert db.session.get(WebhookDelivery, org_a.delivery_id).status == "failed"
@@ -140,15 +140,36 @@ def test_member_cannot_revoke_lever(org_a, browser):
 
 def test_member_cannot_see_the_job_dashboard(org_a, browser):
     member = browser(org_a.member)
-    assert member.get("/admin/rq/").status_code == 403
-    assert member.get("/admin/rq/0/data/queues.json").status_code == 403
+    assert member.get("/admin/rq/").status_code == 404
+    assert member.get("/admin/rq/0/data/queues.json").status_code == 404
 
 
-def test_admin_and_super_admin_may_connect_and_see_the_job_dashboard(app, org_a, browser, make_user):
+def test_only_operators_reach_the_job_dashboard(app, org_a, browser, make_user, make_operator):
+    """Every dashboard URL and method: 404 for anonymous callers, members, admins and super
+    admins of an organization (with a valid CSRF token, so only the role decides)."""
+    boss = make_user(org="Org A", role="super_admin", email="boss@org-a.example")
+    checked = 0
+    for user, page in ((None, "/login"), (org_a.member, "/settings/integrations"),
+                       (org_a.admin, "/settings/integrations"), (boss, "/settings/integrations")):
+        client = browser(user)
+        token = csrf_token(client, page)
+        for endpoint, method, url in calls(app, org_a):
+            if access_of(endpoint) == "operator":
+                response = send(client, method, url, token)
+                assert response.status_code == 404, (user, endpoint, method, url, response.status_code)
+                assert org_a.marker not in response.get_data(as_text=True)
+                checked += 1
+    assert checked >= 40
+    operator = app.test_client()
+    sign_in(operator, make_operator().email, OPERATOR_PASSWORD)
+    assert operator.get("/admin/rq/").status_code == 200
+    assert operator.get("/admin/rq/0/data/queues.json").status_code == 200
+
+
+def test_admin_and_super_admin_may_connect(app, org_a, browser, make_user):
     boss = make_user(org="Org A", role="super_admin", email="boss@org-a.example")
     for user in (org_a.admin, boss):
         client = browser(user)
-        assert client.get("/admin/rq/").status_code == 200
         response = client.post("/integrations/wecp_lever/connect",
                                data={"csrf_token": csrf_token(client, "/settings/integrations")})
         assert response.status_code == 302 and "/authorize?" in response.headers["Location"]
