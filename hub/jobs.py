@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from flask import current_app, g, has_app_context
 from redis.exceptions import RedisError
-from rq import Queue, Retry
+from rq import Queue, Retry, get_current_job
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from sqlalchemy import event as sa_event
@@ -73,6 +73,15 @@ class JobArgumentError(TypeError):
     """A job was enqueued with an argument that is not an id or a key."""
 
 
+class JobFailed(RuntimeError):
+    """What RQ stores when a job raised: the job's name and the exception's type, no more.
+
+    An exception's text may quote a provider's answer, a customer's data or an SQL statement's
+    parameters, and the operators' dashboard prints RQ's traceback unescaped. The whole
+    exception goes to the worker's log (redacted, ``hub.security``) instead.
+    """
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """What the hub knows of one registered job."""
@@ -114,6 +123,12 @@ def job(queue: str = "default", *, retry: bool = True, timeout: int | None = Non
             try:
                 result = func(*args)
                 db.session.commit()
+            except Exception as exc:
+                db.session.rollback()
+                if get_current_job() is None:
+                    raise  # called in this process (inline, tests): the caller sees it whole
+                log.warning("hub.jobs.failed job=%s error=%s", name, type(exc).__name__, exc_info=True)
+                raise JobFailed(f"{name} failed: {type(exc).__name__}") from None
             except BaseException:
                 db.session.rollback()
                 raise

@@ -316,6 +316,11 @@ def _describe(exc: Exception, with_type: bool = True) -> str:
     from .security import redact
 
     text = f"{type(exc).__name__}: {exc}" if with_type else str(exc)
+    # An exception's text stays free of a provider's words (it reaches logs and RQ); the admin's
+    # own page gets them from ``detail`` when the exception has one.
+    detail = getattr(exc, "detail", "")
+    if detail:
+        text = f"{text}: {detail}"
     return redact(text)[:1000]
 
 

@@ -64,7 +64,7 @@ def register_webhook(connection_id: str) -> Outcome:
     except LeverError as exc:
         db.session.rollback()
         conn = db.session.get(Connection, connection_id)
-        conn.setup_error = f"Could not register the Lever webhook: {exc}"
+        conn.setup_error = f"Could not register the Lever webhook: {exc.for_admin()}"
         db.session.commit()
         if exc.status is None or exc.status == 429 or exc.status >= 500:
             raise  # transient: the queue retries with growing intervals

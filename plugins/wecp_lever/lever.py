@@ -50,16 +50,32 @@ def _path(*parts: str) -> str:
     return "/" + "/".join(quote(lever_id(p) if i % 2 else p, safe="") for i, p in enumerate(parts))
 
 
+#: An error code of Lever's (docs/providers/lever.md#rest-api): a short identifier; anything else
+#: in that field is dropped rather than carried into an exception's text.
+_ERROR_CODE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
+
+
 class LeverError(Exception):
     """Lever answered with an error (``status`` is None when it could not be reached)."""
 
     def __init__(self, status: int | None, code: str = "", message: str = "", *, method: str = "",
                  path: str = ""):
+        code = code if _ERROR_CODE.fullmatch(code or "") else ""
         self.status, self.code, self.message = status, code, message
         self.method, self.path = method, path
-        # Never the token or the headers: only what Lever said and which call it was.
-        super().__init__(f"Lever {method} {path} answered {status or 'nothing'}"
-                         f"{' ' + code if code else ''}{': ' + message if message else ''}")
+        # Never the token or the headers, and never Lever's words: the text of an exception
+        # reaches logs and the operators' dashboard, and Lever's message may quote a customer's
+        # data. Its words are ``detail``, which only the admin's own pages show.
+        super().__init__(f"Lever {method} {path} answered {status or 'nothing'}{' ' + code if code else ''}")
+
+    @property
+    def detail(self) -> str:
+        """Lever's own words, for the admin of the organization whose call it was."""
+        return self.message
+
+    def for_admin(self) -> str:
+        """The call, its answer and Lever's words: for the organization's own pages only."""
+        return f"{self}: {self.message}" if self.message else str(self)
 
 
 class LeverRefused(LeverError, Refused):

@@ -137,7 +137,7 @@ class WecpLeverPlugin(Plugin):
         except NotFound:
             return None  # already gone: what we wanted
         except LeverError as exc:
-            return f"the webhook could not be deleted in Lever ({exc}); delete it in Lever " \
+            return f"the webhook could not be deleted in Lever ({exc.for_admin()}); delete it in Lever " \
                    f"(Settings › Integrations and API › Webhooks)"
         return None
 

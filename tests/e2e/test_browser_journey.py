@@ -87,3 +87,39 @@ def test_candidate_moved_in_lever_takes_the_test_and_the_score_lands_in_lever(
     page.goto(stack.hub_url + "/integrations/wecp_lever/")
     expect(page.get_by_text(CANDIDATE).first).to_be_visible()
     expect(page.get_by_text(re.compile("posted as the posting's owner"))).to_be_visible()
+
+    # Every job the journey put in RQ (what the operators' dashboard prints unescaped) holds
+    # ids, keys, numbers and codes only: none of the candidate's, the test's or Lever's text.
+    stored = stack.query(rq_jobs_as_text)
+    assert len(stored) >= 5, stored.keys()
+    texts = {CANDIDATE, CANDIDATE_EMAIL, title, POSTING, "View a detailed report", "Radia"}
+    for job_id, (args, text) in stored.items():
+        assert all(is_id_or_key(arg) for arg in args), (job_id, args)
+        assert not [t for t in texts if t.lower() in text.lower()], (job_id, text[:500])
+
+
+def is_id_or_key(value) -> bool:
+    from hub.jobs import JOB_ARGUMENT
+
+    return isinstance(value, int) and not isinstance(value, bool) or \
+        isinstance(value, str) and JOB_ARGUMENT.fullmatch(value) is not None
+
+
+def rq_jobs_as_text() -> dict[str, tuple[list, str]]:
+    """Every RQ job in Redis: its arguments, and all its text (description, results, errors)."""
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+
+    from hub.extensions import get_redis
+
+    redis = get_redis()
+    found = {}
+    for key in redis.scan_iter("rq:job:*"):
+        job_id = key.decode().split(":", 2)[2]
+        if ":" in job_id:  # rq:job:<id>:dependents and the like
+            continue
+        job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
+        parts = [job.description or "", repr(job.kwargs), str(job.exc_info or "")]
+        parts += [f"{r.return_value!r} {r.exc_string or ''}" for r in job.results()]
+        found[job_id] = (list(job.args), " ".join(parts))
+    return found

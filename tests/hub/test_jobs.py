@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 from rq.job import Job
+from rq.serializers import JSONSerializer
 
 from hub import jobs
 from hub.extensions import db, get_redis
@@ -10,6 +11,7 @@ from hub.jobs import JobArgumentError, enqueue, get_queue, job, public_result, r
 from hub.models import Organization
 from hub.outcomes import Done, Several, Skipped
 from tests.plugins import tiny_example
+from tests.workers import workers  # noqa: F401 (fixture)
 
 
 @pytest.fixture
@@ -24,6 +26,27 @@ def make_org(org_id: int):
     if org_id < 0:
         raise RuntimeError("rolled back with everything it wrote")
     return Done(what="made")
+
+
+@job("default", retry=False)
+def fail_quoting_customer_text(org_id: int):
+    """Fails with text an organization controls, as a provider's error answer or SQL might."""
+    raise RuntimeError(f"Ann Secret <img src=x onerror=alert({org_id})> was refused: {{'body': 1}}")
+
+
+@pytest.mark.slow
+def test_rq_keeps_only_the_name_and_error_type_of_a_failed_job(pg_app, workers):
+    """The operators' dashboard prints RQ's traceback unescaped: it holds no customer text."""
+    enqueue(fail_quoting_customer_text, 5, job_id="fails-quoting-5")
+    done = workers.run_burst()
+    stored = Job.fetch("fails-quoting-5", connection=get_redis(), serializer=JSONSerializer)
+    assert stored.get_status() == "failed"
+    text = stored.exc_info + "".join(str(r.exc_string) for r in stored.results())
+    assert "JobFailed" in text and "RuntimeError" in text and "fail_quoting_customer_text" in text
+    assert "Ann Secret" not in text and "onerror" not in text and "body" not in text
+    assert stored.args == [5] and "Ann" not in stored.description
+    # The whole exception is in the worker's own log, for whoever runs the hub.
+    assert b"Ann Secret" in done.stdout + done.stderr
 
 
 def test_the_decorator_registers_the_dotted_path_a_worker_imports(app):

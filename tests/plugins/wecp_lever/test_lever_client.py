@@ -127,7 +127,19 @@ def test_not_found_carries_status_and_lever_message_but_no_token(connection, api
     with pytest.raises(NotFound) as err:
         LeverClient(connection.id).get_opportunity("nope")
     assert (err.value.status, err.value.code) == (404, "ResourceNotFound")
-    assert "Opportunity not found" in str(err.value) and ACCESS not in str(err.value)
+    # Lever's words are for the admin's page only: the exception's text (logs, RQ) has none.
+    assert err.value.detail == "Opportunity not found" and "Opportunity not found" in err.value.for_admin()
+    assert "Opportunity not found" not in str(err.value) and ACCESS not in str(err.value)
+
+
+def test_an_error_answer_quoting_a_candidate_leaves_no_text_in_the_exception(connection, api):
+    """A 4xx whose body echoes customer data: neither its message nor an odd code reaches str()."""
+    api.post(f"{API}/opportunities/o1/notes", status=400,
+             json={"code": "<img src=x onerror=alert(1)>", "message": "Ann Secret <ann@example.com> is invalid"})
+    with pytest.raises(lever.LeverRefused) as err:
+        LeverClient(connection.id).add_note("o1", "note", perform_as="u1")
+    assert err.value.code == "" and "Ann Secret" in err.value.detail
+    assert "Ann" not in str(err.value) and "<" not in str(err.value) and "onerror" not in repr(err.value.args)
 
 
 def test_get_is_retried_on_5xx_and_network_errors(connection, api, slept):
