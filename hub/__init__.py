@@ -38,6 +38,7 @@ def create_app(config: dict | None = None) -> Flask:
         schema,
         settings,
         webhooks,
+        work,
         worker,
     )
 
@@ -57,6 +58,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(work.bp)
     admin.init_app(app)
 
     from .registry import load_plugins

@@ -70,7 +70,7 @@ class WebhookDelivery(DurableWork, db.Model):
     __extra_table_args__ = (sa.UniqueConstraint("connection_id", "dedupe_key"),)
 
 
-@durable(WebhookDelivery, queue="webhooks")
+@durable(WebhookDelivery, queue="webhooks", title="Webhook delivery")
 def process_delivery(delivery: WebhookDelivery) -> Outcome:
     """Hand one stored delivery to its plugin's source, once; the outcome is recorded with it.
 

@@ -115,7 +115,7 @@ def delivery_problems(organization_id: int, limit: int = 20) -> list[OutboundEma
         .order_by(OutboundEmail.created_at.desc()).limit(limit)))
 
 
-@durable(OutboundEmail, queue="mail", lease=LEASE, max_attempts=MAX_ATTEMPTS)
+@durable(OutboundEmail, queue="mail", lease=LEASE, max_attempts=MAX_ATTEMPTS, title="Email")
 def send_email(email: OutboundEmail) -> Outcome:
     """Send one stored email. Safe to run any number of times, by any number of workers.
 

@@ -136,6 +136,8 @@ class WorkKind:
     max_attempts: int
     #: The registered job that runs one row (set by ``durable``).
     runner: Callable | None = None
+    #: What one row is, in an admin's words ("Lever note"); from the function's name by default.
+    title: str = ""
 
     @property
     def has_connection(self) -> bool:
@@ -146,7 +148,7 @@ class WorkKind:
 
 
 def durable(model: type, *, queue: str = "default", lease: timedelta = timedelta(minutes=6),
-            max_attempts: int = 12, timeout: int | None = None):
+            max_attempts: int = 12, timeout: int | None = None, title: str = ""):
     """Declare a kind of durable work: ``perform(row) -> Outcome`` for rows of ``model``.
 
     Returns the registered job (called with a row id), with ``.kind`` attached. List it in the
@@ -154,7 +156,8 @@ def durable(model: type, *, queue: str = "default", lease: timedelta = timedelta
     """
     def register(perform: Callable) -> Callable:
         kind = WorkKind(name=f"{perform.__module__}.{perform.__qualname__}", model=model,
-                        perform=perform, queue=queue, lease=lease, max_attempts=max_attempts)
+                        perform=perform, queue=queue, lease=lease, max_attempts=max_attempts,
+                        title=title or perform.__name__.replace("_", " ").capitalize())
 
         def runner(row_id):
             return run(kind, row_id)
@@ -423,6 +426,20 @@ def resume_connection(connection_id: str) -> dict:
             resumed += requeue(kind, sa.and_(kind.model.connection_id == connection_id,
                                              kind.model.status == PAUSED))
     return {"resumed": resumed}
+
+
+def of_organization(kind: WorkKind, organization_id: int):
+    """The SQL condition "this row belongs to the organization", or None when a kind's rows name
+    no organization (such a kind is never shown to one)."""
+    model = kind.model
+    if hasattr(model, "organization_id"):
+        return model.organization_id == organization_id
+    if hasattr(model, "connection_id"):
+        from .models import Connection
+
+        return model.connection_id.in_(
+            sa.select(Connection.id).where(Connection.organization_id == organization_id))
+    return None
 
 
 def counts_by_status(kind_or_func, where=None) -> dict[str, int]:

@@ -365,7 +365,7 @@ def note_text(note: Note) -> tuple[str, str]:
     return text, url
 
 
-@durable(Note, queue="default")
+@durable(Note, queue="default", title="Lever note")
 def post_note(note: Note) -> Outcome:
     """Post the note on its Lever opportunity, exactly once, even when run twice.
 
@@ -426,7 +426,7 @@ def _posted(connection: Connection, note: Note, lever_note_id, opp: dict | None,
     return outcome
 
 
-@durable(Tag, queue="sync")
+@durable(Tag, queue="sync", title="Lever tags")
 def tag_opportunity(tag: Tag) -> Outcome:
     """Add the stored tags (adding a tag Lever already has is a no-op there: a rerun is harmless).
 
@@ -438,7 +438,7 @@ def tag_opportunity(tag: Tag) -> Outcome:
     return Tagged(count=len(tag.tags))
 
 
-@durable(StageMove, queue="default")
+@durable(StageMove, queue="default", title="Lever stage move")
 def advance_candidate(move: StageMove) -> Outcome:
     """Move a candidate who passed to the configured stage, once per result.
 

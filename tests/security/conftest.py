@@ -74,7 +74,7 @@ def make_org(name: str) -> Org:
                                  external_account_name=f"{marker}.lever.example")
     delivery = WebhookDelivery(connection_id=connection.id, plugin_key="wecp_lever", source="lever",
                                event="candidateStageChange", dedupe_key=f"dedupe-{slug}",
-                               payload={"data": {}}, status="failed", error="boom")
+                               payload={"data": {}}, status="failed", error=f"{marker}: boom")
     db.session.add(delivery)
     link = PostingLink(organization_id=admin.organization_id, test_id=test.id, posting_id="posting-1",
                        posting_text=f"{marker} posting", stage_id="stage-1", stage_text="Assessment")

@@ -30,7 +30,7 @@ ACCESS = {
     "assessments_api.get_test": "member",
     # Admins and super admins only.
     "connections.connect": "admin", "connections.callback": "admin", "connections.revoke": "admin",
-    "webhooks.retry_failed": "admin", "mail.outbox": "admin",
+    "webhooks.retry_failed": "admin", "mail.outbox": "admin", "work.index": "admin", "work.retry": "admin",
     "assessments.revoke_report_link": "admin", "assessments.new_report_link": "admin",
     # The Lever integration: members link postings and follow up on candidates; admins set it up.
     "wecp_lever.static": "public",
@@ -59,6 +59,7 @@ def url_for_rule(rule, org: Org) -> str:
               "token": org.invitation_token, "instance_number": 0, "job_id": "x",
               "queue_name": "webhooks", "registry_name": "failed", "per_page": 10, "order": "asc",
               "page": 1, "filename": "hub.css", "link_id": org.link_id, "note_id": org.note_id, "tag_id": org.tag_id,
+              "kind_name": "hub.inbox.process_delivery", "row_id": org.delivery_id,
               "invitation_id": org.invitation_id, "email_id": org.email_id}
     if rule.endpoint == "assessments.report":
         values["token"] = org.report_token

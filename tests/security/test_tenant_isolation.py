@@ -13,7 +13,7 @@ from tests.security.conftest import api_token, lever_fixture
 from tests.security.test_roles import access_of, calls, send
 
 #: URL arguments that name a row of one organization.
-TENANT_ARGUMENTS = {"test_id", "result_id", "connection_id", "link_id", "note_id", "tag_id", "invitation_id",
+TENANT_ARGUMENTS = {"test_id", "result_id", "connection_id", "link_id", "note_id", "tag_id", "row_id", "invitation_id",
                     "email_id"}
 
 
@@ -58,6 +58,7 @@ def test_no_page_or_api_list_shows_another_organizations_data(app, org_a, org_b,
     assert org_b.marker in intruder.get("/tests").get_data(as_text=True)
     assert org_b.marker in intruder.get("/settings/integrations").get_data(as_text=True)
     assert org_b.marker in intruder.get("/dev/outbox").get_data(as_text=True)
+    assert org_b.marker in intruder.get("/settings/work").get_data(as_text=True)
     assert len(seen) >= 8
 
 
