@@ -136,7 +136,7 @@ class WorkKind:
     max_attempts: int
     #: The registered job that runs one row (set by ``durable``).
     runner: Callable | None = None
-    #: What one row is, in an admin's words ("Lever note"); from the function's name by default.
+    #: What one row is, in an admin's words ("ATS note"); from the function's name by default.
     title: str = ""
 
     @property

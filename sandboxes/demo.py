@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from . import standins
-from .journey import DEMO_ADMIN, DEMO_ORG, DEMO_PASSWORD
+from .journey import DEMO_ADMIN, DEMO_OPERATOR, DEMO_OPERATOR_PASSWORD, DEMO_ORG, DEMO_PASSWORD
 from .stack import (
     ROOT,
     HubStack,
@@ -119,7 +119,10 @@ def _print_welcome(hub_url: str, sandboxes: list, run_dir: Path) -> None:
     click.secho("\nWeCP Integration Hub demo is running", bold=True)
     lines = [f"  Hub             {hub_url}/          sign in: {DEMO_ADMIN} / {DEMO_PASSWORD}"]
     lines += [f"  {s.TITLE:<15} {url}/          sign in: {s.sign_in()}" for s, url in sandboxes]
-    lines += [f"  Email outbox    {hub_url}/dev/outbox", f"  Logs            {run_dir}/*.log"]
+    lines += [f"  Email outbox    {hub_url}/dev/outbox",
+              f"  Job dashboard   {hub_url}/admin/rq/  sign in: {DEMO_OPERATOR} / {DEMO_OPERATOR_PASSWORD}"
+              " (an operator)",
+              f"  Logs            {run_dir}/*.log"]
     click.echo("\n" + "\n".join(lines))
     for standin, url in sandboxes:
         click.echo(f"\nNext steps ({standin.TITLE}):")
@@ -129,16 +132,18 @@ def _print_welcome(hub_url: str, sandboxes: list, run_dir: Path) -> None:
 
 
 def seed(app) -> None:
-    """The demo organization, admin and a sample test (idempotent)."""
+    """The demo organization, admin, operator and a sample test (idempotent)."""
     from hub.assessments.demo import seed_sample_test
-    from hub.auth import create_user
+    from hub.auth import create_operator, create_user
     from hub.extensions import db
-    from hub.models import User
+    from hub.models import Operator, User
 
     with app.app_context():
         user = db.session.scalar(db.select(User).filter_by(email=DEMO_ADMIN))
         if user is None:
             user = create_user(DEMO_ORG, DEMO_ADMIN, DEMO_PASSWORD, "admin", "Demo Admin")
+        if db.session.scalar(db.select(Operator).filter_by(email=DEMO_OPERATOR)) is None:
+            create_operator(DEMO_OPERATOR, DEMO_OPERATOR_PASSWORD)
         seed_sample_test(user.organization_id)
         db.session.commit()
 

@@ -17,6 +17,9 @@ import requests
 DEMO_ORG = "Acme Hiring"
 DEMO_ADMIN = "admin@acme.example"
 DEMO_PASSWORD = "demo-password"
+#: The demo's operator of the hub: the job dashboard at /admin/rq is theirs alone.
+DEMO_OPERATOR = "ops@wecp.example"
+DEMO_OPERATOR_PASSWORD = "demo-operator-password"
 
 
 class StepFailed(RuntimeError):

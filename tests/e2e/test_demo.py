@@ -133,6 +133,10 @@ def test_demo_seed_creates_the_admin_and_sample_test_once(app):
     db.session.expire_all()
     users = db.session.scalars(db.select(User)).all()
     assert [u.email for u in users] == [DEMO_ADMIN] and users[0].role == "admin"
+    from hub.models import Operator
+    from sandboxes.journey import DEMO_OPERATOR
+
+    assert [o.email for o in db.session.scalars(db.select(Operator))] == [DEMO_OPERATOR]
     tests = db.session.scalars(db.select(AssessmentTest)).all()
     assert [(t.title, t.organization_id) for t in tests] == \
         [(SAMPLE_TITLE, users[0].organization_id)]
