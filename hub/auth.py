@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 from urllib.parse import urlsplit
 
@@ -17,6 +18,7 @@ from flask import (
     session,
     url_for,
 )
+from redis.exceptions import RedisError
 
 from .extensions import db, get_redis
 from .models import ApiToken, Operator, User, audit, utcnow
@@ -54,7 +56,7 @@ def load_user() -> None:
     if operator_id is not None:
         # An operator is never a user: g.user stays None, so no organization's page opens.
         operator = db.session.get(Operator, operator_id)
-        if operator is not None and session.get("pw") == operator.password_hash[-12:]:
+        if operator is not None and session.get("pw") == password_version(operator.password_hash):
             g.operator = operator
         else:
             session.clear()
@@ -62,10 +64,17 @@ def load_user() -> None:
     user_id = session.get("user_id")
     if user_id is not None:
         user = db.session.get(User, user_id)
-        if user is not None and user.active and session.get("pw") == user.password_hash[-12:]:
+        # A password change ends every session made with the old one, even one set in the database.
+        if user is not None and user.active and session.get("pw") == password_version(user.password_hash):
             g.user = user
         else:
             session.clear()
+
+
+def password_version(password_hash: str) -> str:
+    """A digest of the stored password hash, kept in the (server-side) session: it changes with
+    the password, and tells nothing of it."""
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
 
 
 def login_required(view):
@@ -148,18 +157,18 @@ def login():
             operator = None if user is not None else \
                 db.session.scalar(db.select(Operator).filter_by(email=email))
             if operator is not None and operator.check_password(password):
-                session.clear()
+                session.rotate()
                 session["operator_id"] = operator.id
-                session["pw"] = operator.password_hash[-12:]
+                session["pw"] = password_version(operator.password_hash)
                 session.permanent = True
                 operator.last_login_at = utcnow()
                 audit("operator.login", target=f"operator:{operator.id}")
                 db.session.commit()
                 return redirect(OPERATOR_HOME)
             if user is not None and user.active and user.check_password(password):
-                session.clear()
+                session.rotate()
                 session["user_id"] = user.id
-                session["pw"] = user.password_hash[-12:]
+                session["pw"] = password_version(user.password_hash)
                 session.permanent = True
                 user.last_login_at = utcnow()
                 audit("user.login", organization_id=user.organization_id, user_id=user.id)
@@ -173,8 +182,36 @@ def login():
 
 @bp.route("/logout", methods=["POST"])
 def logout():
-    session.clear()
+    # The session's key is deleted in Redis: a copy of the cookie opens nothing, in any process.
+    session.rotate()
     flash("You are signed out.", "info")
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/account")
+@login_required
+def account():
+    """The signed-in user's own settings: their sessions (and password)."""
+    return render_template("hub/account.html")
+
+
+@bp.route("/account/sign-out-everywhere", methods=["POST"])
+@login_required
+def sign_out_everywhere():
+    """End every session of the signed-in user, this one included."""
+    from .sessions import end_sessions
+
+    user = g.user
+    try:
+        ended = end_sessions("user_id", user.id)
+    except RedisError:
+        flash("Sessions could not be ended now (the session store is unreachable). Try again.", "error")
+        return redirect(url_for("auth.account"))
+    audit("user.signed_out_everywhere", organization_id=user.organization_id, user_id=user.id,
+          sessions=ended)
+    db.session.commit()
+    session.rotate()
+    flash(f"Signed out everywhere ({ended} session{'s' if ended != 1 else ''} ended).", "info")
     return redirect(url_for("auth.login"))
 
 

@@ -23,10 +23,15 @@ ENVIRONMENT = {
     "MAX_CONTENT_LENGTH": "1048576",
     "HUB_WEBHOOK_MAX_BYTES": "262144",
     "HUB_LOGIN_ATTEMPTS_PER_MINUTE": "10",
+    # A signed-in session ends after this long without a request (8 hours) ...
+    "HUB_SESSION_IDLE_SECONDS": "28800",
+    # ... and this long after sign-in whatever its use (7 days).
+    "HUB_SESSION_MAX_SECONDS": "604800",
 }
 
 #: Settings whose environment value is an integer.
-INTEGERS = {"MAX_CONTENT_LENGTH", "HUB_WEBHOOK_MAX_BYTES", "HUB_LOGIN_ATTEMPTS_PER_MINUTE"}
+INTEGERS = {"MAX_CONTENT_LENGTH", "HUB_WEBHOOK_MAX_BYTES", "HUB_LOGIN_ATTEMPTS_PER_MINUTE",
+            "HUB_SESSION_IDLE_SECONDS", "HUB_SESSION_MAX_SECONDS"}
 
 #: A development-only encryption key so a fresh clone runs; production refuses it.
 DEV_ENCRYPTION_KEY = "ZGV2LW9ubHkta2V5LWRvLW5vdC11c2UtaW4tcHJvZCE="

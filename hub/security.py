@@ -6,7 +6,6 @@ import logging
 import re
 
 from flask import request
-from flask.sessions import SecureCookieSessionInterface
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "object-src 'none'; base-uri 'none'; form-action 'self' {form_targets}; frame-ancestors 'none'")
@@ -21,26 +20,15 @@ def is_webhook_intake(req) -> bool:
     return req.method == "POST" and req.path.startswith("/webhooks/") and req.path.count("/") == 3
 
 
-class SessionInterface(SecureCookieSessionInterface):
-    """Flask's signed-cookie session, except for webhook intake, which gets the null session.
-
-    Opening a session builds the cookie's signing serializer on every request even when no
-    cookie came; a delivery carries none, and nothing in intake may write one.
-    """
-
-    def open_session(self, app, request):
-        if is_webhook_intake(request):
-            return self.make_null_session(app)
-        return super().open_session(app, request)
-
-
 @functools.lru_cache(maxsize=16)
 def _csp(targets: tuple[str, ...]) -> str:
     return CSP.format(form_targets=" ".join(targets)).replace("  ", " ")
 
 
 def init_app(app) -> None:
-    app.session_interface = SessionInterface()
+    from . import sessions
+
+    sessions.init_app(app)
 
     @app.after_request
     def headers(response):

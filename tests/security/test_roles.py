@@ -23,6 +23,7 @@ ACCESS = {
     "candidate.done": "token", "assessments.report": "token", "webhooks.receive": "token",
     # Any signed-in user of the organization.
     "settings.home": "member", "settings.index": "member",
+    "auth.account": "member", "auth.sign_out_everywhere": "member",
     "api.me": "member", "api.integrations": "member",
     "assessments.tests": "member", "assessments.new_test": "member",
     "assessments.edit_test": "member", "assessments.test": "member", "assessments.result": "member",
