@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import (
@@ -12,6 +13,7 @@ from flask import (
     current_app,
     flash,
     g,
+    has_request_context,
     redirect,
     render_template,
     request,
@@ -26,6 +28,10 @@ from .security import is_webhook_intake
 
 bp = Blueprint("auth", __name__)
 log = logging.getLogger("hub.auth")
+
+
+#: How precisely an API token's last use is kept (one write a minute at most).
+TOKEN_USE_RESOLUTION = timedelta(minutes=1)
 
 
 def load_user() -> None:
@@ -45,9 +51,13 @@ def load_user() -> None:
     if header.startswith("Bearer ") and request.path.startswith("/api/"):
         token = db.session.scalar(db.select(ApiToken).filter_by(
             token_hash=ApiToken.hash(header[7:].strip()), revoked_at=None))
-        if token is None or not token.user.active:
+        if token is None or token.status != "active" or not token.user.active:
             abort(401, description="invalid API token")
-        token.last_used_at = utcnow()
+        now = utcnow()
+        if token.last_used_at is None or now - token.last_used_at > TOKEN_USE_RESOLUTION:
+            # Recorded at once (read-only calls commit nothing), at most once a minute per token.
+            db.session.execute(db.update(ApiToken).where(ApiToken.id == token.id).values(last_used_at=now))
+            db.session.commit()
         g.user = token.user
         # Bearer calls carry no ambient credential, so the API skips CSRF for them.
         g.api_token = True
@@ -190,9 +200,68 @@ def logout():
 
 @bp.route("/account")
 @login_required
-def account():
-    """The signed-in user's own settings: their sessions (and password)."""
-    return render_template("hub/account.html")
+def account(new_token: str | None = None, error: str | None = None, status: int = 200):
+    """The signed-in user's own settings: password, sessions, API tokens."""
+    tokens = db.session.scalars(db.select(ApiToken).filter_by(user_id=g.user.id)
+                                .order_by(ApiToken.created_at.desc())).all()
+    return render_template("hub/account.html", tokens=tokens, new_token=new_token, error=error,
+                           lifetimes=ApiToken.LIFETIMES), status
+
+
+@bp.route("/account/password", methods=["POST"])
+@login_required
+def change_own_password():
+    user = g.user
+    new = request.form.get("new_password", "")
+    if not user.check_password(request.form.get("current_password", "")):
+        return account(error="Your current password is not right.", status=400)
+    if new != request.form.get("confirm_password"):
+        return account(error="The new password and its confirmation differ.", status=400)
+    try:
+        ended = change_password(user, new)
+    except ValueError as exc:
+        return account(error=str(exc).capitalize() + ".", status=400)
+    except RedisError:
+        db.session.rollback()
+        return account(error="The password could not be changed now (the session store is "
+                             "unreachable). Try again.", status=503)
+    db.session.commit()
+    flash(f"Password changed. Your other sessions were signed out ({ended}).", "success")
+    return redirect(url_for("auth.account"))
+
+
+@bp.route("/account/tokens", methods=["POST"])
+@login_required
+def create_token():
+    """A personal API token, shown once; only its hash is kept."""
+    try:
+        days = int(request.form.get("days", "90"))
+    except ValueError:
+        days = 0
+    if days not in ApiToken.LIFETIMES:
+        return account(error="Choose how long the token lasts.", status=400)
+    name = " ".join(request.form.get("name", "").split())[:100] or "token"
+    token, plaintext = ApiToken.issue(g.user, name, days)
+    db.session.add(token)
+    audit("api_token.created", organization_id=g.user.organization_id, user_id=g.user.id,
+          target=f"api_token:{token.id}", days=days)
+    db.session.commit()
+    return account(new_token=plaintext)
+
+
+@bp.route("/account/tokens/<int:token_id>/revoke", methods=["POST"])
+@login_required
+def revoke_token(token_id: int):
+    token = db.session.get(ApiToken, token_id) if token_id <= 2**63 - 1 else None
+    if token is None or token.user_id != g.user.id:
+        abort(404)
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+        audit("api_token.revoked", organization_id=g.user.organization_id, user_id=g.user.id,
+              target=f"api_token:{token.id}")
+        db.session.commit()
+    flash(f"Token “{token.name}” revoked: it gets 401 from now on.", "success")
+    return redirect(url_for("auth.account"))
 
 
 @bp.route("/account/sign-out-everywhere", methods=["POST"])
@@ -213,6 +282,33 @@ def sign_out_everywhere():
     session.rotate()
     flash(f"Signed out everywhere ({ended} session{'s' if ended != 1 else ''} ended).", "info")
     return redirect(url_for("auth.login"))
+
+
+def change_password(user: User, new_password: str) -> int:
+    """Set ``user``'s password and end their other sessions (in every process); keeps the
+    caller's own session when it is the user's. Returns how many sessions ended."""
+    from .sessions import end_sessions
+
+    if len(new_password) < 8:
+        raise ValueError("a password must have at least 8 characters")
+    user.set_password(new_password)
+    own = session.get("user_id") == user.id if has_request_context() else False
+    ended = end_sessions("user_id", user.id, keep_sid=getattr(session, "sid", None) if own else None)
+    if own:
+        session["pw"] = password_version(user.password_hash)
+    audit("user.password_changed", organization_id=user.organization_id, user_id=user.id)
+    return ended
+
+
+def set_active(user: User, active: bool) -> int:
+    """Deactivate (or reactivate) a user: a deactivated user's sessions end at once and their
+    API tokens get 401. Returns how many sessions ended."""
+    from .sessions import end_sessions
+
+    user.active = active
+    audit("user.activated" if active else "user.deactivated", organization_id=user.organization_id,
+          user_id=user.id)
+    return 0 if active else end_sessions("user_id", user.id)
 
 
 #: Where an operator lands after signing in: the job dashboard (``hub.admin``).

@@ -44,6 +44,74 @@ def users_create(org_name, email, password, role, name):
     click.echo(f"created {user.role} {user.email} in {org_name}")
 
 
+def _user(email: str):
+    from .models import User
+
+    user = db.session.scalar(db.select(User).filter_by(email=email.strip().lower()))
+    if user is None:
+        raise click.ClickException(f"no user with email {email}")
+    return user
+
+
+@users.command("list")
+@click.option("--org", "org_name", default=None, help="Only this organization's users.")
+@with_appcontext
+def users_list(org_name):
+    """Every user: email, organization, role, whether active, last sign-in."""
+    from .models import Organization, User
+
+    query = db.select(User, Organization.name).join(Organization).order_by(Organization.name, User.email)
+    if org_name:
+        query = query.where(Organization.name == org_name)
+    for user, org in db.session.execute(query):
+        last = user.last_login_at.isoformat(timespec="seconds") if user.last_login_at else "never"
+        click.echo(f"{user.email}\t{org}\t{user.role}\t{'active' if user.active else 'deactivated'}"
+                   f"\tlast sign-in: {last}")
+
+
+@users.command("set-password")
+@click.option("--email", required=True)
+@click.option("--password", required=True, prompt=True, hide_input=True, confirmation_prompt=True)
+@with_appcontext
+def users_set_password(email, password):
+    """Set a user's password; their sessions end at once, in every web process."""
+    from .auth import change_password
+
+    user = _user(email)
+    try:
+        ended = change_password(user, password)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    db.session.commit()
+    click.echo(f"password of {user.email} changed; {ended} session(s) ended")
+
+
+@users.command("deactivate")
+@click.option("--email", required=True)
+@with_appcontext
+def users_deactivate(email):
+    """Deactivate a user: their sessions end at once and their API tokens get 401."""
+    from .auth import set_active
+
+    user = _user(email)
+    ended = set_active(user, False)
+    db.session.commit()
+    click.echo(f"deactivated {user.email}; {ended} session(s) ended")
+
+
+@users.command("reactivate")
+@click.option("--email", required=True)
+@with_appcontext
+def users_reactivate(email):
+    """Let a deactivated user sign in again (their API tokens work again unless revoked)."""
+    from .auth import set_active
+
+    user = _user(email)
+    set_active(user, True)
+    db.session.commit()
+    click.echo(f"reactivated {user.email}")
+
+
 @click.group("operators")
 def operators():
     """The people who run the hub: the job dashboard is theirs alone. Only this CLI manages them."""
@@ -100,18 +168,55 @@ def api_tokens():
 @api_tokens.command("create")
 @click.option("--email", required=True)
 @click.option("--name", default="cli")
+@click.option("--days", type=click.Choice(["30", "90", "365"]), default="90", help="How long it lasts.")
 @with_appcontext
-def api_tokens_create(email, name):
+def api_tokens_create(email, name, days):
     """Create a token and print it once; only its hash is kept."""
-    from .models import ApiToken, User
+    from .models import ApiToken, audit
 
-    user = db.session.scalar(db.select(User).filter_by(email=email.strip().lower()))
-    if user is None:
-        raise click.ClickException(f"no user with email {email}")
-    token, plaintext = ApiToken.issue(user, name)
+    user = _user(email)
+    token, plaintext = ApiToken.issue(user, name, int(days))
     db.session.add(token)
+    db.session.flush()
+    audit("api_token.created", organization_id=user.organization_id, user_id=user.id,
+          target=f"api_token:{token.id}", days=int(days))
     db.session.commit()
     click.echo(plaintext)
+
+
+@api_tokens.command("list")
+@click.option("--email", default=None, help="Only this user's tokens.")
+@with_appcontext
+def api_tokens_list(email):
+    """Tokens with their id, owner, name, status, last use and expiry (never the token itself)."""
+    from .models import ApiToken, User
+
+    query = db.select(ApiToken).join(User).order_by(User.email, ApiToken.id)
+    if email:
+        query = query.where(User.id == _user(email).id)
+    for token in db.session.scalars(query):
+        used = token.last_used_at.isoformat(timespec="seconds") if token.last_used_at else "never"
+        expires = token.expires_at.isoformat(timespec="seconds") if token.expires_at else "never"
+        click.echo(f"{token.id}\t{token.user.email}\t{token.name}\t{token.status}\tlast used: {used}"
+                   f"\texpires: {expires}")
+
+
+@api_tokens.command("revoke")
+@click.option("--id", "token_id", type=int, required=True)
+@with_appcontext
+def api_tokens_revoke(token_id):
+    """Revoke a token: it gets 401 from its next call."""
+    from .models import ApiToken, audit, utcnow
+
+    token = db.session.get(ApiToken, token_id)
+    if token is None:
+        raise click.ClickException(f"no API token {token_id}")
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+        audit("api_token.revoked", organization_id=token.user.organization_id, user_id=token.user_id,
+              target=f"api_token:{token.id}")
+        db.session.commit()
+    click.echo(f"revoked token {token.id} ({token.name}) of {token.user.email}")
 
 
 @click.group("keys")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -98,19 +98,32 @@ class ApiToken(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    #: After this the token gets 401 (``None``: tokens made before expiries existed).
+    expires_at: Mapped[datetime | None]
 
     user: Mapped[User] = relationship()
 
     PREFIX = "hub_"
+    #: The lifetimes a token may be given, in days.
+    LIFETIMES = (30, 90, 365)
 
     @staticmethod
     def hash(token: str) -> str:
         return hashlib.sha256(token.encode()).hexdigest()
 
     @classmethod
-    def issue(cls, user: User, name: str = "") -> tuple[ApiToken, str]:
+    def issue(cls, user: User, name: str = "", days: int = 90) -> tuple[ApiToken, str]:
         token = cls.PREFIX + secrets.token_urlsafe(32)
-        return cls(user=user, name=name, token_hash=cls.hash(token)), token
+        return cls(user=user, name=name[:100], token_hash=cls.hash(token),
+                   expires_at=utcnow() + timedelta(days=days)), token
+
+    @property
+    def status(self) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= utcnow():
+            return "expired"
+        return "active"
 
 
 class _PresetId:

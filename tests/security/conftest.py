@@ -49,6 +49,7 @@ class Org:
     link_id: int
     note_id: int
     tag_id: int
+    token_id: int
     email_id: str
     marker: str  # text that appears in this organization's data and nowhere else
 
@@ -82,14 +83,15 @@ def make_org(name: str) -> Org:
                 key=f"result:{result.id}", result_id=result.id, opportunity_id="opp-1", status="failed")
     tag = Tag(organization_id=admin.organization_id, connection_id=connection.id, key=f"result:{result.id}",
               opportunity_id="opp-1", tags=["WeCP: passed"], status="failed", attempts=1)
-    db.session.add_all([link, note, tag])
+    api, _ = ApiToken.issue(admin, f"{marker} token")
+    db.session.add_all([link, note, tag, api])
     db.session.commit()
     email_id = services.invitation_email(invitation.id).id
     return Org(name=name, admin=admin, member=member, test_id=test.id, invitation_id=invitation.id,
                invitation_token=token, result_id=result.id, report_token=result.report_token,
                connection_id=connection.id, endpoint_id=connection.endpoint_id,
                webhook_secret=f"whsec-{slug}-0123456789abcdef", delivery_id=delivery.id,
-               link_id=link.id, note_id=note.id, tag_id=tag.id, email_id=email_id, marker=marker)
+               link_id=link.id, note_id=note.id, tag_id=tag.id, token_id=api.id, email_id=email_id, marker=marker)
 
 
 @pytest.fixture

@@ -23,7 +23,8 @@ ACCESS = {
     "candidate.done": "token", "assessments.report": "token", "webhooks.receive": "token",
     # Any signed-in user of the organization.
     "settings.home": "member", "settings.index": "member",
-    "auth.account": "member", "auth.sign_out_everywhere": "member",
+    "auth.account": "member", "auth.sign_out_everywhere": "member", "auth.change_own_password": "member",
+    "auth.create_token": "member", "auth.revoke_token": "member",
     "api.me": "member", "api.integrations": "member",
     "assessments.tests": "member", "assessments.new_test": "member",
     "assessments.edit_test": "member", "assessments.test": "member", "assessments.result": "member",
@@ -60,7 +61,7 @@ def url_for_rule(rule, org: Org) -> str:
               "token": org.invitation_token, "instance_number": 0, "job_id": "x",
               "queue_name": "webhooks", "registry_name": "failed", "per_page": 10, "order": "asc",
               "page": 1, "filename": "hub.css", "link_id": org.link_id, "note_id": org.note_id, "tag_id": org.tag_id,
-              "kind_name": "hub.inbox.process_delivery", "row_id": org.delivery_id,
+              "kind_name": "hub.inbox.process_delivery", "row_id": org.delivery_id, "token_id": org.token_id,
               "invitation_id": org.invitation_id, "email_id": org.email_id}
     if rule.endpoint == "assessments.report":
         values["token"] = org.report_token

@@ -13,7 +13,7 @@ from tests.security.conftest import api_token, lever_fixture
 from tests.security.test_roles import access_of, calls, send
 
 #: URL arguments that name a row of one organization.
-TENANT_ARGUMENTS = {"test_id", "result_id", "connection_id", "link_id", "note_id", "tag_id", "row_id", "invitation_id",
+TENANT_ARGUMENTS = {"test_id", "result_id", "connection_id", "link_id", "note_id", "tag_id", "row_id", "token_id", "invitation_id",
                     "email_id"}
 
 

@@ -1,0 +1,118 @@
+"""What an admin needs to revoke access: passwords, deactivation, API tokens with expiry."""
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from hub.extensions import db
+from hub.models import ApiToken, User, utcnow
+from tests.conftest import csrf_token, sign_in
+
+PAGE = "/settings/integrations"
+API = "/api/v1/me"
+
+
+def signed_in(client) -> bool:
+    return client.get(PAGE).status_code == 200
+
+
+def bearer(app, token: str) -> int:
+    return app.test_client().get(API, headers={"Authorization": f"Bearer {token}"}).status_code
+
+
+def test_a_user_changes_their_password_and_their_other_sessions_end(app, client, admin):
+    sign_in(client, admin.email)
+    elsewhere = app.test_client()
+    sign_in(elsewhere, admin.email)
+    token = csrf_token(client, "/account")
+    form = {"csrf_token": token, "current_password": "wrong", "new_password": "brand new password",
+            "confirm_password": "brand new password"}
+    assert client.post("/account/password", data=form).status_code == 400
+    form["current_password"] = "correct horse battery"
+    assert client.post("/account/password", data={**form, "confirm_password": "other"}).status_code == 400
+    assert client.post("/account/password", data={**form, "new_password": "short",
+                                                   "confirm_password": "short"}).status_code == 400
+    response = client.post("/account/password", data=form)
+    assert response.status_code == 302
+    assert signed_in(client) and not signed_in(elsewhere)
+    again = app.test_client()
+    assert again.post("/login", data={"csrf_token": csrf_token(again), "email": admin.email,
+                                      "password": "correct horse battery"}).status_code == 401
+    sign_in(again, admin.email, "brand new password")
+
+
+def test_the_cli_sets_a_password_and_ends_the_users_sessions(app, client, admin, runner):
+    sign_in(client, admin.email)
+    result = runner.invoke(args=["users", "set-password", "--email", admin.email,
+                                 "--password", "set by the cli"])
+    assert result.exit_code == 0, result.output
+    assert "1 session(s) ended" in result.output
+    assert not signed_in(client)
+    sign_in(app.test_client(), admin.email, "set by the cli")
+
+
+def test_a_deactivated_user_is_signed_out_and_their_tokens_refused_until_reactivated(app, client, admin,
+                                                                                     runner):
+    sign_in(client, admin.email)
+    token, plaintext = ApiToken.issue(admin, "script")
+    db.session.add(token)
+    db.session.commit()
+    assert bearer(app, plaintext) == 200
+    assert runner.invoke(args=["users", "deactivate", "--email", admin.email]).exit_code == 0
+    assert not signed_in(client) and bearer(app, plaintext) == 401
+    refused = app.test_client()
+    assert refused.post("/login", data={"csrf_token": csrf_token(refused), "email": admin.email,
+                                        "password": "correct horse battery"}).status_code == 401
+    listed = runner.invoke(args=["users", "list"]).output
+    assert re.search(rf"{re.escape(admin.email)}\s+Acme\s+admin\s+deactivated", listed)
+    assert runner.invoke(args=["users", "reactivate", "--email", admin.email]).exit_code == 0
+    assert bearer(app, plaintext) == 200
+    sign_in(app.test_client(), admin.email)
+
+
+def test_api_tokens_are_made_listed_used_and_revoked_from_the_account_page(app, client, admin):
+    sign_in(client, admin.email)
+    page = client.post("/account/tokens", data={"csrf_token": csrf_token(client, "/account"),
+                                                "name": "reporting", "days": "30"}).get_data(as_text=True)
+    plaintext = re.search(r'<pre id="new-token">([^<]+)</pre>', page).group(1)
+    stored = db.session.scalar(db.select(ApiToken))
+    assert stored.token_hash == ApiToken.hash(plaintext) and plaintext not in str(stored.__dict__)
+    assert timedelta(days=29) < stored.expires_at - utcnow() <= timedelta(days=30)
+    assert plaintext not in client.get("/account").get_data(as_text=True)  # shown once
+    assert bearer(app, plaintext) == 200
+    db.session.expire_all()
+    assert db.session.get(ApiToken, stored.id).last_used_at is not None
+    assert "never" not in client.get("/account").get_data(as_text=True).split('id="token-')[1].split("</tr>")[0]
+    response = client.post(f"/account/tokens/{stored.id}/revoke", data={"csrf_token": csrf_token(client, "/account")})
+    assert response.status_code == 302
+    assert bearer(app, plaintext) == 401  # at once
+    assert "revoked" in client.get("/account").get_data(as_text=True)
+    bad = client.post("/account/tokens", data={"csrf_token": csrf_token(client, "/account"), "days": "9999"})
+    assert bad.status_code == 400
+
+
+def test_an_expired_token_gets_401_and_another_users_token_cannot_be_revoked(app, client, admin, make_user):
+    other = make_user(role="member", email="other@example.com")
+    token, plaintext = ApiToken.issue(other, "theirs")
+    db.session.add(token)
+    db.session.commit()
+    sign_in(client, admin.email)
+    token_form = {"csrf_token": csrf_token(client, "/account")}
+    assert client.post(f"/account/tokens/{token.id}/revoke", data=token_form).status_code == 404
+    assert client.post(f"/account/tokens/{2**64}/revoke", data=token_form).status_code == 404
+    assert bearer(app, plaintext) == 200
+    token.expires_at = utcnow() - timedelta(seconds=1)
+    db.session.commit()
+    assert bearer(app, plaintext) == 401
+
+
+def test_the_cli_lists_and_revokes_tokens(app, admin, runner):
+    made = runner.invoke(args=["api-tokens", "create", "--email", admin.email, "--name", "ci", "--days", "365"])
+    plaintext = made.output.strip()
+    token = db.session.scalar(db.select(ApiToken))
+    listed = runner.invoke(args=["api-tokens", "list"]).output
+    assert f"{token.id}\t{admin.email}\tci\tactive" in listed and plaintext not in listed
+    assert runner.invoke(args=["api-tokens", "revoke", "--id", str(token.id)]).exit_code == 0
+    assert bearer(app, plaintext) == 401
+    assert "revoked" in runner.invoke(args=["api-tokens", "list", "--email", admin.email]).output
+    assert db.session.scalar(db.select(User)).active
