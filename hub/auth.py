@@ -21,6 +21,7 @@ from flask import (
     url_for,
 )
 from redis.exceptions import RedisError
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from .extensions import db, get_redis
 from .models import ApiToken, Operator, User, audit, utcnow
@@ -136,22 +137,54 @@ def safe_next(target: str | None) -> str:
     return target
 
 
+#: The longest email address (RFC 5321); a longer one is no account's and is never stored.
+MAX_EMAIL = 320
+#: A password hash to check unknown emails against, so they take as long as known ones.
+_DUMMY_HASH = generate_password_hash("no account has this password")
+
+
+def _throttle_keys(email: str) -> list[tuple[str, int]]:
+    """The Redis counters of a sign-in attempt and their limits a minute.
+
+    Per (account, address): guesses at one account from one address, so an attacker elsewhere
+    can never lock the real user out. Per address: one address guessing many accounts. Keys hold
+    hashes only: whatever is typed, a key is short and its value a number.
+    """
+    cfg = current_app.config
+    account = hashlib.sha256(email.encode()).hexdigest()[:32]
+    address = hashlib.sha256((request.remote_addr or "").encode()).hexdigest()[:32]
+    return [(f"hub:login:a:{account}:{address}", cfg["HUB_LOGIN_ATTEMPTS_PER_MINUTE"]),
+            (f"hub:login:ip:{address}", cfg["HUB_LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE"])]
+
+
 def _too_many_attempts(email: str) -> bool:
-    """A per-email and per-address budget of sign-in attempts a minute, shared by all processes."""
-    limit = current_app.config["HUB_LOGIN_ATTEMPTS_PER_MINUTE"]
+    """Whether this address has used up its budget of failed attempts (shared by all processes)."""
     try:
-        r = get_redis()
-        over = False
-        for key in (f"hub:login:email:{email.lower()}", f"hub:login:ip:{request.remote_addr}"):
-            pipe = r.pipeline()
-            pipe.incr(key)
-            pipe.expire(key, 60, nx=True)
-            count, _ = pipe.execute()
-            over = over or count > limit
-        return over
-    except Exception:  # Redis down: sign-in still works, and we say so in the log.
+        keys = _throttle_keys(email)
+        counts = get_redis().mget([key for key, _ in keys])
+        return any(int(count or 0) >= limit for count, (_, limit) in zip(counts, keys))
+    except RedisError:  # Redis down: sign-in still works, and we say so in the log.
         log.warning("hub.auth.rate_limit_unavailable")
         return False
+
+
+def _count_failure(email: str) -> None:
+    try:
+        pipe = get_redis().pipeline()
+        for key, _ in _throttle_keys(email):
+            pipe.incr(key)
+            pipe.expire(key, 60, nx=True)
+        pipe.execute()
+    except RedisError:
+        log.warning("hub.auth.rate_limit_unavailable")
+
+
+def _check_password(account, password: str) -> bool:
+    """One password hash check whoever asks, so a known and an unknown email take the same time."""
+    if account is None:
+        check_password_hash(_DUMMY_HASH, password)
+        return False
+    return account.check_password(password)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -159,14 +192,16 @@ def login():
     error = None
     if request.method == "POST":
         email = request.form.get("email", "").strip().lower()
-        password = request.form.get("password", "")
+        password = request.form.get("password", "")[:1024]
+        if len(email) > MAX_EMAIL:
+            email = email[:MAX_EMAIL] + "…"  # no account's: fails below, like any unknown email
         if _too_many_attempts(email):
             error = "Too many sign-in attempts. Wait a minute and try again."
         else:
             user = db.session.scalar(db.select(User).filter_by(email=email))
             operator = None if user is not None else \
                 db.session.scalar(db.select(Operator).filter_by(email=email))
-            if operator is not None and operator.check_password(password):
+            if operator is not None and _check_password(operator, password):
                 session.rotate()
                 session["operator_id"] = operator.id
                 session["pw"] = password_version(operator.password_hash)
@@ -175,7 +210,7 @@ def login():
                 audit("operator.login", target=f"operator:{operator.id}")
                 db.session.commit()
                 return redirect(OPERATOR_HOME)
-            if user is not None and user.active and user.check_password(password):
+            if operator is None and _check_password(user, password) and user.active:
                 session.rotate()
                 session["user_id"] = user.id
                 session["pw"] = password_version(user.password_hash)
@@ -186,7 +221,8 @@ def login():
                 return redirect(safe_next(request.args.get("next")))
             # One message for unknown email and wrong password: no account enumeration.
             error = "Email or password is incorrect."
-        return render_template("hub/login.html", error=error, email=email), 401
+            _count_failure(email)
+        return render_template("hub/login.html", error=error, email=email[:MAX_EMAIL]), 401
     return render_template("hub/login.html", error=None, email="")
 
 

@@ -22,7 +22,11 @@ ENVIRONMENT = {
     "MAIL_FROM": "WeCP <no-reply@wecp.local>",
     "MAX_CONTENT_LENGTH": "1048576",
     "HUB_WEBHOOK_MAX_BYTES": "262144",
+    # Failed sign-ins a minute: per account from one address, and per address over all accounts.
     "HUB_LOGIN_ATTEMPTS_PER_MINUTE": "10",
+    "HUB_LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE": "50",
+    # How many proxies in front of the hub set X-Forwarded-For/-Proto/-Host; 0 trusts none.
+    "HUB_TRUSTED_PROXIES": "0",
     # A signed-in session ends after this long without a request (8 hours) ...
     "HUB_SESSION_IDLE_SECONDS": "28800",
     # ... and this long after sign-in whatever its use (7 days).
@@ -31,6 +35,7 @@ ENVIRONMENT = {
 
 #: Settings whose environment value is an integer.
 INTEGERS = {"MAX_CONTENT_LENGTH", "HUB_WEBHOOK_MAX_BYTES", "HUB_LOGIN_ATTEMPTS_PER_MINUTE",
+            "HUB_LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE", "HUB_TRUSTED_PROXIES",
             "HUB_SESSION_IDLE_SECONDS", "HUB_SESSION_MAX_SECONDS"}
 
 #: A development-only encryption key so a fresh clone runs; production refuses it.

@@ -29,6 +29,13 @@ def init_app(app) -> None:
     from . import sessions
 
     sessions.init_app(app)
+    proxies = app.config.get("HUB_TRUSTED_PROXIES", 0)
+    if proxies:
+        # The client's address (sign-in throttling, logs) and the scheme and host come from
+        # X-Forwarded-* only as set by the operator's own proxies, never from the caller.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
 
     @app.after_request
     def headers(response):
