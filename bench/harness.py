@@ -205,6 +205,9 @@ def wait_http(url: str, *, proc=None, name: str = "", procs: Procs | None = None
 
 #: Short timings so a scenario takes a minute or two, not the production intervals.
 FAST = {
+    # Every simulated candidate and client of a benchmark calls from 127.0.0.1.
+    "HUB_LINK_LOOKUPS_PER_MINUTE": 10**6,
+    "HUB_API_CALLS_PER_MINUTE": 10**6,
     "HUB_SCHEDULER_TICK": 0.5,
     "HUB_SWEEP_AFTER_SECONDS": 3,
     "HUB_PERIODIC_INTERVALS": {"hub.outbox.sweep": 2},

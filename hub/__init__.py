@@ -76,10 +76,13 @@ def create_app(config: dict | None = None) -> Flask:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         # Never echo request data or internals: a fixed page per status.
+        from .security import error_headers
+
+        headers = error_headers(exc)
         if request.path.startswith(("/api/", "/webhooks/")):
-            return jsonify({"error": exc.description or exc.name}), exc.code
+            return jsonify({"error": exc.description or exc.name}), exc.code, headers
         try:
-            return render_template("hub/error.html", error=exc), exc.code
+            return render_template("hub/error.html", error=exc), exc.code, headers
         except Exception:  # no URL adapter (e.g. an untrusted Host): plain text, still no details
             return f"{exc.code} {exc.name}", exc.code, {"Content-Type": "text/plain"}
 

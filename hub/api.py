@@ -7,6 +7,7 @@ from werkzeug.exceptions import HTTPException
 
 from .auth import login_required
 from .extensions import csrf
+from .security import error_headers
 from .settings import card_json, integration_cards
 
 
@@ -21,7 +22,7 @@ def validation_error(exc: ValidationError):
 
 
 def http_error(exc: HTTPException):
-    return jsonify({"error": exc.description or exc.name}), exc.code
+    return jsonify({"error": exc.description or exc.name}), exc.code, error_headers(exc)
 
 
 def api_blueprint(name: str, import_name: str) -> Blueprint:

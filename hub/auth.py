@@ -25,6 +25,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from .extensions import db, get_redis
 from .models import ApiToken, Operator, User, audit, utcnow
+from .ratelimit import limit_client
 from .security import is_webhook_intake
 
 bp = Blueprint("auth", __name__)
@@ -50,6 +51,8 @@ def load_user() -> None:
         return  # deliveries are authenticated by their signature, never by a user
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer ") and request.path.startswith("/api/"):
+        # Valid or not, a bearer call spends the address's budget: guessing tokens is slow.
+        limit_client("api", current_app.config["HUB_API_CALLS_PER_MINUTE"])
         token = db.session.scalar(db.select(ApiToken).filter_by(
             token_hash=ApiToken.hash(header[7:].strip()), revoked_at=None))
         if token is None or token.status != "active" or not token.user.active:

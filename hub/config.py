@@ -25,6 +25,10 @@ ENVIRONMENT = {
     # Failed sign-ins a minute: per account from one address, and per address over all accounts.
     "HUB_LOGIN_ATTEMPTS_PER_MINUTE": "10",
     "HUB_LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE": "50",
+    # Calls a minute per client address where guessing is possible: bearer API calls, and
+    # candidate and report link lookups.
+    "HUB_API_CALLS_PER_MINUTE": "600",
+    "HUB_LINK_LOOKUPS_PER_MINUTE": "120",
     # How many proxies in front of the hub set X-Forwarded-For/-Proto/-Host; 0 trusts none.
     "HUB_TRUSTED_PROXIES": "0",
     # A signed-in session ends after this long without a request (8 hours) ...
@@ -36,6 +40,7 @@ ENVIRONMENT = {
 #: Settings whose environment value is an integer.
 INTEGERS = {"MAX_CONTENT_LENGTH", "HUB_WEBHOOK_MAX_BYTES", "HUB_LOGIN_ATTEMPTS_PER_MINUTE",
             "HUB_LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE", "HUB_TRUSTED_PROXIES",
+            "HUB_API_CALLS_PER_MINUTE", "HUB_LINK_LOOKUPS_PER_MINUTE",
             "HUB_SESSION_IDLE_SECONDS", "HUB_SESSION_MAX_SECONDS"}
 
 #: A development-only encryption key so a fresh clone runs; production refuses it.

@@ -1,9 +1,16 @@
-"""A token bucket in Redis, shared by every process and machine that calls one rate-limited API."""
+"""A token bucket in Redis, shared by every process and machine: for the providers' rate limits
+we call, and for callers' limits where guessing is possible (``limit_client``)."""
 from __future__ import annotations
 
+import hashlib
+import logging
+import math
 import time
 
 import redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger("hub.ratelimit")
 
 # One atomic step: refill by elapsed time (Redis's clock, the same for every machine), then take
 # a token if one is there. Returns "0" when a token was taken, else the seconds until one will
@@ -56,3 +63,24 @@ class TokenBucket:
                 return False
             # Other processes compete for the same token, so check again rather than assume.
             time.sleep(wait)
+
+
+def limit_client(scope: str, per_minute: int) -> None:
+    """Refuse the calling address with 429 (and ``Retry-After``) once it has spent its budget
+    for ``scope``: ``per_minute`` calls a minute, as a burst or spread out. Shared by every web
+    process. With Redis down, calls pass, and the log says so."""
+    from flask import request
+    from werkzeug.exceptions import TooManyRequests
+
+    from .extensions import get_redis
+
+    address = hashlib.sha256((request.remote_addr or "").encode()).hexdigest()[:32]
+    try:
+        wait = TokenBucket(get_redis(), f"hub:rl:{scope}:{address}", rate=per_minute / 60,
+                           burst=per_minute).try_acquire()
+    except RedisError:
+        log.warning("hub.ratelimit.unavailable scope=%s", scope)
+        return
+    if wait > 0:
+        raise TooManyRequests("Too many requests. Wait a moment and try again.",
+                              retry_after=max(1, math.ceil(wait)))

@@ -20,6 +20,11 @@ def is_webhook_intake(req) -> bool:
     return req.method == "POST" and req.path.startswith("/webhooks/") and req.path.count("/") == 3
 
 
+def error_headers(exc) -> list[tuple[str, str]]:
+    """Of an HTTP error's own headers, only Retry-After (429, 503): it tells when to try again."""
+    return [(k, v) for k, v in exc.get_headers() if k == "Retry-After"]
+
+
 @functools.lru_cache(maxsize=16)
 def _csp(targets: tuple[str, ...]) -> str:
     return CSP.format(form_targets=" ".join(targets)).replace("  ", " ")

@@ -22,6 +22,16 @@ from .services import (
 bp = Blueprint("candidate", __name__, url_prefix="/t")
 
 
+@bp.before_request
+def _limit_lookups():
+    """Every candidate-link request looks a token up: guessing them is slowed per address."""
+    from flask import current_app
+
+    from ..ratelimit import limit_client
+
+    limit_client("links", current_app.config["HUB_LINK_LOOKUPS_PER_MINUTE"])
+
+
 @bp.route("/<token>")
 def show(token):
     invitation = invitation_by_token(token)

@@ -92,6 +92,11 @@ def new_report_link(result_id):
 @bp.route("/r/<token>")
 def report(token):
     """The detailed report behind the link in the ATS note: no sign-in, only the token."""
+    from flask import current_app
+
+    from ..ratelimit import limit_client
+
+    limit_client("links", current_app.config["HUB_LINK_LOOKUPS_PER_MINUTE"])
     result = result_by_report_token(token)
     if result is None:
         abort(404, description="This report link is not valid, or it was revoked.")

@@ -119,7 +119,9 @@ def test_operators_are_managed_from_the_cli_only(app, runner, make_user):
     assert db.session.scalar(db.select(Operator)) is None
 
 
-def test_health_probes(client):
+def test_readiness_details_are_for_operators_only(client, operator_client, admin_client):
     assert client.get("/healthz").json == {"status": "ok"}
-    ready = client.get("/readyz")
+    assert client.get("/readyz").json == {"status": "ok"}
+    assert admin_client.get("/readyz").json == {"status": "ok"}
+    ready = operator_client.get("/readyz")
     assert ready.status_code == 200 and ready.json["checks"] == {"database": "ok", "redis": "ok"}

@@ -65,4 +65,4 @@ def test_security_headers_on_every_page(client):
 def test_health_and_readiness(client):
     assert client.get("/healthz").json == {"status": "ok"}
     ready = client.get("/readyz")
-    assert ready.status_code == 200 and ready.json["checks"] == {"database": "ok", "redis": "ok"}
+    assert ready.status_code == 200 and ready.json == {"status": "ok"}  # details: operators only
