@@ -1,7 +1,10 @@
 """Configuration: defaults, environment overrides, and the checks production insists on."""
 from __future__ import annotations
 
+import logging
 import os
+
+log = logging.getLogger("hub.config")
 
 #: The secret used when none is configured. Production refuses to start with it.
 DEV_SECRET_KEY = "dev-insecure-secret-key"
@@ -19,6 +22,8 @@ ENVIRONMENT = {
     "HUB_QUEUE_MODE": "rq",  # "rq" or "inline" (the demo's last resort when no Redis exists)
     "HUB_COMPANY_NAME": "WeCP",
     "SMTP_URL": "",
+    # "1": production without SMTP_URL on purpose (emails stay in the outbox), logged at start.
+    "HUB_MAIL_OUTBOX_ONLY": "",
     "MAIL_FROM": "WeCP <no-reply@wecp.local>",
     "MAX_CONTENT_LENGTH": "1048576",
     "HUB_WEBHOOK_MAX_BYTES": "262144",
@@ -107,12 +112,47 @@ def _sqlalchemy_url(url: str) -> str:
     return url
 
 
+def _key_problem(text: str) -> str | None:
+    """Why an encryption key is unusable, or None."""
+    import base64
+    import binascii
+
+    try:
+        key = base64.urlsafe_b64decode(text.encode())
+    except (binascii.Error, ValueError):
+        return "is not urlsafe base64"
+    if len(key) != 32:
+        return "is not 32 bytes"
+    if len(set(key)) < 8:
+        return "is not random (all zeros or a repeated pattern)"
+    return None
+
+
 def _check_production(cfg) -> None:
     problems = []
-    if not cfg["SECRET_KEY"] or cfg["SECRET_KEY"] == DEV_SECRET_KEY or len(cfg["SECRET_KEY"]) < 32:
+    secret = cfg["SECRET_KEY"] or ""
+    if secret == DEV_SECRET_KEY or len(secret) < 32:
         problems.append("SECRET_KEY must be set to a random value of at least 32 characters")
-    if not cfg["HUB_ENCRYPTION_KEYS"] or DEV_ENCRYPTION_KEY in cfg["HUB_ENCRYPTION_KEYS"]:
+    elif len(set(secret)) < 16:
+        problems.append("SECRET_KEY has too little variety to be random (python -c 'import secrets; "
+                        "print(secrets.token_urlsafe(48))')")
+    keys = cfg["HUB_ENCRYPTION_KEYS"]
+    if not keys or DEV_ENCRYPTION_KEY in keys:
         problems.append("HUB_ENCRYPTION_KEYS must hold at least one key (hub keys generate)")
+    else:
+        for i, key in enumerate(keys, 1):
+            problem = _key_problem(key)
+            if problem:
+                problems.append(f"HUB_ENCRYPTION_KEYS: key {i} {problem} (hub keys generate)")
+    if not cfg["TRUSTED_HOSTS"]:
+        problems.append("HUB_TRUSTED_HOSTS must name the host names the hub answers to")
+    if not cfg["SMTP_URL"]:
+        if cfg.get("HUB_MAIL_OUTBOX_ONLY") == "1":
+            log.warning("hub.config.no_smtp: HUB_MAIL_OUTBOX_ONLY=1 in production: no email leaves "
+                        "the hub; candidates receive no invitation")
+        else:
+            problems.append("SMTP_URL must be set, or no candidate ever receives an email (to keep "
+                            "emails in the outbox on purpose, set HUB_MAIL_OUTBOX_ONLY=1)")
     if not cfg["HUB_BASE_URL"].startswith("https://"):
         problems.append("HUB_BASE_URL must be an https:// URL (providers deliver webhooks over HTTPS only)")
     if cfg["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):

@@ -231,6 +231,11 @@ class Plugin:
     def configure(self, config) -> None:
         """Derive config values from others (presets); called after ``config`` is loaded."""
 
+    def production_problems(self, config) -> list[str]:
+        """What in ``config`` would make this plugin fail (or fail silently) in production, each
+        naming the setting to fix. Any problem stops the hub from starting there."""
+        return []
+
     def on_disconnect(self, connection) -> str | None:
         """Undo on the provider what ``on_connect_job`` set up (best effort).
 

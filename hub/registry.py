@@ -7,6 +7,7 @@ import os
 
 from flask import current_app
 
+from .config import ConfigError
 from .plugin import Plugin
 
 log = logging.getLogger("hub.registry")
@@ -44,6 +45,8 @@ def load_plugins(app) -> dict[str, Plugin]:
     for path in app.config["HUB_PLUGINS"]:
         try:
             plugin = _load_one(app, path)
+        except ConfigError:
+            raise  # a plugin's production settings are wrong: refuse to start, never skip it
         except Exception as exc:
             if strict:
                 raise PluginLoadError(f"plugin {path!r} failed to load: {exc}") from exc
@@ -67,6 +70,10 @@ def _load_one(app, path: str) -> Plugin:
     for key, default in plugin.config.items():
         app.config.setdefault(key, os.environ.get(key, default))
     plugin.configure(app.config)
+    if app.config.get("PRODUCTION"):
+        problems = plugin.production_problems(app.config)
+        if problems:
+            raise ConfigError(f"refusing to start in production ({plugin.key}): " + "; ".join(problems))
     from .outbox import register_kind
 
     jobs = plugin.jobs + tuple(p.func for p in plugin.periodic_jobs)

@@ -148,6 +148,15 @@ class WecpLeverPlugin(Plugin):
         app.extensions["hub.nav"].append(("wecp_lever.index", "Lever activity"))
         invitation_completed.connect(flow.on_invitation_completed)
 
+    def production_problems(self, config) -> list[str]:
+        problems = []
+        if config.get("LEVER_ENV") == "local":
+            problems.append("LEVER_ENV must be production or sandbox (local is the development stand-in)")
+        for key in ("LEVER_CLIENT_ID", "LEVER_CLIENT_SECRET"):
+            if not (config.get(key) or "").strip():
+                problems.append(f"{key} must be set (the OAuth app registered with Lever)")
+        return problems
+
     def configure(self, config) -> None:
         env = config["LEVER_ENV"]
         if env == "local":

@@ -1,3 +1,5 @@
+import base64
+
 import pytest
 
 from hub import create_app
@@ -6,11 +8,40 @@ from tests.conftest import TEST_KEYS
 
 SAFE = {
     "HUB_ENV": "production",
-    "SECRET_KEY": "x" * 40,
+    "SECRET_KEY": "9aQ2-vLx7RkP0sWmZ3cT8yHnB4eJ6uFgD1iO5",
     "HUB_ENCRYPTION_KEYS": TEST_KEYS[0],
     "HUB_BASE_URL": "https://hub.example",
     "DATABASE_URL": "postgresql://hub@db.invalid/hub",
+    "HUB_TRUSTED_HOSTS": "hub.example",
+    "SMTP_URL": "smtp://mail.invalid:587",
+    "LEVER_ENV": "production",
+    "LEVER_CLIENT_ID": "client-id",
+    "LEVER_CLIENT_SECRET": "client-secret",
 }
+
+
+@pytest.mark.parametrize("changes, setting", [
+    ({"SMTP_URL": ""}, "SMTP_URL"),
+    ({"HUB_ENCRYPTION_KEYS": "not base64!"}, "HUB_ENCRYPTION_KEYS: key 1"),
+    ({"HUB_ENCRYPTION_KEYS": base64.urlsafe_b64encode(bytes(32)).decode()}, "not random"),
+    ({"HUB_ENCRYPTION_KEYS": f"{TEST_KEYS[0]},{base64.urlsafe_b64encode(b'ab' * 16).decode()}"}, "key 2"),
+    ({"HUB_ENCRYPTION_KEYS": base64.urlsafe_b64encode(b"short").decode()}, "32 bytes"),
+    ({"SECRET_KEY": "x" * 40}, "SECRET_KEY has too little variety"),
+    ({"SECRET_KEY": "abcabcabcabcabcabcabcabcabcabcabcabc"}, "SECRET_KEY"),
+    ({"LEVER_CLIENT_SECRET": ""}, "LEVER_CLIENT_SECRET"),
+    ({"LEVER_CLIENT_ID": "  "}, "LEVER_CLIENT_ID"),
+    ({"LEVER_ENV": "local", "LEVER_SANDBOX_URL": "http://127.0.0.1:5001"}, "LEVER_ENV"),
+    ({"HUB_TRUSTED_HOSTS": ""}, "HUB_TRUSTED_HOSTS"),
+])
+def test_production_refuses_what_would_fail_silently_and_names_the_setting(changes, setting):
+    with pytest.raises(ConfigError, match=setting):
+        create_app({**SAFE, **changes})
+
+
+def test_production_without_smtp_is_an_explicit_logged_choice(caplog):
+    app = create_app({**SAFE, "SMTP_URL": "", "HUB_MAIL_OUTBOX_ONLY": "1"})
+    assert app.config["PRODUCTION"]
+    assert "HUB_MAIL_OUTBOX_ONLY=1 in production" in caplog.text
 
 
 def test_production_refuses_the_development_secret():

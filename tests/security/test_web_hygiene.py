@@ -120,8 +120,9 @@ def test_next_keeps_local_paths(org_a, client):
 
 @pytest.fixture
 def production_app(postgres_url, redis_server):
-    app = _make_app(postgres_url, redis_server, {"HUB_ENV": "production",
-                                                 "HUB_BASE_URL": "https://hub.test"})
+    app = _make_app(postgres_url, redis_server, {"HUB_ENV": "production", "HUB_BASE_URL": "https://hub.test",
+                                                 "HUB_TRUSTED_HOSTS": "hub.test", "SMTP_URL": "smtp://127.0.0.1:1",
+                                                 "LEVER_ENV": "sandbox"})
     with app.app_context():
         yield app
         db.session.remove()
