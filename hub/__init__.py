@@ -5,11 +5,15 @@ import logging
 
 from flask import Flask, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 
 def create_app(config: dict | None = None) -> Flask:
     """Build the hub: config, extensions, hub blueprints, then the plugins of HUB_PLUGINS."""
     app = Flask(__name__, instance_relative_config=True)
+    # Before any route exists: an <int:…> beyond a 64-bit column is no row of ours (404), never
+    # a database error.
+    app.url_map.converters["int"] = BoundedIntConverter
     from . import config as hub_config
 
     hub_config.load(app, config)
@@ -87,6 +91,18 @@ def create_app(config: dict | None = None) -> Flask:
             return f"{exc.code} {exc.name}", exc.code, {"Content-Type": "text/plain"}
 
     return app
+
+
+class BoundedIntConverter(IntegerConverter):
+    """Flask's ``int`` converter for ids: one beyond a signed 64-bit column becomes 0, which no
+    row has (ids start at 1), so the route answers 404 as for any unknown id. (Refusing the match
+    instead makes werkzeug answer 405 where a sibling rule has other methods.)"""
+
+    MAX = 2**63 - 1
+
+    def to_python(self, value: str) -> int:
+        number = super().to_python(value)
+        return number if number <= self.MAX else 0
 
 
 def _configure_logging(app: Flask) -> None:

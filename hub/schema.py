@@ -110,8 +110,8 @@ def _adopt(found: list[History]) -> None:
     hub_script = found[0].script()
     with db.engine.begin() as conn:
         current = [r[0] for r in conn.execute(sa.text("SELECT version_num FROM alembic_version"))]
-        strangers = [rev for rev in current if hub_script.get_revision(rev) is None] \
-            if current else []
+        # (get_revision raises, rather than answering None, for a revision it does not know.)
+        strangers = [rev for rev in current if not _known(hub_script, rev)]
         if not strangers:
             return
         for h in found[1:]:

@@ -133,7 +133,8 @@ def handle_delivery(delivery, connection: Connection) -> Outcome:
     except ValidationError as exc:
         # Lever signs only token + triggeredAt, not data (docs/providers/lever.md#webhooks): a
         # signed delivery can still carry anything there. Refused, never retried, never a URL.
-        return skip("invalid_data", f"invalid data: {', '.join(sorted(exc.messages))}")
+        fields_ = ", ".join(f"{name} {' '.join(map(str, problems))}" for name, problems in sorted(exc.messages.items()))
+        return skip("invalid_data", f"refused: {fields_} (the delivery is kept; nothing was called)")
     return process_stage_change(connection, data["opportunity_id"], data["to_stage_id"],
                                 via="webhook", delivery_id=delivery.id)
 

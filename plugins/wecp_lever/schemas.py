@@ -3,6 +3,12 @@ from __future__ import annotations
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
+from .lever import LEVER_ID
+
+# docs/providers/lever.md#ids: every id of a delivery must have the shape of a Lever id before it
+# may reach a URL or a query; anything else refuses the delivery (never retried).
+_ID = validate.Regexp(LEVER_ID.pattern + r"\Z", error="is not a Lever id")  # Regexp matches a prefix
+
 
 class StageChangeDataSchema(Schema):
     """The ``data`` of a ``candidateStageChange`` delivery: ids only, and not signed by Lever."""
@@ -10,12 +16,12 @@ class StageChangeDataSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    opportunity_id = fields.String(required=True, data_key="opportunityId")
+    opportunity_id = fields.String(required=True, data_key="opportunityId", validate=_ID)
     # Lever docs (/developer/documentation#webhooks): candidateId is legacy (the opportunity id).
-    candidate_id = fields.String(load_default=None, allow_none=True, data_key="candidateId")
-    contact_id = fields.String(load_default=None, allow_none=True, data_key="contactId")
-    from_stage_id = fields.String(load_default=None, allow_none=True, data_key="fromStageId")
-    to_stage_id = fields.String(required=True, data_key="toStageId")
+    candidate_id = fields.String(load_default=None, allow_none=True, data_key="candidateId", validate=_ID)
+    contact_id = fields.String(load_default=None, allow_none=True, data_key="contactId", validate=_ID)
+    from_stage_id = fields.String(load_default=None, allow_none=True, data_key="fromStageId", validate=_ID)
+    to_stage_id = fields.String(required=True, data_key="toStageId", validate=_ID)
 
 
 class LinkSchema(Schema):

@@ -172,3 +172,32 @@ def test_text_from_lever_is_escaped_on_the_integrations_page(app, lever, browser
         assert "<script>alert" not in page and "<img src=x" not in page
     assert ESCAPED in admin.get("/settings/integrations").get_data(as_text=True)
     assert admin.get("/api/v1/integrations").json["data"][0]["account"] == conn.external_account_name
+
+
+HUGE = (2**63, 2**64, 10**30)
+
+
+def test_integer_ids_beyond_64_bits_are_404_on_every_route(app, org_a, browser):
+    """Every route with an <int:…> argument, by every method, with an id no 64-bit column holds:
+    404 (never a database error), as the organization's admin and as a visitor."""
+    from tests.conftest import csrf_token
+    from tests.security.test_roles import calls, send
+
+    admin = browser(org_a.admin)
+    token = csrf_token(admin, "/settings/integrations")
+    int_rules = {rule.endpoint: rule for rule in app.url_map.iter_rules()
+                 if any(type(c).__name__ == "BoundedIntConverter" for c in rule._converters.values())}
+    checked = 0
+    for endpoint, method, _ in calls(app, org_a):
+        rule = int_rules.get(endpoint)
+        if rule is None:
+            continue
+        for huge in HUGE:
+            url = rule.rule
+            for name, converter in rule._converters.items():
+                value = huge if type(converter).__name__ == "BoundedIntConverter" else "x"
+                url = url.replace(f"<int:{name}>", str(value)).replace(f"<{name}>", str(value))
+            response = send(admin, method, url, token)
+            assert response.status_code == 404, (endpoint, method, url, response.status_code)
+            checked += 1
+    assert checked >= 20

@@ -37,12 +37,22 @@ def fresh_sandbox(sandbox):
 @pytest.fixture
 def connected(pg_app, fresh_sandbox):
     """An admin signed in, Lever connected through the real consent flow, the webhook registered."""
+    return _connect(pg_app, fresh_sandbox)
+
+
+@pytest.fixture
+def connected_on_each_database(app, fresh_sandbox):
+    """``connected``, on PostgreSQL and on SQLite (the ``app`` fixture's two databases)."""
+    return _connect(app, fresh_sandbox)
+
+
+def _connect(app, fresh_sandbox):
     from hub.auth import create_user
     from tests.hub.test_connections import connect, the_connection
 
     admin = create_user("Acme", "admin@acme-wecp.example", "correct horse battery", "admin")
     db.session.commit()
-    client = pg_app.test_client()
+    client = app.test_client()
     sign_in(client, admin.email)
     connect(client, fresh_sandbox)
     conn = the_connection()

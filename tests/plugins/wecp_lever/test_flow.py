@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hub.assessments.models import Invitation, Result
 from hub.assessments.services import (
@@ -18,8 +21,9 @@ from hub.inbox import WebhookDelivery
 from hub.jobs import run_inline_jobs
 from hub.mail import OutboundEmail
 from plugins.wecp_lever.flow import post_note, reconcile_postings
+from plugins.wecp_lever.lever import LEVER_ID as LEVER_ID_SHAPE
 from plugins.wecp_lever.lever import LeverError
-from plugins.wecp_lever.models import Note
+from plugins.wecp_lever.models import Note, PostingLink
 from tests.conftest import csrf_token
 from tests.plugins.wecp_lever.conftest import (
     ACCOUNT,
@@ -550,3 +554,51 @@ def test_a_note_whose_job_was_lost_is_posted_once_by_the_sweeper(connected, sand
     result_tags = db.session.scalar(db.select(Tag).filter_by(key=f"result:{note.result_id}"))
     assert result_tags.tags == ["WeCP: completed", "WeCP: passed"] and result_tags.status == "done"
     assert sweep()["enqueued"] == 0
+
+ODD_IDS = st.one_of(
+    # A huge integer in digits has the shape of a Lever id (slugs may be digits); the hub's own
+    # integer routes are fuzzed with those (tests/security/test_input.py).
+    st.sampled_from(["../postings", "%2e%2e%2f", "a/b", "?x=", "x#y", "opp id", "é", "\u202e", "",
+                     "-" + "a" * 10, "a" * 65, "..", ".", "1" * 70]),
+    st.text(min_size=1, max_size=80).filter(lambda t: not LEVER_ID_SHAPE.fullmatch(t)))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(odd=ODD_IDS)
+def test_a_signed_delivery_with_an_id_not_of_lever_s_shape_is_refused_and_calls_nothing(connected, sandbox, odd):
+    """Lever signs only token + triggeredAt, never data: an odd id there is refused, stored with
+    its reason, never retried and never sent to Lever (docs/providers/lever.md#ids)."""
+    client, conn = connected
+    if not db.session.scalar(db.select(PostingLink)):
+        link(client, make_test(conn.organization_id))
+    since = sandbox.admin.requests_log()[-1]["seq"]
+    body = sign_lever_delivery(conn.webhook_secret, {
+        "event": "candidateStageChange",
+        "data": {"opportunityId": odd, "candidateId": odd, "fromStageId": NEW, "toStageId": ASSESSMENT}},
+        token=uuid.uuid4().hex)
+    response = client.post(f"/webhooks/wecp_lever/{conn.endpoint_id}", data=json.dumps(body),
+                           content_type="application/json")
+    assert response.status_code == 200
+    row = db.session.scalar(db.select(WebhookDelivery).order_by(WebhookDelivery.id.desc()).limit(1))
+    db.session.refresh(row)
+    assert (row.status, row.outcome) == ("skipped", "skipped") and row.summary.startswith("refused: ")
+    assert [r["path"] for r in sandbox.admin.requests_log() if r["seq"] > since] == []
+
+
+@pytest.mark.parametrize("email", ["ada@example.com\r\nBcc: all@example.com", "ada@example.com, bob@example.com",
+                                   "<b>ada</b>@example.com", "ada @example.com"])
+def test_a_candidate_with_an_invalid_email_never_vanishes(connected_on_each_database, sandbox, email):
+    """No invitation, a visible skip with its reason, one note in Lever saying what to fix, and no
+    "invited" tag: on PostgreSQL and SQLite alike."""
+    client, conn = connected_on_each_database
+    link(client, make_test(conn.organization_id))
+    opp = new_candidate(sandbox, email=email, name="Ada Invalid")
+    since = sandbox.admin.requests_log()[-1]["seq"]
+    move(sandbox, client, conn, opp)
+    deliver(client, conn, opp, ASSESSMENT)  # twice: still one note
+    assert invitations() == [] and db.session.scalars(db.select(OutboundEmail)).all() == []
+    page = client.get("/integrations/wecp_lever/").get_data(as_text=True)
+    assert "Ada Invalid" in page and "no usable email address" in page
+    notes = sandbox.admin.notes(ACCOUNT)
+    assert len(notes) == 1 and "email" in notes[0]["value"].lower()
+    assert [r for r in lever_writes(sandbox, since) if r["path"].endswith("/addTags")] == []

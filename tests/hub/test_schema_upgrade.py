@@ -1,0 +1,96 @@
+"""A database at the old single chain's head (Lever's tables in the hub's history, deliveries
+deduplicated per plugin) upgrades to today's layout with its data, on PostgreSQL and SQLite."""
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+
+from hub import create_app, schema
+from hub.extensions import db
+from sandboxes.services import PostgresDatabase
+from tests.conftest import base_config
+
+NOW = datetime(2026, 12, 1, 12, 0, 0)
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def empty_database(request, postgres_db, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'old.sqlite3'}"
+        return
+    database = PostgresDatabase(admin_url=postgres_db.admin_url)
+    yield database.url
+    database.drop()
+
+
+def _filler(column: sa.Column):
+    kind = column.type.python_type if not isinstance(column.type, sa.JSON) else dict
+    return {int: 1, str: "x", datetime: NOW, dict: {}, bool: False}.get(kind, "x")
+
+
+def insert(conn, table_name: str, **values) -> None:
+    """A row with the given values; other required columns get a filler of their type."""
+    table = sa.Table(table_name, sa.MetaData(), autoload_with=conn)
+    for column in table.columns:
+        if column.name not in values and not column.nullable and column.server_default is None \
+                and not (column.primary_key and column.autoincrement is True):
+            values[column.name] = _filler(column)
+    conn.execute(table.insert().values(**values))
+
+
+def old_layout(app) -> None:
+    """The schema the old single chain left (hub 0001-0003, Lever 0004-0005, one version table),
+    with rows in the statuses of that time."""
+    command.upgrade(schema.history("hub", app).config(), "0003")
+    command.upgrade(schema.history("wecp_lever", app).config(), "0005")
+    with db.engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE alembic_version_wecp_lever"))
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0005'"))
+        for org in (1, 2):
+            insert(conn, "organization", id=org, name=f"Org {org}")
+            insert(conn, "connection", id=f"conn-{org}", organization_id=org, plugin_key="wecp_lever",
+                   provider="lever", endpoint_id=f"endpoint-{org}")
+        insert(conn, "assessment_test", id=1, organization_id=1, title="Python")
+        insert(conn, "webhook_delivery", id=1, connection_id="conn-1", plugin_key="wecp_lever", source="lever",
+               event="candidateStageChange", dedupe_key="token-1", payload={}, received_at=NOW,
+               status="queued", enqueued_at=NOW, attempts=0)
+        insert(conn, "webhook_delivery", id=2, connection_id="conn-1", plugin_key="wecp_lever", source="lever",
+               event="candidateStageChange", dedupe_key="token-2", payload={}, received_at=NOW,
+               status="done", attempts=1, processed_at=NOW, result="invited")
+        insert(conn, "wecp_lever_note", id=1, organization_id=1, connection_id="conn-1",
+               key="no-email:opp-1:1", opportunity_id="opp-1", status="posted", created_at=NOW)
+
+
+def test_the_old_single_chain_upgrades_to_a_history_per_plugin_with_its_data(empty_database, redis_server):
+    app = create_app(base_config(empty_database, redis_server.url, HUB_PLUGINS=["plugins.wecp_lever"]))
+    with app.app_context():
+        old_layout(app)
+        schema.upgrade(app)
+        with db.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == \
+                schema.history("hub", app).script().get_current_head()
+            assert conn.execute(sa.text("SELECT version_num FROM alembic_version_wecp_lever")).scalar() == \
+                schema.history("wecp_lever", app).script().get_current_head()
+            deliveries = conn.execute(sa.text(
+                "SELECT id, status, due_at, outcome, summary FROM webhook_delivery ORDER BY id")).all()
+            assert [(d.status, d.outcome, d.summary) for d in deliveries] == \
+                [("pending", None, None), ("done", "done", "invited")]
+            assert all(d.due_at is not None for d in deliveries)
+            note = conn.execute(sa.text("SELECT status, reason, test_id, outcome FROM wecp_lever_note")).one()
+            assert tuple(note) == ("done", "no_email", 1, "note_posted")
+        # Deduplication is per connection now: another organization's delivery with the same
+        # provider token is stored beside the first.
+        with db.engine.begin() as conn:
+            insert(conn, "webhook_delivery", id=3, connection_id="conn-2", plugin_key="wecp_lever",
+                   source="lever", event="candidateStageChange", dedupe_key="token-1", payload={},
+                   received_at=NOW, status="pending", attempts=0, due_at=NOW)
+            with pytest.raises(sa.exc.IntegrityError):
+                with conn.begin_nested():
+                    insert(conn, "webhook_delivery", id=4, connection_id="conn-1", plugin_key="wecp_lever",
+                           source="lever", event="candidateStageChange", dedupe_key="token-1", payload={},
+                           received_at=NOW, status="pending", attempts=0, due_at=NOW)
+        db.session.remove()
+        db.engine.dispose()
