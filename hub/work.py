@@ -33,7 +33,7 @@ def _row_id(kind: WorkKind, text: str):
     """The route's row id in the type of the kind's key, or 404 (never an error of the database)."""
     column = kind.model.__mapper__.primary_key[0]
     if column.type.python_type is int:
-        if not text.isdigit() or int(text) > MAX_INT_ID:
+        if not (text.isascii() and text.isdigit()) or int(text) > MAX_INT_ID:  # "²".isdigit() too
             abort(404)
         return int(text)
     if len(text) > 64:

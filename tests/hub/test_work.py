@@ -64,7 +64,7 @@ def test_retry_runs_failed_work_again_and_another_orgs_row_is_404(app, client):
     assert any(str(mine["failed"].id) in job_id for job_id in get_queue("webhooks").job_ids)
     # Another organization's row, an unknown kind, a malformed or huge id: 404, nothing changes.
     for path in (f"{kind}/{theirs['failed'].id}", f"hub.mail.send_email/{theirs['email'].id}",
-                 f"nope/{mine['failed'].id}", f"{kind}/abc", f"{kind}/{2**64}", f"{kind}/-1"):
+                 f"nope/{mine['failed'].id}", f"{kind}/abc", f"{kind}/{2**64}", f"{kind}/-1", f"{kind}/²"):
         assert client.post(f"{PAGE}/{path}/retry", data={"csrf_token": token}).status_code == 404, path
     db.session.expire_all()
     assert db.session.get(WebhookDelivery, theirs["failed"].id).status == FAILED
