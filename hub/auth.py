@@ -280,10 +280,7 @@ def create_token():
     if days not in ApiToken.LIFETIMES:
         return account(error="Choose how long the token lasts.", status=400)
     name = " ".join(request.form.get("name", "").split())[:100] or "token"
-    token, plaintext = ApiToken.issue(g.user, name, days)
-    db.session.add(token)
-    audit("api_token.created", organization_id=g.user.organization_id, user_id=g.user.id,
-          target=f"api_token:{token.id}", days=days)
+    _, plaintext = issue_api_token(g.user, name, days)
     db.session.commit()
     return account(new_token=plaintext)
 
@@ -291,14 +288,11 @@ def create_token():
 @bp.route("/account/tokens/<int:token_id>/revoke", methods=["POST"])
 @login_required
 def revoke_token(token_id: int):
-    token = db.session.get(ApiToken, token_id) if token_id <= 2**63 - 1 else None
+    token = db.session.get(ApiToken, token_id)
     if token is None or token.user_id != g.user.id:
         abort(404)
-    if token.revoked_at is None:
-        token.revoked_at = utcnow()
-        audit("api_token.revoked", organization_id=g.user.organization_id, user_id=g.user.id,
-              target=f"api_token:{token.id}")
-        db.session.commit()
+    revoke_api_token(token)
+    db.session.commit()
     flash(f"Token “{token.name}” revoked: it gets 401 from now on.", "success")
     return redirect(url_for("auth.account"))
 
@@ -337,6 +331,24 @@ def change_password(user: User, new_password: str) -> int:
         session["pw"] = password_version(user.password_hash)
     audit("user.password_changed", organization_id=user.organization_id, user_id=user.id)
     return ended
+
+
+def issue_api_token(user: User, name: str, days: int) -> tuple[ApiToken, str]:
+    """A new API token of ``user`` (audited); the plaintext is returned once, only its hash kept."""
+    token, plaintext = ApiToken.issue(user, name, days)
+    db.session.add(token)
+    db.session.flush()  # its id, for the audit entry
+    audit("api_token.created", organization_id=user.organization_id, user_id=user.id,
+          target=f"api_token:{token.id}", days=days)
+    return token, plaintext
+
+
+def revoke_api_token(token: ApiToken) -> None:
+    """Revoke a token (audited): it gets 401 from its next call. Revoking twice changes nothing."""
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+        audit("api_token.revoked", organization_id=token.user.organization_id, user_id=token.user_id,
+              target=f"api_token:{token.id}")
 
 
 def set_active(user: User, active: bool) -> int:

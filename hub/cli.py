@@ -172,14 +172,9 @@ def api_tokens():
 @with_appcontext
 def api_tokens_create(email, name, days):
     """Create a token and print it once; only its hash is kept."""
-    from .models import ApiToken, audit
+    from .auth import issue_api_token
 
-    user = _user(email)
-    token, plaintext = ApiToken.issue(user, name, int(days))
-    db.session.add(token)
-    db.session.flush()
-    audit("api_token.created", organization_id=user.organization_id, user_id=user.id,
-          target=f"api_token:{token.id}", days=int(days))
+    _, plaintext = issue_api_token(_user(email), name, int(days))
     db.session.commit()
     click.echo(plaintext)
 
@@ -206,16 +201,14 @@ def api_tokens_list(email):
 @with_appcontext
 def api_tokens_revoke(token_id):
     """Revoke a token: it gets 401 from its next call."""
-    from .models import ApiToken, audit, utcnow
+    from .auth import revoke_api_token
+    from .models import ApiToken
 
     token = db.session.get(ApiToken, token_id)
     if token is None:
         raise click.ClickException(f"no API token {token_id}")
-    if token.revoked_at is None:
-        token.revoked_at = utcnow()
-        audit("api_token.revoked", organization_id=token.user.organization_id, user_id=token.user_id,
-              target=f"api_token:{token.id}")
-        db.session.commit()
+    revoke_api_token(token)
+    db.session.commit()
     click.echo(f"revoked token {token.id} ({token.name}) of {token.user.email}")
 
 

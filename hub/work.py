@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask import Blueprint, abort, flash, g, redirect, render_template, url_for
 
+from . import BoundedIntConverter
 from .auth import admin_required
 from .extensions import db
 from .outbox import FAILED, PAUSED, WorkKind, active_kinds, of_organization, retry_failed
@@ -18,8 +19,6 @@ bp = Blueprint("work", __name__)
 
 #: Rows shown per kind, newest first.
 LIMIT = 100
-#: Largest integer id a route accepts (a 64-bit signed column); more is no row of ours.
-MAX_INT_ID = 2**63 - 1
 
 
 def _kind(name: str) -> WorkKind:
@@ -33,7 +32,8 @@ def _row_id(kind: WorkKind, text: str):
     """The route's row id in the type of the kind's key, or 404 (never an error of the database)."""
     column = kind.model.__mapper__.primary_key[0]
     if column.type.python_type is int:
-        if not (text.isascii() and text.isdigit()) or int(text) > MAX_INT_ID:  # "²".isdigit() too
+        # The bound of the hub's <int:…> routes; "²".isdigit() is true too, hence isascii.
+        if not (text.isascii() and text.isdigit()) or int(text) > BoundedIntConverter.MAX:
             abort(404)
         return int(text)
     if len(text) > 64:

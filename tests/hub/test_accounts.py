@@ -5,7 +5,7 @@ import re
 from datetime import timedelta
 
 from hub.extensions import db
-from hub.models import ApiToken, User, utcnow
+from hub.models import ApiToken, AuditEvent, User, utcnow
 from tests.conftest import csrf_token, sign_in
 
 PAGE = "/settings/integrations"
@@ -77,6 +77,8 @@ def test_api_tokens_are_made_listed_used_and_revoked_from_the_account_page(app, 
     plaintext = re.search(r'<pre id="new-token">([^<]+)</pre>', page).group(1)
     stored = db.session.scalar(db.select(ApiToken))
     assert stored.token_hash == ApiToken.hash(plaintext) and plaintext not in str(stored.__dict__)
+    created = db.session.scalar(db.select(AuditEvent).filter_by(action="api_token.created"))
+    assert created.target == f"api_token:{stored.id}"
     assert timedelta(days=29) < stored.expires_at - utcnow() <= timedelta(days=30)
     assert plaintext not in client.get("/account").get_data(as_text=True)  # shown once
     assert bearer(app, plaintext) == 200
