@@ -134,7 +134,11 @@ def handle_delivery(delivery, connection: Connection) -> Outcome:
         # Lever signs only token + triggeredAt, not data (docs/providers/lever.md#webhooks): a
         # signed delivery can still carry anything there. Refused, never retried, never a URL.
         fields_ = ", ".join(f"{name} {' '.join(map(str, problems))}" for name, problems in sorted(exc.messages.items()))
-        return skip("invalid_data", f"refused: {fields_} (the delivery is kept; nothing was called)")
+        message = f"refused: {fields_} (the delivery is kept; nothing was called)"
+        # In the activity log too: a delivery Lever signed but nobody could act on is never silent.
+        record("webhook", "skipped", message, organization_id=connection.organization_id,
+               delivery_id=delivery.id)
+        return skip("invalid_data", message)
     return process_stage_change(connection, data["opportunity_id"], data["to_stage_id"],
                                 via="webhook", delivery_id=delivery.id)
 

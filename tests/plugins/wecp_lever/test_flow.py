@@ -23,7 +23,7 @@ from hub.mail import OutboundEmail
 from plugins.wecp_lever.flow import post_note, reconcile_postings
 from plugins.wecp_lever.lever import LEVER_ID as LEVER_ID_SHAPE
 from plugins.wecp_lever.lever import LeverError
-from plugins.wecp_lever.models import Note, PostingLink
+from plugins.wecp_lever.models import Activity, Note, PostingLink
 from tests.conftest import csrf_token
 from tests.plugins.wecp_lever.conftest import (
     ACCOUNT,
@@ -582,6 +582,8 @@ def test_a_signed_delivery_with_an_id_not_of_lever_s_shape_is_refused_and_calls_
     row = db.session.scalar(db.select(WebhookDelivery).order_by(WebhookDelivery.id.desc()).limit(1))
     db.session.refresh(row)
     assert (row.status, row.outcome) == ("skipped", "skipped") and row.summary.startswith("refused: ")
+    logged = db.session.scalar(db.select(Activity).filter_by(delivery_id=row.id))
+    assert logged is not None and logged.message == row.summary  # visible in the activity log
     assert [r["path"] for r in sandbox.admin.requests_log() if r["seq"] > since] == []
 
 
