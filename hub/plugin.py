@@ -185,6 +185,11 @@ class Setting:
     help: str = ""
 
 
+#: Who may call a route: anyone; whoever holds the key in its URL (an invitation, a report link,
+#: a webhook endpoint); any signed-in user of the organization; its admins and super admins.
+ACCESS_LEVELS = ("public", "token", "member", "admin")
+
+
 class Plugin:
     """Base class of every integration. One instance per integration, found through config.
 
@@ -214,6 +219,10 @@ class Plugin:
     #: Dotted path of a blueprint made with ``hub.api.api_blueprint`` (mounted under
     #: ``/api/v1``; its routes should start with the plugin's resources or key).
     api_blueprint: str | None = None
+    #: Who may call each endpoint of the plugin's blueprints, by endpoint name
+    #: (``"<blueprint>.<view>"``): one of ``ACCESS_LEVELS``. The hub refuses to load a plugin
+    #: with a route left out, and the security suite calls every route as every role against it.
+    access: dict[str, str] = {}
     #: Templates included on each WeCP test page (rendered with ``test``), e.g. a link panel.
     test_page_panels: tuple[str, ...] = ()
     #: Per-organization settings with defaults.

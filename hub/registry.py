@@ -83,14 +83,40 @@ def _load_one(app, path: str) -> Plugin:
         check_importable(func)
         if getattr(func, "kind", None) is not None:
             register_kind(app, func)
+    blueprints = []
     if plugin.blueprint:
-        bp = import_string(plugin.blueprint)
-        app.register_blueprint(bp, url_prefix=f"/integrations/{plugin.key}")
+        blueprints.append((import_string(plugin.blueprint), {"url_prefix": f"/integrations/{plugin.key}"}))
     if plugin.api_blueprint:
-        app.register_blueprint(import_string(plugin.api_blueprint))
+        blueprints.append((import_string(plugin.api_blueprint), {}))
+    check_access(plugin, blueprints)
+    for bp, options in blueprints:
+        app.register_blueprint(bp, **options)
     app.extensions.setdefault("hub.test_page_panels", []).extend(plugin.test_page_panels)
     plugin.init_app(app)
     return plugin
+
+
+def check_access(plugin: Plugin, blueprints) -> None:
+    """Every route of the plugin says who may call it (``Plugin.access``), and nothing else is said.
+
+    Adding a URL means deciding who may call it; the security suite holds each route to it. The
+    routes are read off a throwaway app, so a refused plugin leaves no route behind.
+    """
+    from flask import Flask
+
+    from .plugin import ACCESS_LEVELS
+
+    probe = Flask(plugin.key)
+    for bp, options in blueprints:
+        probe.register_blueprint(bp, **options)
+    endpoints = {rule.endpoint for rule in probe.url_map.iter_rules() if rule.endpoint != "static"}
+    undeclared = sorted(endpoints - set(plugin.access))
+    unknown = sorted(set(plugin.access) - endpoints)
+    wrong = sorted(e for e, level in plugin.access.items() if level not in ACCESS_LEVELS)
+    if undeclared or unknown or wrong:
+        raise PluginLoadError(
+            f"{plugin.key}: Plugin.access must name each of its endpoints once with one of "
+            f"{ACCESS_LEVELS}; undeclared {undeclared}, not routes {unknown}, unknown level {wrong}")
 
 
 def check_importable(func) -> None:

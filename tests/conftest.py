@@ -85,6 +85,17 @@ def _reset(app) -> None:
         db.session.commit()
 
 
+@pytest.fixture(scope="session")
+def sandbox():
+    """The Lever sandbox: one process for the whole run. Tests reset it to the seed they need
+    (``sandbox.admin.reset()``), which also restores its settings."""
+    from sandboxes.lever.testing import start_sandbox
+
+    server = start_sandbox()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(params=["postgresql", "sqlite"])
 def database_url(request):
     if request.param == "postgresql":

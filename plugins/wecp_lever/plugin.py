@@ -98,6 +98,17 @@ class WecpLeverPlugin(Plugin):
     )
     blueprint = "plugins.wecp_lever.views:bp"
     api_blueprint = "plugins.wecp_lever.api:bp"
+    #: Members link postings and follow up on candidates; admins change the settings.
+    access = {
+        "wecp_lever.static": "public",
+        "wecp_lever.index": "member", "wecp_lever.link": "member", "wecp_lever.unlink": "member",
+        "wecp_lever.resend": "member", "wecp_lever.retry_email": "member",
+        "wecp_lever.retry_note": "member", "wecp_lever.retry_tag": "member",
+        "wecp_lever.save_settings": "admin",
+        "wecp_lever_api.list_links": "member", "wecp_lever_api.create_link": "member",
+        "wecp_lever_api.delete_link": "member", "wecp_lever_api.postings": "member",
+        "wecp_lever_api.stages": "member",
+    }
     test_page_panels = ("wecp_lever/_test_panel.html",)
 
     def check_connection(self, connection) -> None:

@@ -86,7 +86,7 @@ def test_an_operator_lands_on_the_dashboard_and_is_no_member_of_any_organization
     client = app.test_client()
     response = sign_in(client, operator.email, OPERATOR_PASSWORD)
     assert response.headers["Location"].endswith("/admin/rq/")
-    for path in ("/settings/integrations", "/tests", "/integrations/wecp_lever/"):
+    for path in ("/settings/integrations", "/tests", "/integrations/tiny_example/"):
         response = client.get(path)
         assert response.status_code in (302, 404) and "/admin/rq" not in response.headers.get("Location", "")
     assert client.get("/api/v1/me").status_code == 401

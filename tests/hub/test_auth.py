@@ -56,8 +56,8 @@ def test_api_token_is_stored_hashed_and_authenticates(app, admin, runner):
 def test_member_of_one_organization_cannot_read_another(app, make_user):
     alice = make_user(org="Org A", role="member", email="alice@a.example")
     bob = make_user(org="Org B", role="admin", email="bob@b.example")
-    conn = Connection(organization_id=bob.organization_id, plugin_key="wecp_lever", provider="lever",
-                      external_account_name="Org B's Lever")
+    conn = Connection(organization_id=bob.organization_id, plugin_key="tiny_example", provider="tiny",
+                      external_account_name="Org B's account")
     conn.credentials = "{}"
     from hub.models import utcnow
     conn.connected_at = conn.setup_completed_at = utcnow()
@@ -66,7 +66,7 @@ def test_member_of_one_organization_cannot_read_another(app, make_user):
     client = app.test_client()
     sign_in(client, alice.email)
     cards = client.get("/api/v1/integrations").json["data"]
-    assert [c["status"] for c in cards] == ["Not connected"]
+    assert cards and {c["status"] for c in cards} == {"Not connected"}  # one card per loaded plugin
     assert b"Org B" not in client.get("/settings/integrations").data
 
 

@@ -6,6 +6,7 @@ import secrets
 
 from hub import create_app
 from tests.conftest import base_config
+from tests.hub.conftest import hub_test_plugins
 
 GUESSER, OTHER = "203.0.113.9", "198.51.100.20"
 
@@ -23,7 +24,7 @@ def test_guessing_candidate_and_report_links_is_slowed_per_address(app, client):
 
 def test_bearer_api_calls_are_limited_per_address_across_processes(app, client):
     app.config["HUB_API_CALLS_PER_MINUTE"] = 4
-    other = create_app(base_config(app.config["DATABASE_URL"], app.config["REDIS_URL"],
+    other = create_app(base_config(app.config["DATABASE_URL"], app.config["REDIS_URL"], HUB_PLUGINS=hub_test_plugins(),
                                    HUB_API_CALLS_PER_MINUTE=4)).test_client()
     guesses = [(client, other)[i % 2].get("/api/v1/me", environ_base={"REMOTE_ADDR": GUESSER},
                                           headers={"Authorization": f"Bearer hub_{secrets.token_urlsafe(32)}"})

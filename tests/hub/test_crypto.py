@@ -7,7 +7,7 @@ from tests.conftest import TEST_KEYS
 
 
 def _connection(org_id):
-    conn = Connection(organization_id=org_id, plugin_key="wecp_lever", provider="lever")
+    conn = Connection(organization_id=org_id, plugin_key="tiny_example", provider="tiny")
     conn.credentials = '{"access_token": "at-secret", "refresh_token": "rt-secret"}'
     db.session.add(conn)
     db.session.commit()

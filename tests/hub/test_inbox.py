@@ -13,6 +13,7 @@ from hub.models import utcnow
 from hub.outcomes import Skipped
 from hub.plugin import ConnectionUnusable
 from hub.signals import connection_restored
+from tests.hub.conftest import hub_test_plugins
 from tests.plugins import tiny_example
 from tests.workers import make_connection
 
@@ -28,7 +29,7 @@ def empty_redis(redis_server):
 
 @pytest.fixture
 def app_config():
-    return {"HUB_PLUGINS": [TINY], "HUB_SWEEP_AFTER_SECONDS": 0}
+    return {"HUB_PLUGINS": hub_test_plugins(), "HUB_SWEEP_AFTER_SECONDS": 0}
 
 
 def store(conn, key="k", status="pending", **payload) -> int:
@@ -79,10 +80,10 @@ def test_unusable_connection_pauses_and_restoring_it_resumes(app):
 def test_connection_unusable_raised_by_a_handler_pauses_without_retry(app):
     conn = make_connection()
     delivery_id = store(conn)
-    with mock.patch.object(tiny_example, "count_ping", side_effect=ConnectionUnusable(conn.id, "revoked in Lever")):
+    with mock.patch.object(tiny_example, "count_ping", side_effect=ConnectionUnusable(conn.id, "revoked in the provider")):
         assert process_delivery(delivery_id)["outcome"] == "paused"
     row = reload(delivery_id)
-    assert (row.status, row.error, row.attempts) == ("paused", "revoked in Lever", 1)
+    assert (row.status, row.error, row.attempts) == ("paused", "revoked in the provider", 1)
 
 
 def test_a_failing_handler_is_retried_and_failed_after_the_last_try(app):

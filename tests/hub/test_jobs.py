@@ -10,13 +10,14 @@ from hub.extensions import db, get_redis
 from hub.jobs import JobArgumentError, enqueue, get_queue, job, public_result, registered_jobs, spec_of
 from hub.models import Organization
 from hub.outcomes import Done, Several, Skipped
+from tests.hub.conftest import hub_test_plugins
 from tests.plugins import tiny_example
 from tests.workers import workers  # noqa: F401 (fixture)
 
 
 @pytest.fixture
 def app_config():
-    return {"HUB_PLUGINS": ["tests.plugins.tiny_example"]}
+    return {"HUB_PLUGINS": hub_test_plugins()}
 
 
 @job("default")

@@ -24,6 +24,7 @@ from hub.outbox import (
     sweep,
 )
 from hub.signals import connection_restored
+from tests.hub.conftest import hub_test_plugins
 from tests.plugins.tiny_example.work import Echo, echo
 from tests.workers import make_connection
 
@@ -32,7 +33,7 @@ KIND = kind_of(echo)
 
 @pytest.fixture
 def app_config():
-    return {"HUB_PLUGINS": ["tests.plugins.tiny_example"], "HUB_SWEEP_AFTER_SECONDS": 0}
+    return {"HUB_PLUGINS": hub_test_plugins(), "HUB_SWEEP_AFTER_SECONDS": 0}
 
 
 @pytest.fixture(autouse=True)

@@ -19,6 +19,7 @@ from hub.models import utcnow
 from hub.outbox import sweep
 from hub.registry import get_plugin
 from tests.conftest import base_config, csrf_token, sign_in
+from tests.hub.conftest import hub_test_plugins
 from tests.services import free_port
 from tests.workers import live_server, make_connection, workers  # noqa: F401 (fixtures)
 
@@ -36,7 +37,7 @@ def empty_redis(redis_server):
 
 @pytest.fixture
 def app_config():
-    return {"HUB_PLUGINS": ["plugins.wecp_lever", TINY], "HUB_SWEEP_AFTER_SECONDS": 0}
+    return {"HUB_PLUGINS": hub_test_plugins(), "HUB_SWEEP_AFTER_SECONDS": 0}
 
 
 @pytest.fixture
@@ -90,9 +91,8 @@ def test_malformed_payload_is_400_and_stores_nothing(client, conn):
     assert deliveries() == []
 
 
-def test_ping_is_200_and_stores_nothing(client, app):
-    conn = make_connection(plugin_key="wecp_lever", provider="lever", webhook_secret="s3cret")
-    response = client.post(f"/webhooks/wecp_lever/{conn.endpoint_id}", json={"hello": "lever"})
+def test_ping_is_200_and_stores_nothing(client, conn):
+    response = client.post(url(conn), data=json.dumps({"ping": True}), headers=SECRET)
     assert response.status_code == 200
     assert response.json == {"status": "ok"}
     assert deliveries() == []
@@ -101,8 +101,9 @@ def test_ping_is_200_and_stores_nothing(client, app):
 def test_unknown_plugin_endpoint_or_disconnected_connection_is_404(client, conn):
     assert client.post(f"/webhooks/tiny_example/not-{conn.endpoint_id}", data=b"{}", headers=SECRET).status_code == 404
     assert client.post(f"/webhooks/nope/{conn.endpoint_id}", data=b"{}", headers=SECRET).status_code == 404
-    # The endpoint id belongs to a tiny_example connection, not to Lever.
-    assert client.post(f"/webhooks/wecp_lever/{conn.endpoint_id}", data=b"{}").status_code == 404
+    # The endpoint id belongs to a tiny_example connection: under another plugin's key it is no one's.
+    other = make_connection(plugin_key="another_plugin", provider="another")
+    assert client.post(f"/webhooks/tiny_example/{other.endpoint_id}", data=b"{}", headers=SECRET).status_code == 404
     conn.disconnected_at = utcnow()
     db.session.commit()
     assert client.post(url(conn), data=json.dumps({"id": 1}), headers=SECRET).status_code == 404

@@ -10,6 +10,7 @@ from hub.jobs import get_queue
 from hub.mail import OutboundEmail
 from hub.outbox import FAILED, PAUSED, PENDING
 from tests.conftest import csrf_token, sign_in
+from tests.hub.conftest import hub_test_plugins
 from tests.workers import make_connection
 
 PAGE = "/settings/work"
@@ -17,7 +18,7 @@ PAGE = "/settings/work"
 
 @pytest.fixture
 def app_config():
-    return {"HUB_PLUGINS": ["tests.plugins.tiny_example"]}
+    return {"HUB_PLUGINS": hub_test_plugins()}
 
 
 def failed_and_paused(org_name: str) -> dict:

@@ -14,6 +14,7 @@ from hub.jobs import get_queue
 from hub.models import utcnow
 from hub.plugin import PeriodicJob
 from hub.worker import HubWorker, enqueue_periodic_jobs
+from tests.hub.conftest import hub_test_plugins
 from tests.plugins import tiny_example
 from tests.workers import make_connection, parent_of, wait_for, workers  # noqa: F401 (fixture)
 
@@ -34,7 +35,7 @@ def empty_redis(redis_server):
 
 @pytest.fixture
 def app_config():
-    return {"HUB_PLUGINS": [TINY], "HUB_SWEEP_AFTER_SECONDS": 0}
+    return {"HUB_PLUGINS": hub_test_plugins(), "HUB_SWEEP_AFTER_SECONDS": 0}
 
 
 def reload(delivery_id) -> WebhookDelivery:

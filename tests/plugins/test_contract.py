@@ -12,9 +12,11 @@ from hub.jobs import registered_jobs, spec_of
 from hub.models import Connection, utcnow
 from hub.plugin import WebhookSource
 from hub.registry import all_plugins, import_string
+from plugins import DEFAULT_PLUGINS
 from tests.conftest import base_config, sign_in
 
-PLUGINS = ["plugins.wecp_lever", "tests.plugins.tiny_example"]
+#: Every integration the hub ships (``plugins.DEFAULT_PLUGINS``), and the tests' tiny one.
+PLUGINS = [*DEFAULT_PLUGINS, "tests.plugins.tiny_example"]
 
 
 @pytest.fixture

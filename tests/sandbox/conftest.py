@@ -12,25 +12,18 @@ from lever_sandbox_helpers import (
     Receiver,
 )
 
-from sandboxes.lever.testing import start_sandbox
-
-# Short retry delays keep the webhook tests fast; a reset restores exactly these values.
+# Short retry delays keep the webhook tests fast (a reset restores the sandbox's own values).
 FAST_CONFIG = {"SANDBOX_WEBHOOK_RETRY_DELAYS": [0.05, 0.1, 0.15, 0.2]}
 
 
-@pytest.fixture(scope="session")
-def _server():
-    server = start_sandbox(FAST_CONFIG)
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-def sandbox(_server):
-    _server.admin.reset("default")
-    _server.admin.clear_faults()
-    _server.admin.add_client(CLIENT_ID, CLIENT_SECRET, [REDIRECT_URI], name="Test App")
-    return _server
+def sandbox(sandbox):
+    """The suite's one sandbox (tests/conftest.py), reset to its seed with fast webhook retries."""
+    sandbox.admin.reset("default")
+    sandbox.admin.clear_faults()
+    sandbox.admin.configure(**FAST_CONFIG)
+    sandbox.admin.add_client(CLIENT_ID, CLIENT_SECRET, [REDIRECT_URI], name="Test App")
+    return sandbox
 
 
 @pytest.fixture

@@ -1,10 +1,11 @@
 """The security suite's world: two organizations with data, signed-in browsers, the Lever sandbox."""
 from __future__ import annotations
 
+import importlib
 import json
 import pathlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -14,8 +15,7 @@ from hub.auth import create_user
 from hub.extensions import db
 from hub.inbox import WebhookDelivery
 from hub.models import ApiToken, User
-from plugins.wecp_lever.models import Note, PostingLink, Tag
-from sandboxes.lever.testing import start_sandbox
+from hub.registry import all_plugins
 from tests.conftest import csrf_token, sign_in
 from tests.hub.assessments.conftest import SAMPLE
 from tests.workers import make_connection
@@ -46,17 +46,30 @@ class Org:
     endpoint_id: str
     webhook_secret: str
     delivery_id: int
-    link_id: int
-    note_id: int
-    tag_id: int
     token_id: int
     email_id: str
     marker: str  # text that appears in this organization's data and nowhere else
+    organization_id: int = 0
+    #: Sample values of the plugins' URL arguments, naming this organization's own rows.
+    plugin_rows: dict = field(default_factory=dict)
+
+
+def plugin_security_modules() -> list:
+    """``tests.plugins.<key>.security`` of every loaded plugin that has one."""
+    found = []
+    for key in all_plugins():
+        try:
+            found.append(importlib.import_module(f"tests.plugins.{key}.security"))
+        except ModuleNotFoundError as exc:
+            if exc.name not in (f"tests.plugins.{key}", f"tests.plugins.{key}.security"):
+                raise
+    return found
 
 
 def make_org(name: str) -> Org:
     """An organization with an admin, a member, a test, a completed invitation with its report,
-    a Lever connection with a webhook secret and one failed delivery."""
+    a Lever connection with a webhook secret, one failed delivery, and each loaded plugin's rows
+    (``tests/plugins/<key>/security.py``)."""
     slug = name.lower().replace(" ", "-")
     marker = f"Secret-of-{slug}"
     admin = create_user(name, f"admin@{slug}.example", "correct horse battery", "admin")
@@ -77,21 +90,18 @@ def make_org(name: str) -> Org:
                                event="candidateStageChange", dedupe_key=f"dedupe-{slug}",
                                payload={"data": {}}, status="failed", error=f"{marker}: boom")
     db.session.add(delivery)
-    link = PostingLink(organization_id=admin.organization_id, test_id=test.id, posting_id="posting-1",
-                       posting_text=f"{marker} posting", stage_id="stage-1", stage_text="Assessment")
-    note = Note(organization_id=admin.organization_id, connection_id=connection.id,
-                key=f"result:{result.id}", result_id=result.id, opportunity_id="opp-1", status="failed")
-    tag = Tag(organization_id=admin.organization_id, connection_id=connection.id, key=f"result:{result.id}",
-              opportunity_id="opp-1", tags=["WeCP: passed"], status="failed", attempts=1)
     api, _ = ApiToken.issue(admin, f"{marker} token")
-    db.session.add_all([link, note, tag, api])
+    db.session.add(api)
     db.session.commit()
     email_id = services.invitation_email(invitation.id).id
-    return Org(name=name, admin=admin, member=member, test_id=test.id, invitation_id=invitation.id,
-               invitation_token=token, result_id=result.id, report_token=result.report_token,
-               connection_id=connection.id, endpoint_id=connection.endpoint_id,
-               webhook_secret=f"whsec-{slug}-0123456789abcdef", delivery_id=delivery.id,
-               link_id=link.id, note_id=note.id, tag_id=tag.id, token_id=api.id, email_id=email_id, marker=marker)
+    org = Org(name=name, admin=admin, member=member, test_id=test.id, invitation_id=invitation.id,
+              invitation_token=token, result_id=result.id, report_token=result.report_token,
+              connection_id=connection.id, endpoint_id=connection.endpoint_id,
+              webhook_secret=f"whsec-{slug}-0123456789abcdef", delivery_id=delivery.id,
+              token_id=api.id, email_id=email_id, marker=marker, organization_id=admin.organization_id)
+    for module in plugin_security_modules():
+        org.plugin_rows.update(module.seed(org))
+    return org
 
 
 @pytest.fixture
@@ -131,13 +141,6 @@ def form_token(html: str) -> str:
 
 
 # --- the Lever sandbox ------------------------------------------------------------------------
-
-@pytest.fixture(scope="session")
-def sandbox():
-    server = start_sandbox()
-    yield server
-    server.stop()
-
 
 @pytest.fixture
 def lever(sandbox):

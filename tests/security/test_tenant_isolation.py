@@ -9,12 +9,19 @@ from hub.inbox import WebhookDelivery
 from hub.models import Connection
 from tests.conftest import csrf_token
 from tests.plugins.wecp_lever.signing import lever_body
-from tests.security.conftest import api_token, lever_fixture
+from tests.security.conftest import api_token, lever_fixture, plugin_security_modules
 from tests.security.test_roles import access_of, calls, send
 
-#: URL arguments that name a row of one organization.
-TENANT_ARGUMENTS = {"test_id", "result_id", "connection_id", "link_id", "note_id", "tag_id", "row_id", "token_id", "invitation_id",
-                    "email_id"}
+#: URL arguments of the hub's routes that name a row of one organization (each plugin adds its own:
+#: ``TENANT_ARGUMENTS`` in ``tests/plugins/<key>/security.py``).
+HUB_TENANT_ARGUMENTS = {"test_id", "result_id", "connection_id", "row_id", "token_id", "invitation_id", "email_id"}
+
+
+def tenant_arguments() -> set[str]:
+    arguments = set(HUB_TENANT_ARGUMENTS)
+    for module in plugin_security_modules():
+        arguments |= module.TENANT_ARGUMENTS
+    return arguments
 
 
 def test_every_url_with_an_id_refuses_another_organizations_object(app, org_a, org_b, browser):
@@ -23,8 +30,9 @@ def test_every_url_with_an_id_refuses_another_organizations_object(app, org_a, o
     intruder = browser(org_b.admin)
     token = csrf_token(intruder, "/settings/integrations")
     checked = []
+    tenant = tenant_arguments()
     for rule in app.url_map.iter_rules():
-        if not TENANT_ARGUMENTS & set(rule.arguments):
+        if not tenant & set(rule.arguments):
             continue
         for endpoint, method, url in calls(app, org_a):
             if endpoint == rule.endpoint:

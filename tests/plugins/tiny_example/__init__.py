@@ -6,6 +6,7 @@ import time
 
 from flask import Blueprint, render_template
 
+from hub.auth import login_required
 from hub.jobs import job
 from hub.plugin import (
     BadSignature,
@@ -13,6 +14,7 @@ from hub.plugin import (
     IncomingEvent,
     MalformedPayload,
     PeriodicJob,
+    Ping,
     Plugin,
     WebhookSource,
 )
@@ -24,6 +26,7 @@ CALLS: list = []
 
 
 @bp.route("/")
+@login_required
 def index():
     return render_template("tiny_example/index.html")
 
@@ -71,12 +74,16 @@ class TinySource(WebhookSource):
         return count_ping(delivery, connection)
 
     def receive(self, connection, body, headers):
-        if not hmac.compare_digest(headers.get("X-Tiny-Secret", ""), "tiny-secret"):
+        # The connection's own secret when it has one (as a real provider's), else a fixed one.
+        expected = connection.webhook_secret or "tiny-secret"
+        if not hmac.compare_digest(headers.get("X-Tiny-Secret", ""), expected):
             raise BadSignature("wrong secret")
         try:
             payload = json.loads(body)
+            if payload.get("ping"):
+                raise Ping("a connectivity check")
             return IncomingEvent(event="ping", dedupe_key=str(payload["id"]), payload=payload)
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise MalformedPayload("expected {\"id\": …}") from exc
 
 
@@ -91,6 +98,12 @@ class TinyPlugin(Plugin):
     jobs = (echo,)
     periodic_jobs = (PeriodicJob(tick, __import__("datetime").timedelta(minutes=1)),)
     blueprint = "tests.plugins.tiny_example:bp"
+    access = {"tiny_example.index": "member"}
+
+    def production_problems(self, config) -> list[str]:
+        if not str(config.get("TINY_API_KEY", "")).strip():
+            return ["TINY_API_KEY is empty: the tiny plugin cannot call its provider"]
+        return []
 
 
 plugin = TinyPlugin()

@@ -4,7 +4,6 @@ from __future__ import annotations
 import pytest
 
 from hub.extensions import db
-from sandboxes.lever.testing import start_sandbox
 from tests.conftest import sign_in
 
 CLIENT_ID, CLIENT_SECRET = "wecp-hub-test", "test-client-secret"
@@ -18,13 +17,6 @@ SCREEN = "5d1a2b3c-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 NEW = "applicant-new"
 OLIVIA = "b1f2c3d4-0000-4000-8000-000000000001"
 HANK = "b1f2c3d4-0000-4000-8000-000000000002"
-
-
-@pytest.fixture(scope="module")
-def sandbox():
-    server = start_sandbox()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -48,7 +40,7 @@ def connected_on_each_database(app, fresh_sandbox):
 
 def _connect(app, fresh_sandbox):
     from hub.auth import create_user
-    from tests.hub.test_connections import connect, the_connection
+    from tests.plugins.wecp_lever.test_connections import connect, the_connection
 
     admin = create_user("Acme", "admin@acme-wecp.example", "correct horse battery", "admin")
     db.session.commit()

@@ -338,7 +338,7 @@ def test_a_reconciliation_while_another_of_the_connection_runs_is_skipped(connec
 
 def test_revoked_connection_pauses_work_and_reconnect_resumes_it(connected, sandbox):
     from hub.models import Connection
-    from tests.hub.test_connections import connect
+    from tests.plugins.wecp_lever.test_connections import connect
 
     client, conn = connected
     link(client, make_test(conn.organization_id))
@@ -358,7 +358,7 @@ def test_revoked_connection_pauses_work_and_reconnect_resumes_it(connected, sand
 def test_reconnect_writes_the_tags_left_waiting_at_once(connected, sandbox):
     from plugins.wecp_lever.flow import tag_opportunity
     from plugins.wecp_lever.models import Tag
-    from tests.hub.test_connections import connect
+    from tests.plugins.wecp_lever.test_connections import connect
 
     client, conn = connected
     link(client, make_test(conn.organization_id))

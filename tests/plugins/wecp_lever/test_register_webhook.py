@@ -10,7 +10,7 @@ from hub.extensions import db
 from hub.models import AuditEvent, Connection
 from plugins.wecp_lever.jobs import register_webhook
 from tests.conftest import csrf_token
-from tests.hub.test_connections import (  # noqa: F401
+from tests.plugins.wecp_lever.test_connections import (  # noqa: F401
     CLIENT_ID,
     CLIENT_SECRET,
     PAGE,
@@ -18,7 +18,6 @@ from tests.hub.test_connections import (  # noqa: F401
     fresh_sandbox,
     make_pg_user,
     pg_client,
-    sandbox,
     the_connection,
 )
 

@@ -23,20 +23,12 @@ from hub.extensions import db
 from hub.models import AuditEvent, Connection, utcnow
 from hub.plugin import ConnectionUnusable
 from plugins.wecp_lever.lever import LeverClient
-from sandboxes.lever.testing import start_sandbox
 from tests.conftest import csrf_token, sign_in
 
 CLIENT_ID, CLIENT_SECRET = "wecp-hub-test", "test-client-secret"
 CALLBACK = "http://hub.test/integrations/wecp_lever/connect/callback"
 PAGE = "/settings/integrations"
 OLIVIA = "b1f2c3d4-0000-4000-8000-000000000001"
-
-
-@pytest.fixture(scope="module")
-def sandbox():
-    server = start_sandbox()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(autouse=True)
