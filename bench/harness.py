@@ -154,13 +154,15 @@ def wait_workers_ready(redis_url: str, count: int, procs: Procs | None = None, t
 
 
 def wait_worker_named(redis_url: str, name: str, procs: Procs, timeout: float = 60) -> None:
-    """Wait until the RQ worker called ``name`` is registered (fail early if a process died)."""
+    """Wait until the RQ worker called ``name`` is registered (fail early if a process died).
+
+    ``hub worker --name N`` registers its work process as ``N.<generation>``."""
     import redis
     from rq import Worker
 
     connection = redis.Redis.from_url(redis_url)
     deadline = time.monotonic() + timeout
-    while name not in {w.name for w in Worker.all(connection=connection)}:
+    while not any(w.name == name or w.name.startswith(name + ".") for w in Worker.all(connection=connection)):
         if procs.dead():
             raise RuntimeError(f"{procs.dead()} exited early:\n{procs.tail(procs.dead()[0])}")
         if time.monotonic() > deadline:

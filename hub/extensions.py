@@ -30,7 +30,7 @@ def init_app(app) -> None:
         _engines.add(db.engine)
 
 
-# RQ forks a work-horse per job: the child must not reuse the parent's database sockets.
+# A forked process (a worker's work process, gunicorn's workers) must not reuse its parent's database sockets.
 _engines: weakref.WeakSet = weakref.WeakSet()
 os.register_at_fork(after_in_child=lambda: [e.dispose(close=False) for e in list(_engines)])
 

@@ -17,6 +17,7 @@ import functools
 import hashlib
 import inspect
 import logging
+import math
 import os
 import random
 import re
@@ -32,7 +33,8 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
 from .extensions import db, get_redis
-from .outcomes import Outcome
+from .outcomes import Outcome, Paused
+from .plugin import ConnectionUnusable
 
 log = logging.getLogger("hub.jobs")
 
@@ -51,6 +53,12 @@ CONFIG = {
     "HUB_JOB_MONITORING_INTERVAL": 5,
     # A running job counts as abandoned this long after its worker's last heartbeat.
     "HUB_JOB_HEARTBEAT_GRACE": 10,
+    # A worker's work process whose resident memory passed this after a job is replaced (MB; 0: never).
+    "HUB_WORKER_MAX_RSS_MB": 200,
+    # A work process is replaced after this many jobs (0: never), so a slow leak stays bounded.
+    "HUB_WORKER_MAX_JOBS": 50000,
+    # RQ's own log lines in a worker: WARNING keeps a healthy worker quiet (INFO: four lines a job).
+    "HUB_WORKER_LOG_LEVEL": "WARNING",
     # How often each worker's scheduler thread wakes up (seconds).
     "HUB_SCHEDULER_TICK": 1.0,
     # Durable work still pending this many seconds after it was due, without a job, is enqueued
@@ -80,6 +88,19 @@ class JobFailed(RuntimeError):
     parameters, and the operators' dashboard prints RQ's traceback unescaped. The whole
     exception goes to the worker's log (redacted, ``hub.security``) instead.
     """
+
+
+class Defer(Exception):
+    """The work may not run yet (no rate-limit token, ``Retry-After``): run it again in ``seconds``.
+
+    The worker is given back at once and the attempt does not count as a failure: a job that
+    raises it is scheduled again for when it may run (durable work: ``hub.outbox``).
+    """
+
+    def __init__(self, seconds: float, reason: str = ""):
+        super().__init__(reason or f"deferred {seconds:.1f}s")
+        self.seconds = max(0.0, float(seconds))
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -123,6 +144,20 @@ def job(queue: str = "default", *, retry: bool = True, timeout: int | None = Non
             try:
                 result = func(*args)
                 db.session.commit()
+            except Defer as exc:
+                db.session.rollback()
+                if get_current_job() is None:
+                    raise
+                # Given back, not failed: RQ schedules the same job again (no retry spent).
+                result = Retry(max=1_000_000, interval=max(1, math.ceil(exc.seconds)))
+            except ConnectionUnusable as exc:
+                db.session.rollback()
+                if get_current_job() is None:
+                    raise
+                # An expected state, shown on the card: one line, no traceback, nothing to retry
+                # (reconnecting resumes the connection's work).
+                log.warning("hub.jobs.connection_unusable job=%s connection=%s", name, exc.connection_id)
+                result = Paused(reason=exc.reason)
             except Exception as exc:
                 db.session.rollback()
                 if get_current_job() is None:
@@ -133,6 +168,7 @@ def job(queue: str = "default", *, retry: bool = True, timeout: int | None = Non
                 db.session.rollback()
                 raise
             finally:
+                run_follow_ons()
                 run_inline_jobs()
             return public_result(result)
 
@@ -281,6 +317,12 @@ def after_commit(func: Callable, *args, **options) -> None:
 @sa_event.listens_for(Session, "after_commit")
 def _enqueue_pending(session) -> None:
     for func, args, options in session.info.pop("hub.after_commit", []):
+        follow_on = options.pop("follow_on", None)
+        if follow_on is not None and has_app_context() and get_current_job() is not None \
+                and current_app.config.get("HUB_QUEUE_MODE") != "inline":
+            # Committed by a job in a worker: run it after that job, here (``run_follow_ons``).
+            g.setdefault("hub_follow_ons", []).append((follow_on, func, args, options))
+            continue
         try:
             enqueue(func, *args, **options)
         except RedisError:
@@ -292,6 +334,19 @@ def _enqueue_pending(session) -> None:
 def _drop_pending(session, previous_transaction) -> None:
     if not previous_transaction.nested:
         session.info.pop("hub.after_commit", None)
+
+
+def run_follow_ons() -> None:
+    """Run the follow-on work a job committed (``hub.outbox`` kinds declared ``follow_on``),
+    each in its own transaction; what it does not settle goes to its own job."""
+    while has_app_context() and g.get("hub_follow_ons"):
+        for follow_on, func, args, options in g.pop("hub_follow_ons"):
+            if follow_on(*args):
+                continue
+            try:
+                enqueue(func, *args, **options)
+            except RedisError:
+                log.warning("hub.jobs.enqueue_after_commit_failed job=%s", spec_of(func).name)
 
 
 # --- the inline queue (the demo without Redis, and tests of whole flows) ----------------------

@@ -115,7 +115,8 @@ def delivery_problems(organization_id: int, limit: int = 20) -> list[OutboundEma
         .order_by(OutboundEmail.created_at.desc()).limit(limit)))
 
 
-@durable(OutboundEmail, queue="mail", lease=LEASE, max_attempts=MAX_ATTEMPTS, title="Email")
+# follow_on: an email scheduled by a job (an invitation) goes out right after it, in the same worker.
+@durable(OutboundEmail, queue="mail", lease=LEASE, max_attempts=MAX_ATTEMPTS, title="Email", follow_on=True)
 def send_email(email: OutboundEmail) -> Outcome:
     """Send one stored email. Safe to run any number of times, by any number of workers.
 

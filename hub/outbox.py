@@ -48,7 +48,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from .extensions import db
-from .jobs import after_commit, enqueue, job, job_statuses, safe_job_id
+from .jobs import Defer, after_commit, enqueue, job, job_statuses, safe_job_id
 from .outcomes import AlreadyDone, Failed, InFlight, Outcome, Paused
 from .plugin import ConnectionUnusable, PeriodicJob
 
@@ -76,18 +76,6 @@ class Refused(Exception):
 
     The row fails at once with this message, shown to the admin with a Retry button.
     """
-
-
-class Defer(Exception):
-    """The work may not run yet (no rate-limit token, ``Retry-After``): run it again in ``seconds``.
-
-    The worker is given back at once and the attempt does not count as a failure.
-    """
-
-    def __init__(self, seconds: float, reason: str = ""):
-        super().__init__(reason or f"deferred {seconds:.1f}s")
-        self.seconds = max(0.0, float(seconds))
-        self.reason = reason
 
 
 class WorkFailed(RuntimeError):
@@ -138,6 +126,10 @@ class WorkKind:
     runner: Callable | None = None
     #: What one row is, in an admin's words ("ATS note"); from the function's name by default.
     title: str = ""
+    #: Scheduled by another job in a worker, the row is run right after that job, in the same
+    #: worker, instead of as a job of its own (no trip through the queue: an invitation's email
+    #: goes out with it). Any failure, or a wait, hands it to its own job as usual.
+    follow_on: bool = False
 
     @property
     def has_connection(self) -> bool:
@@ -148,7 +140,7 @@ class WorkKind:
 
 
 def durable(model: type, *, queue: str = "default", lease: timedelta = timedelta(minutes=6),
-            max_attempts: int = 12, timeout: int | None = None, title: str = ""):
+            max_attempts: int = 12, timeout: int | None = None, title: str = "", follow_on: bool = False):
     """Declare a kind of durable work: ``perform(row) -> Outcome`` for rows of ``model``.
 
     Returns the registered job (called with a row id), with ``.kind`` attached. List it in the
@@ -157,7 +149,8 @@ def durable(model: type, *, queue: str = "default", lease: timedelta = timedelta
     def register(perform: Callable) -> Callable:
         kind = WorkKind(name=f"{perform.__module__}.{perform.__qualname__}", model=model,
                         perform=perform, queue=queue, lease=lease, max_attempts=max_attempts,
-                        title=title or perform.__name__.replace("_", " ").capitalize())
+                        title=title or perform.__name__.replace("_", " ").capitalize(),
+                        follow_on=follow_on)
 
         def runner(row_id):
             return run(kind, row_id)
@@ -219,7 +212,25 @@ def _enqueue_after_commit(kind: WorkKind, row_id, at_front: bool = False) -> Non
     options = {"job_id": kind.job_id(row_id)}
     if at_front:
         options["at_front"] = True
+    if kind.follow_on:
+        options["follow_on"] = lambda row_id, kind=kind: run_here(kind, row_id)
     after_commit(kind.runner, row_id, **options)
+
+
+def run_here(kind: WorkKind, row_id) -> bool:
+    """Run one row in this process, right after the job that scheduled it (``follow_on``).
+
+    True when that settled it (done, skipped, failed for good, paused); False hands it to its
+    own job: it failed (the attempt counts, its job retries it) or must wait (it does not).
+    """
+    try:
+        outcome = run(kind, row_id, here=True)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        log.warning("hub.outbox.follow_on_failed kind=%s row=%s", kind.name, row_id, exc_info=True)
+        return False
+    return outcome is not None
 
 
 def enqueue_row(kind: WorkKind, row_id, **options) -> bool:
@@ -234,8 +245,12 @@ def enqueue_row(kind: WorkKind, row_id, **options) -> bool:
 
 # --- claim, perform, finish -------------------------------------------------------------------
 
-def run(kind: WorkKind, row_id) -> Outcome | Retry:
-    """Claim the row, perform it, record the outcome. The job of every kind calls this."""
+def run(kind: WorkKind, row_id, here: bool = False) -> Outcome | Retry | None:
+    """Claim the row, perform it, record the outcome. The job of every kind calls this.
+
+    ``here``: run by ``run_here`` inside another row's job; a failure or a wait leaves the row
+    pending for its own job and returns None.
+    """
     model = kind.model
     now = utcnow()
     rq_job = get_current_job()
@@ -276,6 +291,9 @@ def run(kind: WorkKind, row_id) -> Outcome | Retry:
         return outcome
     except Defer as exc:
         db.session.rollback()
+        if here:
+            _set(kind, row_id, PENDING, attempts=kind.model.attempts - 1)
+            return None
         seconds = max(1, math.ceil(exc.seconds))
         # Not a failure: the claim's attempt is given back, and the sweeper leaves the row alone
         # until it is due (the rescheduled job runs it then).
@@ -286,6 +304,11 @@ def run(kind: WorkKind, row_id) -> Outcome | Retry:
         return Retry(max=1_000_000, interval=seconds)
     except Exception as exc:
         db.session.rollback()
+        if here:
+            _set(kind, row_id, PENDING, error=_describe(exc))
+            log.warning("hub.outbox.attempt_failed kind=%s row=%s error=%s last=False", kind.name, row_id,
+                        type(exc).__name__)
+            return None
         last = rq_job is None or not rq_job.retries_left
         _set(kind, row_id, FAILED if last else PENDING, error=_describe(exc),
              finished_at=utcnow() if last else None, outcome="failed" if last else None)

@@ -36,6 +36,35 @@ return tostring(wait)
 """
 
 
+# Reserve ``n`` tokens now, going into debt if need be: later reservations queue up behind
+# earlier ones, spaced at the rate. Returns the seconds until the last of them is due ("0" when
+# there were enough), or that wait negated when it would pass ``max_wait`` (nothing reserved).
+_RESERVE = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local n = tonumber(ARGV[3])
+local max_wait = tonumber(ARGV[4])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1]) or burst
+local ts = tonumber(state[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+local wait = 0
+if tokens < n then
+  wait = (n - tokens) / rate
+end
+if wait > max_wait then
+  redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+  return tostring(-wait)
+end
+tokens = tokens - n
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
+return tostring(wait)
+"""
+
+
 class TokenBucket:
     """``rate`` tokens a second, at most ``burst`` saved up; one ``acquire`` spends one token."""
 
@@ -47,10 +76,18 @@ class TokenBucket:
         self.rate = float(rate)
         self.burst = int(burst)
         self._take = client.register_script(_TAKE)
+        self._reserve = client.register_script(_RESERVE)
 
     def try_acquire(self) -> float:
         """Take a token now if there is one: returns 0.0, else the seconds to wait for one."""
         return float(self._take(keys=[self.key], args=[self.rate, self.burst]))
+
+    def reserve(self, n: int = 1, max_wait: float = 600.0) -> tuple[bool, float]:
+        """Reserve ``n`` tokens, due ``wait`` seconds from now: ``(True, wait)``; the caller runs
+        then without taking them again. ``(False, wait)`` when that would be more than
+        ``max_wait`` away: nothing is reserved. Shared by every process, like the tokens."""
+        wait = float(self._reserve(keys=[self.key], args=[self.rate, self.burst, int(n), float(max_wait)]))
+        return (wait >= 0, abs(wait))
 
     def acquire(self, timeout: float | None = None) -> bool:
         """Wait until a token is taken (True) or ``timeout`` seconds would pass first (False)."""

@@ -1,24 +1,41 @@
-"""`hub worker`: RQ workers for the hub's queues, each with a scheduler thread.
+"""`hub worker`: a supervisor, its long-lived work process, and the scheduler thread.
 
-The scheduler thread of every worker promotes due retries, recovers jobs of workers that died,
-and enqueues periodic jobs once per time slot across the whole fleet (a Redis key per slot).
+Each ``hub worker`` is two processes. The supervisor runs the scheduler thread (it promotes due
+retries, recovers jobs of workers that died and enqueues periodic jobs once per time slot across
+the whole fleet) and keeps one work process alive. The work process runs job after job in
+itself (no fork per job: a fork, a cold database connection and RQ's bookkeeping per job cost
+~70 ms, more than the work; docs/performance.md B5), each in its own app context and
+transaction.
+
+Crash isolation stays with the supervisor: when the work process dies (``kill -9``, a crash),
+the job it held is handed back to RQ at once and a new work process starts; a job that outlives
+its timeout is stopped (and the process killed if it does not stop); a process whose memory
+grew past ``HUB_WORKER_MAX_RSS_MB`` finishes its job and is replaced. If the supervisor itself
+dies, its work process is told to stop after its job (Linux's parent-death signal), and the
+heartbeat's short TTL lets any other worker's scheduler recover the job.
 """
 from __future__ import annotations
 
+import ctypes
 import importlib
 import logging
+import multiprocessing
 import os
+import signal
 import threading
 import time
 
 import click
+import redis as redis_lib
 from flask import current_app
 from flask.cli import with_appcontext
 from redis.exceptions import RedisError
-from rq import Worker
+from rq import SimpleWorker
 from rq.exceptions import StopRequested
+from rq.executions import WORKER_EXECUTIONS_KEY_TEMPLATE
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
+from rq.worker_registration import clean_worker_registry
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import configure_mappers
 
@@ -29,46 +46,129 @@ from .registry import all_plugins
 
 log = logging.getLogger("hub.worker")
 
-#: Held by the scheduler thread during each tick and by a worker while it forks a work horse.
+#: Held by the scheduler thread during each tick and by the supervisor while it forks a work process.
 SCHEDULER_TICK_LOCK = threading.Lock()
 
 
-class HubWorker(Worker):
-    """An RQ worker whose running jobs count as abandoned soon after it dies.
+def rss_bytes() -> int:
+    """This process's resident memory (Linux ``/proc``; 0 where it cannot be read)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
-    RQ keeps a running job in the StartedJobRegistry until ``last heartbeat + TTL``; its TTL is
-    the monitoring interval plus a fixed 60 s, so after ``kill -9`` a job waited over a minute
-    before anyone noticed. Here the margin is ``HUB_JOB_HEARTBEAT_GRACE``.
+
+class HubWorker(SimpleWorker):
+    """An RQ worker that runs job after job in its own process (no fork per job).
+
+    Each job gets a fresh app context (its own ``g`` and database session, returned to the pool
+    after it), a heartbeat thread that keeps its claim alive every ``job_monitoring_interval``
+    (so the claim lapses ``heartbeat_grace`` seconds after the process dies, not a job timeout
+    later), and a deadline the supervisor watches.
     """
 
     heartbeat_grace = 10
     #: Set by SIGTERM/SIGINT: the work loop ended because someone asked, not because Redis went away.
     stop_asked = False
+    #: The app whose context each job runs in (set by ``hub worker``; tests may leave it None).
+    app = None
+    #: Shared with the supervisor: the monotonic time by which the running job must have ended.
+    deadline = None
+    max_rss = 0
+    max_jobs = 0
+    jobs_done = 0
 
     def request_stop(self, signum, frame):
         self.stop_asked = True
         super().request_stop(signum, frame)
 
-    def fork_work_horse(self, job, queue):
-        # Python docs (os.fork): forking a process with other threads leaves the child with any
-        # lock those threads held at that instant, so the child can hang on its first log line,
-        # Redis or database call. The scheduler thread does all three; it parks between ticks,
-        # and forking only while it is parked keeps the work horse free of held locks.
-        with SCHEDULER_TICK_LOCK:
-            super().fork_work_horse(job, queue)
+    def execute_job(self, job, queue):
+        if self.deadline is not None and job.timeout and job.timeout > 0:
+            # The job's own timeout stops it first (SIGALRM); the supervisor kills the process
+            # only if that did not work (a job stuck outside Python).
+            self.deadline.value = time.monotonic() + job.timeout + self.heartbeat_grace
+        stop = threading.Event()
+        beat = threading.Thread(target=self._beat, args=(job, stop), name="hub-heartbeat", daemon=True)
+        try:
+            if self.app is not None:
+                with self.app.app_context():
+                    beat.start()
+                    try:
+                        super().execute_job(job, queue)
+                    finally:
+                        db.session.remove()
+            else:
+                beat.start()
+                super().execute_job(job, queue)
+        finally:
+            stop.set()
+            if beat.is_alive():
+                beat.join(5)
+            if self.deadline is not None:
+                self.deadline.value = 0.0
+        self.jobs_done += 1
+        self._recycle_if_needed()
 
-    def main_work_horse(self, job, queue):
-        # SQLAlchemy docs (pooling: "Using Connection Pools with Multiprocessing or os.fork()"):
-        # the forked work horse must not reuse the connections it inherited from the worker,
-        # whose scheduler thread keeps using them; two processes on one socket hang.
-        db.engine.dispose(close=False)
-        super().main_work_horse(job, queue)
+    def unsubscribe(self):
+        # redis-py 8 made PubSubWorkerThread.stop() wait for its thread, which RQ starts with a
+        # 60 s poll: every stop of a worker took up to a minute. Wait a second at most, as RQ
+        # meant to (its own join below has that timeout).
+        if self.pubsub_thread:
+            self.pubsub.unsubscribe()
+            try:
+                self.pubsub_thread.stop(timeout=1)
+            except TypeError:  # redis-py before 8: stop() does not wait
+                self.pubsub_thread.stop()
+            self.pubsub_thread.join(timeout=1)
+            self.pubsub.close()
+
+    def _beat(self, job, stop: threading.Event) -> None:
+        while not stop.wait(self.job_monitoring_interval):
+            execution = getattr(self, "execution", None)
+            if execution is None:
+                continue
+            try:
+                self.maintain_heartbeats(job, execution)
+            except RedisError:
+                pass  # the claim lapses if Redis stays away; the job's outcome is in the database
+
+    def _recycle_if_needed(self) -> None:
+        rss = rss_bytes()
+        if self.max_rss and rss > self.max_rss:
+            log.warning("hub.worker.recycle reason=memory rss_mb=%d", rss // 2**20)
+            self._stop_requested = True
+        elif self.max_jobs and self.jobs_done >= self.max_jobs:
+            log.info("hub.worker.recycle reason=jobs jobs=%d", self.jobs_done)
+            self._stop_requested = True
 
     def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
+        # RQ's SimpleWorker keeps a claim for the job's whole timeout plus 60 s, because nothing
+        # beats while it runs; here the heartbeat thread does, so the claim can be short.
         interval = self.job_monitoring_interval
         if job.timeout and job.timeout > 0:
             interval = min(job.timeout - working_time, interval)
-        return int(interval) + self.heartbeat_grace
+        return int(max(interval, 1)) + self.heartbeat_grace
+
+
+def recover_jobs_of(app, worker_name: str) -> int:
+    """Hand the jobs a dead work process held back to RQ now (retried, or failed after the last
+    retry), instead of when their claim lapses; returns how many it held."""
+    redis = get_redis(app)
+    key = WORKER_EXECUTIONS_KEY_TEMPLATE.format(worker_name)
+    held = redis.smembers(key)
+    for name in QUEUES:
+        queue = get_queue(name, app)
+        if held:
+            registry = StartedJobRegistry(queue=queue)
+            # Only these claims are made to lapse (score 1), so cleanup handles exactly them.
+            for member in held:
+                redis.zadd(registry.key, {member: 1}, xx=True)
+            registry.cleanup(timestamp=2)
+    redis.delete(key, f"{HubWorker.redis_worker_namespace_prefix}{worker_name}")
+    for name in QUEUES:
+        clean_worker_registry(get_queue(name, app))
+    return len(held)
 
 
 def promote_scheduled_jobs(app) -> int:
@@ -189,58 +289,171 @@ class Scheduler(threading.Thread):
         self.stopping.set()
 
 
+def worker_redis(app) -> redis_lib.Redis:
+    """The work loop's own Redis client; RQ gives it a socket timeout longer than its blocking
+    dequeue (``Worker._set_connection``).
+
+    RQ sets that timeout by changing the settings of the pool it is given: given the hub's
+    client, every job and the scheduler would lose their 5 s timeout, and connections the pool
+    already held kept 5 s, so an idle dequeue ended in "could not connect to Redis instance:
+    Timeout reading from socket", an ERROR and a back-off while Redis was fine.
+    """
+    return redis_lib.Redis.from_url(app.config["REDIS_URL"], socket_connect_timeout=2,
+                                    health_check_interval=30)
+
+
+def make_worker(app, names: list[str], name: str | None) -> HubWorker:
+    worker = HubWorker([get_queue(n, app) for n in names], connection=worker_redis(app),
+                       serializer=JSONSerializer, name=name,
+                       job_monitoring_interval=int(app.config["HUB_JOB_MONITORING_INTERVAL"]))
+    worker.heartbeat_grace = int(app.config["HUB_JOB_HEARTBEAT_GRACE"])
+    worker.app = app
+    worker.max_rss = int(app.config["HUB_WORKER_MAX_RSS_MB"]) * 2**20
+    worker.max_jobs = int(app.config["HUB_WORKER_MAX_JOBS"])
+    return worker
+
+
+def work(app, names: list[str], name: str | None, burst: bool, deadline=None) -> int:
+    """Run jobs in this process until asked to stop (or, with ``burst``, until the queues are
+    empty); 0 when it stopped on request or to be replaced, 1 otherwise."""
+    worker = None
+    while True:
+        try:
+            worker = make_worker(app, names, name)
+            worker.deadline = deadline
+            # RQ's own scheduler process is replaced by the supervisor's thread (see promote_scheduled_jobs).
+            worker.work(burst=burst, with_scheduler=False, logging_level=app.config["HUB_WORKER_LOG_LEVEL"])
+        except RedisError as exc:  # Redis down at start, or in RQ's teardown after its loop
+            log.warning("hub.worker.redis_unavailable %s", type(exc).__name__)
+        if burst or worker is None or worker.stop_asked or worker._stop_requested:
+            return 0
+        # RQ leaves its work loop on any unexpected error, e.g. Redis going away while a job
+        # runs: without this the process would exit and the queue stop until someone restarts it.
+        log.warning("hub.worker.restarting in 2s")
+        try:
+            time.sleep(2)
+        except StopRequested:  # RQ's signal handler, when asked to stop while we wait
+            return 0
+        if worker.stop_asked:
+            return 0
+        _forget_worker(worker)
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM this process when its supervisor dies (a warm stop: the job ends first)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class Supervisor:
+    """Keeps one work process running: starts it, watches its job's deadline, recovers and
+    replaces it when it dies, and passes a stop request on to it."""
+
+    def __init__(self, app, names: list[str], name: str):
+        self.app = app
+        self.names = names
+        self.name = name
+        self.deadline = multiprocessing.Value("d", 0.0, lock=False)
+        self.child: int | None = None
+        self.child_name = ""
+        self.generation = 0
+        self.stopping = False
+
+    def start_child(self) -> None:
+        self.generation += 1
+        self.child_name = f"{self.name}.{self.generation}"
+        self.deadline.value = 0.0
+        # Forking while the scheduler thread holds a lock (Redis or database pool, logging) would
+        # leave the child with that lock held forever (Python docs, os.fork).
+        with SCHEDULER_TICK_LOCK:
+            pid = os.fork()
+        if pid == 0:  # the work process
+            code = 1
+            try:
+                _die_with_parent()
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                # SQLAlchemy docs (pooling, "Using Connection Pools with Multiprocessing or
+                # os.fork()"): the child must not use the connections the supervisor keeps using.
+                db.engine.dispose(close=False)
+                code = work(self.app, self.names, self.child_name, burst=False, deadline=self.deadline)
+            except BaseException:
+                log.exception("hub.worker.process_failed")
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        self.child = pid
+        log.info("hub.worker.started process=%s pid=%d", self.child_name, pid)
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        failures = 0
+        self.start_child()
+        while True:
+            pid, status = os.waitpid(self.child, os.WNOHANG)
+            if pid == 0:
+                if not self.stopping and self.deadline.value and time.monotonic() > self.deadline.value:
+                    log.warning("hub.worker.job_overran process=%s: killing it", self.child_name)
+                    os.kill(self.child, signal.SIGKILL)
+                time.sleep(0.2)
+                continue
+            code = os.waitstatus_to_exitcode(status)
+            clean = code == 0
+            if not clean:
+                with self.app.app_context():
+                    try:
+                        held = recover_jobs_of(self.app, self.child_name)
+                    except RedisError:
+                        held = -1  # the claims lapse on their own and any scheduler recovers them
+                log.warning("hub.worker.process_died process=%s exit=%s jobs_handed_back=%s",
+                            self.child_name, code, held)
+            if self.stopping:
+                return 0
+            failures = 0 if clean else failures + 1
+            # A process that keeps dying at once (bad config, database away) is restarted slower.
+            time.sleep(min(30.0, 0.5 * 2 ** max(0, failures - 1)) if failures else 0)
+            self.start_child()
+
+    def _stop(self, signum, frame) -> None:
+        if not self.stopping:
+            self.stopping = True
+            if self.child:
+                try:
+                    os.kill(self.child, signal.SIGTERM)  # RQ's warm stop: the job ends first
+                except ProcessLookupError:
+                    pass
+
+
 @click.command("worker")
 @click.option("--queues", default=",".join(QUEUES), show_default=True,
               help="Comma-separated queues, most urgent first.")
-@click.option("--burst", is_flag=True, help="Stop when the queues are empty (tests, one-off runs).")
+@click.option("--burst", is_flag=True, help="Run in this process until the queues are empty (tests, one-off runs).")
 @click.option("--name", default=None, help="Worker name (default: host and pid).")
 @click.option("--no-scheduler", is_flag=True, help="Do not run periodic jobs from this worker.")
 @with_appcontext
 def worker_command(queues, burst, name, no_scheduler):
-    """Run an RQ worker (with the scheduler thread) for the hub's jobs. Run as many as you like."""
+    """Run a worker for the hub's jobs: a supervisor, its work process and the scheduler. Run as
+    many as you like, on as many machines."""
     app = current_app._get_current_object()
     names = [q.strip() for q in queues.split(",") if q.strip()]
 
-    def new_worker() -> HubWorker:
-        worker = HubWorker([get_queue(n, app) for n in names], connection=get_redis(app),
-                           serializer=JSONSerializer, name=name,
-                           job_monitoring_interval=int(app.config["HUB_JOB_MONITORING_INTERVAL"]))
-        worker.heartbeat_grace = int(app.config["HUB_JOB_HEARTBEAT_GRACE"])
-        return worker
-
-    # A process's first query configures the mappers under a global lock; a work horse forked
-    # at that moment inherits the lock held and hangs until the job times out (seen at worker
-    # start with a backlog). Configure them before any thread or fork; SCHEDULER_TICK_LOCK
-    # keeps forks away from the scheduler thread's other locks (Redis pool, database pool).
+    # A process's first query configures the mappers under a global lock; a process forked at
+    # that moment inherits the lock held and hangs. Configure them before any thread or fork.
     configure_mappers()
-    scheduler = None
     if burst:
         promote_scheduled_jobs(app)
-    elif not no_scheduler:
+        raise SystemExit(work(app, names, name, burst=True))
+    scheduler = None
+    if not no_scheduler:
         scheduler = Scheduler(app)
         scheduler.start()
-    worker = None
     try:
-        while True:
-            try:
-                worker = new_worker()
-                # RQ's own scheduler process is replaced by the thread above (see promote_scheduled_jobs).
-                worker.work(burst=burst, with_scheduler=False, logging_level="INFO")
-            except RedisError as exc:  # Redis down at start, or in RQ's teardown after its loop
-                log.warning("hub.worker.redis_unavailable %s", type(exc).__name__)
-            if burst or (worker is not None and worker.stop_asked):
-                break
-            # RQ leaves its work loop on any unexpected error, e.g. Redis going away while a job
-            # runs: without this the worker would exit and the queue stop until someone restarts it.
-            log.warning("hub.worker.restarting in 2s")
-            try:
-                time.sleep(2)
-            except StopRequested:  # RQ's signal handler, when asked to stop while we wait
-                break
-            if worker is not None:
-                if worker.stop_asked:
-                    break
-                _forget_worker(worker)
+        import socket
+
+        Supervisor(app, names, name or f"{socket.gethostname()}.{os.getpid()}").run()
     finally:
         if scheduler:
             scheduler.stop()

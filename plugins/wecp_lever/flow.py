@@ -25,7 +25,7 @@ from hub.plugin import ConnectionUnusable
 from hub.settings import get_setting
 
 from . import cache
-from .lever import LEVER_ID, LeverClient, NotFound
+from .lever import LEVER_ID, LeverClient, NotFound, plan_calls
 from .models import Note, PostingLink, ReconcileCursor, StageChange, StageMove, Tag, record
 from .schemas import StageChangeDataSchema
 from .webhooks import SUPPORTED_EVENTS
@@ -379,6 +379,7 @@ def post_note(note: Note) -> Outcome:
     """
     connection = _usable(note.connection_id)
     text, marker = note_text(note)
+    plan_calls(3 if note.attempts > 1 else 2)  # (the search,) the author's read, the note
     client = LeverClient(connection.id)
     if note.attempts > 1:
         for existing in client.list_notes(note.opportunity_id):
@@ -453,6 +454,7 @@ def advance_candidate(move: StageMove) -> Outcome:
     is never sent again.
     """
     connection = _usable(move.connection_id)
+    plan_calls(2)  # the read, the move
     client = LeverClient(connection.id)
     opp = client.get_opportunity(move.opportunity_id)
     if opp.get("stage") == move.stage_id:

@@ -11,10 +11,12 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
-from flask import current_app
+from flask import current_app, g
+from rq import get_current_job
 
 from hub.connections import access_token, mark_revoked
 from hub.extensions import get_redis
+from hub.jobs import Defer
 from hub.outbox import Refused
 from hub.plugin import ConnectionUnusable
 from hub.ratelimit import TokenBucket
@@ -106,8 +108,25 @@ def _ms(value) -> int | None:
     raise TypeError(f"expected epoch milliseconds or a datetime, got {value!r}")
 
 
+def plan_calls(calls: int) -> None:
+    """Say how many Lever calls the running job will make (default 1).
+
+    Its first call then reserves all of them at once, so a job given back to wait for its turn
+    (see ``LeverClient.request``) runs its calls in one go when it comes back: no call is made
+    twice because a later one found no token.
+    """
+    g.lever_plan = max(1, int(calls))
+
+
 class LeverClient:
-    """Calls Lever for one connection; every call takes a token from the account's shared bucket."""
+    """Calls Lever for one connection; every call takes a token from the account's shared bucket.
+
+    In a worker's job a call never waits for a token: the job's first call reserves its calls
+    (``plan_calls``) in the account's bucket and, when they are not due yet, raises
+    ``hub.jobs.Defer`` so the job gives its worker back and runs again when they are (without
+    spending a retry); a 429 does the same after Lever's ``Retry-After``. Elsewhere (a page
+    listing postings, the inline mode of the tests) a call waits for its token, as before.
+    """
 
     def __init__(self, connection_id: str, http: requests.Session | None = None):
         config = current_app.config
@@ -117,6 +136,9 @@ class LeverClient:
         self.timeout = float(config.get("LEVER_TIMEOUT", 20))
         self.max_retries = int(config.get("LEVER_MAX_RETRIES", 3))
         self.max_wait = float(config.get("LEVER_MAX_WAIT", 30))
+        # A job reserves its calls at most this far ahead; beyond that it is given back without
+        # a reservation and tries again then.
+        self.max_defer = float(config.get("LEVER_MAX_DEFER", 600))
         # Lever docs (/developer/documentation#rate-limits): 10 requests/s per token, bursts to
         # 20. One bucket per connection (one Lever account), shared by every process.
         self.bucket = TokenBucket(get_redis(), f"hub:ratelimit:wecp_lever:{connection_id}",
@@ -138,9 +160,10 @@ class LeverClient:
         token = access_token(self.connection_id)
         refreshed = False
         attempt = 0
+        deferrable = get_current_job() is not None
         while True:
             attempt += 1
-            if not self.bucket.acquire(timeout=self.max_wait):
+            if not (deferrable and self._prepaid()) and not self.bucket.acquire(timeout=self.max_wait):
                 raise RateLimited(429, "LocalRateLimit", "the shared Lever rate limit is saturated",
                                   method=method, path=path, retry_after=1.0)
             try:
@@ -166,7 +189,12 @@ class LeverClient:
                 refreshed = True
                 continue
             if status == 429 and attempt <= self.max_retries:
-                sleep(self._retry_after(response) or self._backoff(attempt))
+                # Lever did not act on it (docs/providers/lever.md#rest-api): run again later.
+                wait = self._retry_after(response) or self._backoff(attempt)
+                if deferrable:
+                    g.pop("lever_prepaid", None)
+                    raise Defer(wait, "Lever answered 429")
+                sleep(wait)
                 continue
             if status >= 500 and safe and attempt <= self.max_retries:
                 sleep(self._backoff(attempt))
@@ -176,6 +204,30 @@ class LeverClient:
             if status == 204 or not response.content:
                 return None
             return response.json()
+
+    def _prepaid(self) -> bool:
+        """In a job: spend one of the calls reserved for this run of it, reserving them first
+        (or raise ``Defer`` until they are due). False once the run made more calls than it
+        planned: those take tokens as usual."""
+        job = get_current_job()
+        prepaid = g.get("lever_prepaid")
+        if prepaid is None:  # this run's first call
+            redis = get_redis()
+            key = f"hub:ratelimit:wecp_lever:prepaid:{job.id}"
+            # Reserved by an earlier run of this job, which was given back until they are due.
+            prepaid = int(redis.getdel(key) or 0)
+            if not prepaid:
+                calls = int(g.get("lever_plan", 1))
+                reserved, wait = self.bucket.reserve(calls, max_wait=self.max_defer)
+                if wait > 0:
+                    if reserved:
+                        redis.set(key, calls, ex=int(wait) + 3600)
+                    raise Defer(wait, "waiting for the Lever rate limit")
+                prepaid = calls
+        if prepaid <= 0:
+            return False
+        g.lever_prepaid = prepaid - 1
+        return True
 
     @staticmethod
     def _backoff(attempt: int) -> float:

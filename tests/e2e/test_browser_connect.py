@@ -15,6 +15,7 @@ from tests.e2e.steps import (
     sign_in,
     wait_for_status,
 )
+from tests.stack import loud_lines
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -65,3 +66,5 @@ def test_revoked_in_lever_shows_revoked_after_the_next_call(page, stack, admin_a
     expect(card.locator(".notice")).to_contain_text("Lever no longer accepts this connection")
     expect(card.get_by_role("button", name="Reconnect")).to_be_visible()
     expect(card.locator(".hint-connected")).to_have_count(0)
+    # An expected state: the worker said so in one warning line, with no traceback or ERROR.
+    assert loud_lines(stack) == []

@@ -1,14 +1,13 @@
 """The end-to-end stack itself: its parts talk to each other, and stopping it leaves nothing."""
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
 import requests
 
 from hub.jobs import job
-from tests.stack import HubStack, descendants, group_alive, running, wait_until
+from tests.stack import HubStack, descendants, group_alive, loud_lines, running, wait_until
 from tests.workers import children_of
 
 pytestmark = pytest.mark.slow
@@ -29,6 +28,24 @@ def test_a_worker_sends_email_to_the_smtp_server(stack):
     assert message["From"] == "WeCP <no-reply@wecp.test>"
 
 
+def test_an_idle_worker_logs_no_error_and_still_takes_work(stack):
+    """Idle longer than the hub's Redis socket timeout (5 s): RQ's blocking wait must not end in
+    "could not connect to Redis instance" errors and a back-off while Redis is fine."""
+    from hub.extensions import db
+    from hub.mail import queue_email
+
+    time.sleep(8)
+
+    def queue():
+        queue_email("idle@example.com", "After a quiet spell", "Hi", idempotency_key="e2e-idle-mail")
+        db.session.commit()
+    queued_at = time.monotonic()
+    stack.query(queue)
+    stack.smtp.wait_for(lambda m: m["Subject"] == "After a quiet spell")
+    assert time.monotonic() - queued_at < 5  # taken at once, not after a back-off
+    assert loud_lines(stack) == []
+
+
 def test_reset_empties_the_database_sandbox_and_inbox(stack):
     from hub.extensions import db
     from hub.models import User
@@ -43,7 +60,7 @@ def test_reset_empties_the_database_sandbox_and_inbox(stack):
 
 
 def test_stopping_a_stack_leaves_no_process(tmp_path, postgres_db, redis_server):
-    """Even a work horse busy with a job, which leaves its worker's process group."""
+    """Even a worker's work process busy with a long job."""
     from tests.services import PostgresDatabase
 
     database = PostgresDatabase(admin_url=postgres_db.admin_url)
@@ -54,10 +71,16 @@ def test_stopping_a_stack_leaves_no_process(tmp_path, postgres_db, redis_server)
         leaders = [proc.pid for proc in stack.procs.values()]
         assert len(leaders) == 3
         assert len(children_of(stack.procs["web"].pid)) == 2  # gunicorn's workers
-        stack.enqueue(sleep, 120, retry=False)
-        horses = wait_until(lambda: [pid for leader in leaders for pid in descendants(leader)
-                                     if running(pid) and os.getpgid(pid) not in leaders],
-                            20, what="a work horse")
+        job_id = stack.enqueue(sleep, 120, retry=False)
+
+        def started():
+            from hub.jobs import get_queue
+
+            with stack.app.app_context():
+                return get_queue("default").fetch_job(job_id).get_status(refresh=True) == "started"
+        wait_until(started, 20, what="the job to start")
+        horses = [pid for proc in stack.workers for pid in descendants(proc.pid) if running(pid)]
+        assert len(horses) == 2  # each worker's work process, one of them busy
     finally:
         stack.stop()
         database.drop()

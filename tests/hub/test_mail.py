@@ -216,3 +216,45 @@ def test_invitation_email_has_both_parts_and_escapes_the_name(app, admin, smtp_s
     assert url in text and "Python basics" in text and "WeCP" in message["Subject"]
     assert invitation.expires_at.strftime("%d %b %Y, %H:%M UTC") in text
     assert "20 minutes" in html
+
+
+def _post_ping(app, key: str, **payload) -> None:
+    import json
+
+    from tests.workers import make_connection
+
+    conn = make_connection()
+    response = app.test_client().post(f"/webhooks/tiny_example/{conn.endpoint_id}",
+                                      data=json.dumps({"id": key, **payload}),
+                                      headers={"X-Tiny-Secret": "tiny-secret"})
+    assert response.status_code == 200
+
+
+def _burst(app, queues: str, **env) -> None:
+    from tests.workers import worker_env
+
+    done = subprocess.run([sys.executable, "-m", "hub.cli", "worker", "--burst", "--queues", queues],
+                          cwd=ROOT, env=worker_env(app, **env), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_an_email_a_job_schedules_goes_out_right_after_it_in_the_same_worker(pg_app, smtp_server):
+    """No job of its own: the worker that ran the delivery (only the webhooks queue here) sent it."""
+    _post_ping(pg_app, "m1", mail="ada@example.com")
+    _burst(pg_app, "webhooks", SMTP_URL=smtp_server.url)
+    assert [m["To"] for m in smtp_server.messages] == ["ada@example.com"]
+    db.session.expire_all()
+    sent = db.session.scalar(db.select(OutboundEmail))
+    assert (sent.status_label, sent.attempts) == ("sent", 1)
+    assert get_queue("mail").count == 0
+
+
+@pytest.mark.slow
+def test_an_email_that_fails_right_after_its_job_goes_to_its_own_job(pg_app):
+    _post_ping(pg_app, "m2", mail="ada@example.com")
+    _burst(pg_app, "webhooks", SMTP_URL=f"smtp://127.0.0.1:{free_port()}")  # nothing listens there
+    db.session.expire_all()
+    waiting = db.session.scalar(db.select(OutboundEmail))
+    assert (waiting.status, waiting.attempts) == ("pending", 1) and waiting.error
+    assert get_queue("mail").job_ids == [JOB_ID(waiting.id)]  # retried by its own job, nothing lost

@@ -61,3 +61,23 @@ def test_buckets_in_many_clients_share_one_budget(r, redis_server):
 def test_rejects_nonsense(r):
     with pytest.raises(ValueError):
         TokenBucket(r, "rl:x", rate=0, burst=1)
+
+
+def test_reservations_queue_up_behind_each_other_at_the_rate(r):
+    bucket = TokenBucket(r, "rl:reserve", rate=10.0, burst=2)
+    assert bucket.reserve(2) == (True, 0.0)  # the burst, at once
+    waits = [bucket.reserve(1)[1] for _ in range(3)]
+    assert [round(w, 1) for w in waits] == [0.1, 0.2, 0.3]  # each due 1/rate after the last
+    reserved, wait = bucket.reserve(3)
+    assert reserved and round(wait, 1) == 0.6  # three more: the last of them due then
+    # Plain callers wait behind the reservations too: the bucket is 6 tokens in debt.
+    assert bucket.try_acquire() > 0.6
+
+
+def test_a_reservation_further_away_than_allowed_reserves_nothing(r):
+    bucket = TokenBucket(r, "rl:far", rate=1.0, burst=1)
+    assert bucket.reserve(1) == (True, 0.0)
+    reserved, wait = bucket.reserve(10, max_wait=5)
+    assert not reserved and round(wait) == 10
+    reserved, wait = bucket.reserve(1, max_wait=5)  # the refused ten took nothing
+    assert reserved and round(wait) == 1

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from datetime import timedelta
 
@@ -16,6 +17,7 @@ from hub.plugin import PeriodicJob
 from hub.worker import HubWorker, enqueue_periodic_jobs
 from tests.hub.conftest import hub_test_plugins
 from tests.plugins import tiny_example
+from tests.stack import children_of
 from tests.workers import make_connection, parent_of, wait_for, workers  # noqa: F401 (fixture)
 
 TINY = "tests.plugins.tiny_example"
@@ -113,6 +115,74 @@ def test_kill_9_mid_job_runs_the_job_again_within_a_minute_with_one_effect(pg_ap
     assert r.get("tiny:effects") == b"1"
 
 
+def work_process_of(supervisor_pid: int, but_not: int | None = None, timeout: float = 30) -> int:
+    """The pid of the supervisor's work process (a new one, when ``but_not`` names the old)."""
+    return wait_for(lambda: next((p for p in children_of(supervisor_pid) if p != but_not), None), timeout,
+                    message="the supervisor's work process")
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_work_process_hands_its_job_back_at_once(pg_app, workers, capsys):
+    """The supervisor sees its work process die: the job goes back to RQ now (not when its claim
+    lapses), a new work process runs it, and its effect happens once."""
+    pg_app.config.update(FAST_CONFIG)
+    client = pg_app.test_client()
+    conn = make_connection()
+    (supervisor,) = workers.start(1, **FAST)
+    r = get_redis()
+    delivery_id = post(client, conn, "crash", sleep=3)
+    process = int(wait_for(lambda: r.get("tiny:pid:crash"), 60, message="the job to start"))
+    assert parent_of(process) == supervisor.pid
+    workers.kill(process)
+    killed_at = time.monotonic()
+    wait_for(lambda: status_of(delivery_id) == "done", 30, message="the job to run again")
+    recovered_in = time.monotonic() - killed_at
+    with capsys.disabled():
+        print(f"\n[work process kill -9] job done again {recovered_in:.1f}s after the kill")
+    assert recovered_in < 10  # the claim's own lapse would take heartbeat + grace (15 s)
+    assert supervisor.poll() is None
+    assert int(r.get("tiny:pid:crash")) == work_process_of(supervisor.pid, but_not=process)
+    assert (reload(delivery_id).attempts, r.get("tiny:runs:crash"), r.get("tiny:effects")) == (2, b"2", b"1")
+
+
+@pytest.mark.slow
+def test_a_job_past_its_timeout_is_stopped_and_the_worker_goes_on(pg_app, workers):
+    """A job stuck past its timeout: stopped by the timeout signal, or, when it cannot hear it
+    (stuck outside Python), its process is killed by the supervisor; the next job runs."""
+    pg_app.config.update(FAST_CONFIG, HUB_JOB_TIMEOUT=2)  # jobs get their timeout when enqueued
+    pg_app.extensions.pop("hub.queues", None)
+    client = pg_app.test_client()
+    conn = make_connection()
+    (supervisor,) = workers.start(1, HUB_JOB_HEARTBEAT_GRACE="2", **FAST)
+    r = get_redis()
+    hung = post(client, conn, "hung", sleep=60)
+    deaf = post(client, conn, "deaf", sleep=60, deaf=True)
+    after = post(client, conn, "after")
+    wait_for(lambda: status_of(after) == "done", 60, message="the job after the stuck ones to run")
+    assert r.get("tiny:runs:hung") and r.get("tiny:runs:deaf")
+    assert status_of(hung) != "done" and status_of(deaf) != "done"
+    assert supervisor.poll() is None
+    log = open(supervisor.log_path).read()
+    assert "hub.worker.job_overran" in log and "hub.worker.process_died" in log
+
+
+@pytest.mark.slow
+def test_a_work_process_that_grew_too_big_is_replaced_after_its_job(pg_app, workers):
+    pg_app.config.update(FAST_CONFIG)
+    client = pg_app.test_client()
+    conn = make_connection()
+    (supervisor,) = workers.start(1, HUB_WORKER_MAX_RSS_MB="150", **FAST)
+    r = get_redis()
+    fat = post(client, conn, "fat", leak=200)
+    wait_for(lambda: status_of(fat) == "done", 60, message="the leaking job to finish")
+    first = int(r.get("tiny:pid:fat"))
+    after = post(client, conn, "after")
+    wait_for(lambda: status_of(after) == "done", 60, message="the next job")
+    assert int(r.get("tiny:pid:after")) != first and parent_of(int(r.get("tiny:pid:after"))) == supervisor.pid
+    assert r.get("tiny:effects") == b"2" and reload(fat).attempts == 1
+    assert "hub.worker.recycle reason=memory" in open(supervisor.log_path).read()
+
+
 @pytest.mark.slow
 def test_retries_then_success_and_after_the_last_retry_failed_and_retryable(pg_app, workers):
     pg_app.config.update(FAST_CONFIG)
@@ -172,20 +242,30 @@ def test_several_workers_enqueue_each_periodic_slot_once(pg_app, workers):
     assert len(ticks) == len(set(ticks)), ticks  # one run per slot, whichever worker enqueued it
 
 
-def test_a_work_horse_is_forked_only_while_the_scheduler_thread_is_parked(monkeypatch):
+def test_a_work_process_is_forked_only_while_the_scheduler_thread_is_parked(app, monkeypatch):
     """A fork during a scheduler tick could inherit a lock the tick holds (Redis or database pool)."""
     import threading
 
-    from rq import Worker
-
-    from hub.worker import SCHEDULER_TICK_LOCK
+    from hub.worker import SCHEDULER_TICK_LOCK, Supervisor
 
     forked = threading.Event()
-    monkeypatch.setattr(Worker, "fork_work_horse", lambda self, job, queue: forked.set())
-    worker = HubWorker.__new__(HubWorker)  # no Redis needed to check the ordering
+    monkeypatch.setattr(os, "fork", lambda: forked.set() or 12345)
+    supervisor = Supervisor(app, ["default"], "test")
     with SCHEDULER_TICK_LOCK:  # a tick in progress
-        thread = threading.Thread(target=worker.fork_work_horse, args=(None, None))
+        thread = threading.Thread(target=supervisor.start_child)
         thread.start()
         assert not forked.wait(0.5)
     assert forked.wait(5)
     thread.join(5)
+    assert supervisor.child == 12345 and supervisor.child_name == "test.1"
+
+def test_the_work_loop_has_its_own_redis_client_with_a_timeout_longer_than_its_wait(app):
+    """RQ lengthens the socket timeout of the client it is given; the hub's own client (jobs, the
+    scheduler) keeps its short one, and the loop's blocking dequeue never times out on the socket."""
+    from hub.worker import make_worker
+
+    worker = make_worker(app, ["default"], "test-timeouts")
+    loop = worker.connection.connection_pool.connection_kwargs["socket_timeout"]
+    assert worker.connection is not get_redis()
+    assert loop > worker.dequeue_timeout
+    assert get_redis().connection_pool.connection_kwargs["socket_timeout"] == 5

@@ -2,6 +2,7 @@
 import hmac
 import json
 import os
+import signal
 import time
 
 from flask import Blueprint, render_template
@@ -23,6 +24,8 @@ bp = Blueprint("tiny_example", __name__, template_folder="templates")
 
 #: Job calls are recorded here by the in-process tests (a worker would write to the database).
 CALLS: list = []
+#: Memory a ``leak`` payload keeps, as a leaking job would.
+LEAKED: list = []
 
 
 @bp.route("/")
@@ -34,8 +37,9 @@ def index():
 def count_ping(delivery, connection):
     """Handle one ping; its one effect is keyed in Redis (SET NX), so a second run does nothing twice.
 
-    Payload options drive the end-to-end tests: ``sleep`` (seconds, to be killed mid-job) and
-    ``fail`` (raise on the first N runs).
+    Payload options drive the end-to-end tests: ``sleep`` (seconds, to be killed mid-job),
+    ``fail`` (raise on the first N runs), ``deaf`` (block the job-timeout signal while sleeping,
+    as code stuck outside Python would) and ``leak`` (keep that many MB for the process's life).
     """
     from hub.extensions import get_redis
 
@@ -46,12 +50,20 @@ def count_ping(delivery, connection):
     r = get_redis()
     runs = r.incr(f"tiny:runs:{key}")
     r.set(f"tiny:pid:{key}", os.getpid())
+    if payload.get("leak"):
+        LEAKED.append(bytearray(int(payload["leak"]) * 2**20))
     if payload.get("sleep"):
+        if payload.get("deaf"):
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
         time.sleep(float(payload["sleep"]))
     if runs <= int(payload.get("fail", 0)):
         raise RuntimeError(f"failing on purpose, run {runs}")
     if r.set(f"tiny:effect:{key}", delivery_id, nx=True):
         r.incr("tiny:effects")
+    if payload.get("mail"):
+        from hub.mail import queue_email
+
+        queue_email(str(payload["mail"]), "Tiny ping", "A ping came.", idempotency_key=f"tiny:{key}")
     return Done(what="counted")
 
 

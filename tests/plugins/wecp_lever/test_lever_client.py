@@ -223,3 +223,73 @@ def test_expiring_token_is_refreshed_before_the_call(connection, api):
     api.get(f"{API}/stages", json=fixture("stages.list.json"))
     LeverClient(connection.id).list_stages()
     assert api.calls[1].request.headers["Authorization"] == "Bearer access-2"
+
+
+# --- in a worker's job: given back, never waiting ---------------------------------------------
+
+class FakeJob:
+    def __init__(self, job_id):
+        self.id = job_id
+
+
+@pytest.fixture
+def in_job(app, monkeypatch):
+    """Calls made as if by the RQ job ``job_id`` (each run in a fresh app context, as a worker does)."""
+    current = {}
+    monkeypatch.setattr(lever, "get_current_job", lambda: current.get("job"))
+
+    def run(job_id, fn):
+        current["job"] = FakeJob(job_id)
+        try:
+            with app.app_context():
+                return fn()
+        finally:
+            current.pop("job")
+    return run
+
+
+def drain(connection_id: str) -> None:
+    """Take every token of the account's bucket (another worker's burst)."""
+    bucket = LeverClient(connection_id).bucket
+    while bucket.try_acquire() == 0:
+        pass
+
+
+def test_a_job_with_no_token_is_given_back_and_runs_its_calls_when_they_are_due(connection, api, in_job,
+                                                                                 slept, app):
+    from hub.jobs import Defer
+
+    app.config.update(LEVER_RATE_LIMIT=2.0, LEVER_RATE_BURST=1)
+    api.get(f"{API}/opportunities/opp-1", json={"data": {"id": "opp-1"}})
+    api.post(f"{API}/opportunities/opp-1/notes", json={"data": {"noteId": "n-1"}})
+    drain(connection.id)
+
+    def note_job():
+        lever.plan_calls(2)
+        client = LeverClient(connection.id)
+        client.get_opportunity("opp-1")
+        return client.add_note("opp-1", "a note", perform_as="u-1")
+    with pytest.raises(Defer) as deferred:
+        in_job("job-1", note_job)
+    assert len(api.calls) == 0 and slept == []  # no call, no wait: the worker is free at once
+    assert 0.5 < deferred.value.seconds <= 1.5  # both calls reserved: the second due in ~1 s at 2/s
+    # The job's next run has its two calls reserved: it takes no token and is not given back again.
+    drain(connection.id)
+    assert in_job("job-1", note_job) == {"noteId": "n-1"}
+    assert len(api.calls) == 2 and slept == []
+
+
+def test_a_429_in_a_job_gives_the_worker_back_for_retry_after(connection, api, in_job, slept):
+    from hub.jobs import Defer
+
+    api.get(f"{API}/opportunities/opp-1", status=429, headers={"Retry-After": "7"}, json={})
+    with pytest.raises(Defer) as deferred:
+        in_job("job-2", lambda: LeverClient(connection.id).get_opportunity("opp-1"))
+    assert deferred.value.seconds == 7.0 and slept == [] and len(api.calls) == 1
+
+
+def test_outside_a_job_a_call_waits_for_its_token(connection, api, app):
+    app.config.update(LEVER_RATE_LIMIT=20.0, LEVER_RATE_BURST=1)
+    api.get(f"{API}/opportunities/opp-1", json={"data": {"id": "opp-1"}})
+    drain(connection.id)
+    assert LeverClient(connection.id).get_opportunity("opp-1") == {"id": "opp-1"}
