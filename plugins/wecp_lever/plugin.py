@@ -65,7 +65,8 @@ class WecpLeverPlugin(Plugin):
     settings = (
         Setting("tag_invited", "Tag invited candidates “WeCP: invited”", True, bool),
         Setting("tag_results", "Tag results “WeCP: completed” and “WeCP: passed/failed”", True, bool),
-        Setting("advance_on_pass_stage", "Move candidates who pass to this stage (empty: never)", "", str),
+        Setting("advance_on_pass_stage", "Move candidates who pass to this stage", "", str,
+                help="Picked from your Lever stages; the move is made as the posting's owner."),
     )
     config = {
         "LEVER_ENV": "production",

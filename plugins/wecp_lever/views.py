@@ -38,12 +38,35 @@ def index():
         .order_by(Tag.id.desc()).limit(50)).all()
     plugin = get_plugin("wecp_lever")
     values = {s.key: get_setting(org_id, "wecp_lever", s.key) for s in plugin.settings}
+    stage_options, stage_problem = _stage_options(org_id)
+    saved_stage = (values.get(PASS_STAGE) or "").strip()
+    if saved_stage and stage_options is not None and saved_stage not in dict(stage_options):
+        # A stage id that Lever does not know (typed by hand before the picker, or since deleted
+        # in Lever): every pass would be refused by Lever, so the page says so.
+        stage_problem = (f"The stage saved for candidates who pass (“{saved_stage}”) is not one of Lever's "
+                         f"stages, so nobody is moved. Pick a stage below, or “Never”.")
     # Every invitation line shows how its email fared, so a failed send is never silent.
     emails = {row.invitation_id: assessments.get_invitation(row.invitation_id) for row in rows
               if row.kind == "invitation" and row.invitation_id}
     return render_template("wecp_lever/index.html", activity=rows, open_notes=notes, open_tags=tags,
                            settings=plugin.settings, values=values, emails=emails,
-                           failed_emails=delivery_problems(org_id))
+                           failed_emails=delivery_problems(org_id), stage_options=stage_options,
+                           stage_problem=stage_problem, pass_stage_key=PASS_STAGE)
+
+
+#: The setting whose value is one of Lever's stages, picked from Lever's list.
+PASS_STAGE = "advance_on_pass_stage"
+
+
+def _stage_options(org_id: int) -> tuple[list[tuple[str, str]] | None, str | None]:
+    """("", "Never") and each Lever stage as (id, name); or None and why the list is unavailable."""
+    try:
+        stages = links.stages(org_id)
+    except links.NotConnected as exc:
+        return None, f"{exc} The stages to pick from come from Lever."
+    except (LeverError, TokenRefreshError, ConnectionUnusable):
+        return None, "Lever's stages could not be read just now, so this setting cannot be changed. Try again in a minute."
+    return [("", "Never")] + [(st["id"], st.get("text") or st["id"]) for st in stages], None
 
 
 @bp.route("/emails/<email_id>/retry", methods=["POST"])
@@ -144,12 +167,24 @@ def retry_tag(tag_id):
 def save_settings():
     org_id = g.user.organization_id
     plugin = get_plugin("wecp_lever")
+    values = {}
     for setting in plugin.settings:
         if setting.type is bool:
-            value = request.form.get(setting.key) == "on"
+            values[setting.key] = request.form.get(setting.key) == "on"
         else:
-            value = request.form.get(setting.key, "").strip()[:200]
-        set_setting(org_id, "wecp_lever", setting.key, value)
+            values[setting.key] = request.form.get(setting.key, "").strip()[:200]
+    stage = values[PASS_STAGE]
+    if stage != (get_setting(org_id, "wecp_lever", PASS_STAGE) or "").strip():
+        # Checked against Lever's own list now, not when the first candidate passes.
+        options, problem = _stage_options(org_id)
+        if options is None:
+            flash(f"Settings not saved: {problem}", "error")
+            return redirect(url_for(".index"))
+        if stage not in dict(options):
+            flash(f"Settings not saved: “{stage}” is not one of Lever's stages. Pick one from the list.", "error")
+            return redirect(url_for(".index"))
+    for key, value in values.items():
+        set_setting(org_id, "wecp_lever", key, value)
     audit("wecp_lever.settings_changed", organization_id=org_id, user_id=g.user.id)
     db.session.commit()
     flash("Settings saved.", "success")

@@ -487,6 +487,52 @@ def test_admin_changes_the_settings_on_the_activity_page(connected):
     assert get_setting(org, "wecp_lever", "tag_invited") is False
     assert get_setting(org, "wecp_lever", "tag_results") is True
     assert get_setting(org, "wecp_lever", "advance_on_pass_stage") == "offer"
+    # The stage is picked from Lever's list, by name; the saved one is selected.
+    page = client.get("/integrations/wecp_lever/").get_data(as_text=True)
+    assert '<select id="setting-advance_on_pass_stage"' in page
+    assert '<option value="offer" selected>Offer</option>' in page and ">Never</option>" in page
+
+
+def test_a_stage_lever_does_not_have_is_refused_on_save(connected):
+    """A stage name typed as if it were an id used to be saved, then every pass failed later."""
+    from hub.settings import get_setting
+
+    client, conn = connected
+    token = csrf_token(client, "/integrations/wecp_lever/")
+    response = client.post("/integrations/wecp_lever/settings", follow_redirects=True, data={
+        "csrf_token": token, "tag_results": "on", "advance_on_pass_stage": "Offer"})
+    page = response.get_data(as_text=True)
+    assert "Settings not saved" in page and "is not one of Lever&#39;s stages" in page
+    org = conn.organization_id
+    assert get_setting(org, "wecp_lever", "advance_on_pass_stage") == ""
+    assert get_setting(org, "wecp_lever", "tag_invited") is True  # nothing of the form was saved
+
+
+def test_a_saved_stage_lever_does_not_know_is_shown_as_a_problem(connected):
+    from hub.settings import set_setting
+
+    client, conn = connected
+    set_setting(conn.organization_id, "wecp_lever", "advance_on_pass_stage", "Offer")  # saved before the picker
+    db.session.commit()
+    page = client.get("/integrations/wecp_lever/").get_data(as_text=True)
+    assert "is not one of Lever&#39;s stages, so nobody is moved" in page
+    assert '<option value="Offer" selected>Not a Lever stage: Offer</option>' in page
+
+
+def test_the_stage_setting_is_kept_while_lever_cannot_be_read(connected, sandbox):
+    from hub.extensions import get_redis
+    from hub.settings import get_setting
+
+    client, conn = connected
+    get_redis().delete(f"hub:cache:wecp_lever:{conn.id}:stages")  # not read yet
+    sandbox.admin.add_fault(route="^/v1/stages", status=503, error_rate=1)
+    page = client.get("/integrations/wecp_lever/").get_data(as_text=True)
+    assert "stages could not be read just now" in page
+    token = csrf_token(client, "/integrations/wecp_lever/")
+    response = client.post("/integrations/wecp_lever/settings", follow_redirects=True, data={
+        "csrf_token": token, "advance_on_pass_stage": "offer"})
+    assert "Settings not saved" in response.get_data(as_text=True)
+    assert get_setting(conn.organization_id, "wecp_lever", "advance_on_pass_stage") == ""
 
 
 def _age_due(rows, seconds=300):
