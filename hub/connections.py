@@ -53,6 +53,11 @@ class TokenRefreshError(RuntimeError):
 class _Refused(Exception):
     """The token endpoint refused the refresh token for good (4xx, e.g. ``invalid_grant``)."""
 
+    def __init__(self, text: str, code: str = ""):
+        super().__init__(text)
+        #: The RFC 6749 error code (``invalid_grant``), or "" when the answer had none.
+        self.code = code
+
 
 # --- tokens -----------------------------------------------------------------------------------
 
@@ -180,8 +185,8 @@ def _refresh(connection_id: str, *, rejected: str | None = None, force: bool = F
         try:
             fresh = _call_token_endpoint(provider, creds["refresh_token"])
         except _Refused as exc:
-            reason = f"{provider.title} refused the refresh token ({exc}); reconnect to restore it"
-            _mark_revoked(s, row, reason)
+            reason = refusal_in_words(provider.title, exc.code)
+            _mark_revoked(s, row, reason, error=str(exc))
             raise ConnectionUnusable(connection_id, reason) from None
         except TokenRefreshError as exc:
             row.last_refresh_error = str(exc)
@@ -230,14 +235,16 @@ def _call_token_endpoint(provider: OAuth2Provider, refresh_token: str) -> dict:
     if 400 <= response.status_code < 500:
         # RFC 6749 §5.2: the token endpoint answers 4xx (usually invalid_grant) for a revoked,
         # expired or spent refresh token. Every 4xx is final: only reconnecting helps.
+        code = ""
         try:
             body = response.json()
-            error = str(body.get("error") or response.status_code)
+            code = str(body.get("error") or "")[:50]
+            error = code or str(response.status_code)
             if body.get("error_description"):
                 error += ": " + str(body["error_description"])
-        except ValueError:
+        except (ValueError, AttributeError):
             error = f"HTTP {response.status_code}"
-        raise _Refused(error[:300])
+        raise _Refused(error[:300], code)
     if response.status_code >= 300:
         raise TokenRefreshError(f"token endpoint answered HTTP {response.status_code}")
     try:
@@ -248,17 +255,35 @@ def _call_token_endpoint(provider: OAuth2Provider, refresh_token: str) -> dict:
     return token
 
 
-def _mark_revoked(s: Session, row: Connection, reason: str) -> None:
+def refusal_in_words(title: str, code: str) -> str:
+    """Why the provider's token endpoint refused to renew the authorization, for the admin's card
+    (it follows "<provider> no longer accepts this connection: "), with no OAuth jargon.
+
+    RFC 6749 §5.2 error codes; the code itself goes to the audit log and the worker's log.
+    """
+    if code == "invalid_client":
+        return (f"{title} no longer recognises WeCP's app (its client credentials): reconnecting will "
+                f"not help until WeCP support has fixed them")
+    if code == "unauthorized_client":
+        return f"{title} no longer allows WeCP's app for your account; ask a {title} Super Admin, then reconnect"
+    return (f"the authorization WeCP holds was withdrawn in {title} (Settings › Integrations and API › "
+            f"Authorized Apps) or lapsed after a long time unused; reconnect to restore it")
+
+
+def _mark_revoked(s: Session, row: Connection, reason: str, error: str = "") -> None:
     row.revoked_at = utcnow()
     row.revoked_reason = reason
     row.credentials = None  # dead tokens are still secrets: keep none
     row.token_expires_at = None
     # Written in the token session: this event belongs with the revocation's own commit.
+    details = {"plugin": row.plugin_key, "reason": reason}
+    if error:
+        details["error"] = error
     s.add(AuditEvent(action="connection.revoked", organization_id=row.organization_id,
-                     target=row.id, details={"plugin": row.plugin_key, "reason": reason}))
+                     target=row.id, details=details))
     s.commit()
     _sync(row.id, row, "revoked_at", "revoked_reason", "credentials_ciphertext", "token_expires_at")
-    log.warning("hub.connections.revoked connection=%s reason=%s", row.id, reason)
+    log.warning("hub.connections.revoked connection=%s error=%s", row.id, error or "-")
     mine = db.session.get(Connection, row.id)
     signals.connection_revoked.send(current_app._get_current_object(), connection=mine or row,
                                     reason=reason)

@@ -267,8 +267,11 @@ def test_refresh_refused_marks_revoked_and_transient_failure_needs_attention(pg_
     with pytest.raises(ConnectionUnusable):
         access_token(conn.id)
     conn = the_connection()
-    assert conn.status == Connection.REVOKED and "invalid_grant" in conn.revoked_reason
-    assert db.session.scalar(db.select(AuditEvent).filter_by(action="connection.revoked"))
+    # Plain words and the next step for the admin's card; the OAuth error code for the audit log.
+    assert conn.status == Connection.REVOKED and "invalid_grant" not in conn.revoked_reason
+    assert "withdrawn in Lever" in conn.revoked_reason and "reconnect" in conn.revoked_reason
+    event = db.session.scalar(db.select(AuditEvent).filter_by(action="connection.revoked"))
+    assert event.details["error"].startswith("invalid_grant")
 
 
 def test_idle_connections_are_refreshed(pg_app, sandbox):
