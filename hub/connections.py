@@ -21,6 +21,7 @@ from flask import (
     g,
     has_app_context,
     redirect,
+    render_template,
     request,
     session,
     url_for,
@@ -500,6 +501,22 @@ def _save_connection(existing, candidate, token, plugin, provider) -> tuple[Conn
     return conn, restored
 
 
+@bp.route("/integrations/<plugin_key>/revoke")
+@admin_required
+def confirm_revoke(plugin_key):
+    """What Revoke will do, and what is in flight, before the admin confirms it."""
+    from .assessments import services as assessments
+    from .outbox import open_work_of_connection
+
+    plugin, provider = _plugin_and_provider(plugin_key)
+    conn = _connection_of(g.user.organization_id, plugin, provider)
+    if conn is None or conn.status == Connection.NOT_CONNECTED:
+        return _back(f"{provider.title} is not connected.", "info")
+    return render_template("hub/revoke.html", plugin=plugin, provider=provider, conn=conn,
+                           open_work=open_work_of_connection(conn.id),
+                           open_invitations=assessments.open_invitation_count(conn.organization_id, plugin.key))
+
+
 @bp.route("/integrations/<plugin_key>/revoke", methods=["POST"])
 @admin_required
 def revoke(plugin_key):
@@ -535,6 +552,9 @@ def revoke(plugin_key):
               f"{provider.title} failed: {problem}", "error")
     else:
         flash(f"{provider.title} is disconnected and its tokens are forgotten.", "success")
+    if provider.authorized_apps:
+        flash(f"WeCP is still listed in {provider.title} until a {provider.title} admin removes it under "
+              f"{provider.authorized_apps}.", "info")
     return redirect(url_for("settings.index"))
 
 

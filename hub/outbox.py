@@ -451,6 +451,20 @@ def resume_connection(connection_id: str) -> dict:
     return {"resumed": resumed}
 
 
+def open_work_of_connection(connection_id: str) -> list[tuple[str, int]]:
+    """(title, count) of every kind's rows still to do for one connection (pending, running or
+    paused), for the confirmation an admin reads before disconnecting it."""
+    found = []
+    for kind in active_kinds():
+        if not kind.has_connection:
+            continue
+        count = db.session.scalar(sa.select(sa.func.count()).select_from(kind.model).where(
+            kind.model.connection_id == connection_id, kind.model.status.in_(OPEN)))
+        if count:
+            found.append((kind.title, count))
+    return found
+
+
 def of_organization(kind: WorkKind, organization_id: int):
     """The SQL condition "this row belongs to the organization", or None when a kind's rows name
     no organization (such a kind is never shown to one)."""

@@ -89,6 +89,9 @@ class OAuth2Provider:
     #: How long a refresh token lives at most (``None``: unknown or unlimited); the card warns
     #: ahead of it.
     refresh_token_lifetime: timedelta | None = None
+    #: Where a customer's admin removes the app on the provider's side (shown before and after
+    #: Revoke, when the provider offers no revocation the hub can call).
+    authorized_apps: str = ""
 
     def setting(self, config, name: str) -> Any:
         return config.get(f"{self.config_prefix}_{name}")

@@ -450,6 +450,14 @@ def list_tests(organization_id: int) -> list[TestInfo]:
         db.select(AssessmentTest).filter_by(organization_id=organization_id).order_by(AssessmentTest.title))]
 
 
+def open_invitation_count(organization_id: int, source: str) -> int:
+    """Invitations from ``source`` (a plugin key) not yet completed and not expired."""
+    now = utcnow()
+    return db.session.scalar(db.select(db.func.count(Invitation.id)).where(
+        Invitation.organization_id == organization_id, Invitation.source == source,
+        Invitation.status.in_((INVITED, STARTED)), Invitation.expires_at > now)) or 0
+
+
 def get_invitation(invitation_id: str) -> InvitationInfo | None:
     invitation = db.session.get(Invitation, invitation_id)
     if invitation is None:

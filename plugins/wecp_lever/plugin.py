@@ -59,6 +59,9 @@ class WecpLeverPlugin(Plugin):
             # about 90 days unused; a monthly refresh keeps an idle account connected.
             refresh_idle_after=timedelta(days=30),
             refresh_token_lifetime=timedelta(days=365),
+            # docs/providers/lever.md#oauth-revocation: no partner-side revocation is documented;
+            # a Super Admin removes the app there.
+            authorized_apps="Settings › Integrations and API › Authorized Apps",
         ),
     )
     webhook_sources = (LeverWebhookSource(),)

@@ -63,8 +63,12 @@ def connect_lever(page: Page, hub_url: str, email: str = LEVER_ADMIN[0],
 
 def revoke_in_hub(page: Page, hub_url: str) -> None:
     open_integrations(page, hub_url)
-    lever_card(page).get_by_role("button", name="Revoke").click()
-    expect(page.locator(".flash")).to_contain_text("Lever is disconnected")
+    lever_card(page).get_by_role("link", name="Revoke…").click()
+    # The confirmation says what Revoke does and what is in flight, then Revoke for real.
+    expect(page.locator("h1")).to_have_text("Revoke Lever?")
+    expect(page.locator("main")).to_contain_text("Authorized Apps")
+    page.get_by_role("button", name="Revoke Lever").click()
+    expect(page.locator(".flash").first).to_contain_text("Lever is disconnected")
 
 
 def revoke_in_lever(page: Page, sandbox_url: str, account: str = LEVER_ACCOUNT) -> None:

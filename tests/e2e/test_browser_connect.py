@@ -29,7 +29,7 @@ def test_admin_connects_lever_and_sees_it_active(page, stack, admin_account):
     card = lever_card(page)
     expect(card.locator(".account")).to_have_text("acme.example")
     expect(card.locator(".hint-connected")).to_contain_text(STAGE_CHANGE_HINT)
-    expect(card.get_by_role("button", name="Revoke")).to_be_visible()
+    expect(card.get_by_role("link", name="Revoke…")).to_be_visible()
     expect(card.get_by_role("button", name="Connect")).to_have_count(0)
     # The worker registered exactly one webhook in Lever, pointing at this hub.
     hooks = stack.sandbox.admin.webhooks(LEVER_ACCOUNT)

@@ -34,6 +34,7 @@ HUB_ACCESS = {
     "assessments_api.get_test": "member",
     # Admins and super admins only.
     "connections.connect": "admin", "connections.callback": "admin", "connections.revoke": "admin",
+    "connections.confirm_revoke": "admin",
     "webhooks.retry_failed": "admin", "mail.outbox": "admin", "work.index": "admin", "work.retry": "admin",
     "assessments.revoke_report_link": "admin", "assessments.new_report_link": "admin",
 }

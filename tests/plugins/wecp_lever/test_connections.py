@@ -340,3 +340,32 @@ def test_members_see_status_but_no_buttons_and_cannot_connect_or_revoke(app, cli
 def test_unknown_plugin_is_404_for_admins(admin_client):
     token = csrf_token(admin_client, PAGE)
     assert admin_client.post("/integrations/nope/connect", data={"csrf_token": token}).status_code == 404
+
+
+def test_revoke_asks_first_and_says_what_is_in_flight(pg_app, pg_client, sandbox, sent):
+    """Before Revoke the admin reads what it does, what is open, and where Lever lists WeCP."""
+    from hub.assessments import services
+    from hub.mail import OutboundEmail
+    from plugins.wecp_lever.models import Note
+    from tests.hub.assessments.conftest import SAMPLE
+
+    connect(pg_client, sandbox)
+    conn = the_connection()
+    test = services.save_test(conn.organization_id, dict(SAMPLE))
+    db.session.commit()
+    services.create_invitation(test.id, name="Ada", email="ada@example.com", source="wecp_lever",
+                               source_ref="opp-1", idempotency_key="inflight:1")
+    db.session.add(Note(organization_id=conn.organization_id, connection_id=conn.id, key="inflight:note",
+                        result_id=None, opportunity_id="opp-1", status="paused"))
+    db.session.commit()
+    assert db.session.scalar(db.select(OutboundEmail.id)) is not None
+    page = pg_client.get("/integrations/wecp_lever/revoke").get_data(as_text=True)
+    assert "Revoke Lever?" in page and "1 open invitation (not yet completed)" in page
+    assert "1 × Lever note waiting to be done" in page
+    assert "Settings › Integrations and API › Authorized Apps" in page
+    assert the_connection().usable  # asking changed nothing
+    response = pg_client.post("/integrations/wecp_lever/revoke", follow_redirects=True,
+                              data={"csrf_token": csrf_token(pg_client, PAGE)})
+    assert "Authorized Apps" in response.get_data(as_text=True)
+    assert the_connection().status == Connection.NOT_CONNECTED
+
