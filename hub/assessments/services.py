@@ -450,12 +450,15 @@ def list_tests(organization_id: int) -> list[TestInfo]:
         db.select(AssessmentTest).filter_by(organization_id=organization_id).order_by(AssessmentTest.title))]
 
 
-def open_invitation_count(organization_id: int, source: str) -> int:
-    """Invitations from ``source`` (a plugin key) not yet completed and not expired."""
-    now = utcnow()
-    return db.session.scalar(db.select(db.func.count(Invitation.id)).where(
+def open_invitation_count(organization_id: int, source: str, test_id: int | None = None) -> int:
+    """Invitations from ``source`` (a plugin key), to ``test_id`` if given, not yet completed
+    and not expired."""
+    query = db.select(db.func.count(Invitation.id)).where(
         Invitation.organization_id == organization_id, Invitation.source == source,
-        Invitation.status.in_((INVITED, STARTED)), Invitation.expires_at > now)) or 0
+        Invitation.status.in_((INVITED, STARTED)), Invitation.expires_at > utcnow())
+    if test_id is not None:
+        query = query.where(Invitation.test_id == test_id)
+    return db.session.scalar(query) or 0
 
 
 def get_invitation(invitation_id: str) -> InvitationInfo | None:

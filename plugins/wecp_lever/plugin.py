@@ -106,6 +106,7 @@ class WecpLeverPlugin(Plugin):
     access = {
         "wecp_lever.static": "public",
         "wecp_lever.index": "member", "wecp_lever.link": "member", "wecp_lever.unlink": "member",
+        "wecp_lever.confirm_unlink": "member",
         "wecp_lever.resend": "member", "wecp_lever.retry_email": "member",
         "wecp_lever.retry_note": "member", "wecp_lever.retry_tag": "member",
         "wecp_lever.save_settings": "admin",

@@ -114,6 +114,18 @@ def link(test_id):
         (409 if error and "already linked" in error else 400 if error else 200)
 
 
+@bp.route("/links/<int:link_id>/unlink")
+@login_required
+def confirm_unlink(link_id):
+    """What Unlink does, and who is still taking the test, before the member confirms it."""
+    from .models import PostingLink
+
+    link_row = get_scoped_or_404(PostingLink, link_id)
+    test = assessments.get_test(link_row.test_id, g.user.organization_id) or abort(404)
+    open_invitations = assessments.open_invitation_count(g.user.organization_id, "wecp_lever", test.id)
+    return render_template("wecp_lever/unlink.html", link=link_row, test=test, open_invitations=open_invitations)
+
+
 @bp.route("/links/<int:link_id>/unlink", methods=["POST"])
 @login_required
 def unlink(link_id):

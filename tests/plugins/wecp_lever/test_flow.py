@@ -161,6 +161,27 @@ def test_link_page_in_html(connected):
     assert "Unlink" in client.get(f"/tests/{test.id}").get_data(as_text=True)
 
 
+def test_unlink_asks_first_and_says_who_is_still_taking_the_test(connected, sandbox):
+    from plugins.wecp_lever.models import PostingLink
+
+    client, conn = connected
+    test = make_test(conn.organization_id)
+    assert link(client, test).status_code == 201
+    move(sandbox, client, conn, new_candidate(sandbox))
+    link_id = db.session.scalar(db.select(PostingLink.id))
+    panel = client.get(f"/tests/{test.id}").get_data(as_text=True)
+    assert f"/integrations/wecp_lever/links/{link_id}/unlink" in panel
+    page = client.get(f"/integrations/wecp_lever/links/{link_id}/unlink").get_data(as_text=True)
+    assert "Unlink “Backend Engineer” from" in page and "“Assessment”" in page
+    assert "1 candidate invited to this test from Lever has not finished yet" in page
+    assert db.session.get(PostingLink, link_id) is not None  # asking changed nothing
+    token = csrf_token(client, f"/integrations/wecp_lever/links/{link_id}/unlink")
+    assert client.post(f"/integrations/wecp_lever/links/{link_id}/unlink",
+                       data={"csrf_token": token}).status_code == 302
+    db.session.expire_all()
+    assert db.session.get(PostingLink, link_id) is None
+
+
 def test_stage_change_invites_once_and_the_result_becomes_one_note(connected, sandbox):
     client, conn = connected
     test = make_test(conn.organization_id)
