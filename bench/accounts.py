@@ -190,7 +190,8 @@ def webhook_arrivals(deliveries: list[dict], started: float) -> dict[str, dict]:
 # --- one run ----------------------------------------------------------------------------------
 
 def cpu_of(procs) -> float:
-    return sum(h.cpu_seconds(p.pid, waited_children=True) for p in procs)
+    """CPU of each process, its reaped children and its live descendants (a worker's work process)."""
+    return sum(h.tree_cpu_seconds(p.pid) for p in procs)
 
 
 def one_run(args, workers: int) -> dict:

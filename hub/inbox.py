@@ -330,6 +330,31 @@ def retry_failed(connection_id: str) -> int:
                                                       WebhookDelivery.status == FAILED))
 
 
+def record_ping(connection_id: str) -> None:
+    """A provider's connectivity check reached this connection's webhook URL (kept 90 days)."""
+    from redis.exceptions import RedisError
+
+    from .extensions import get_redis
+
+    try:
+        get_redis().set(f"hub:webhooks:ping:{connection_id}", int(time.time()), ex=90 * 86400)
+    except RedisError:
+        pass  # a check mark on the card, not worth failing the provider's check for
+
+
+def last_ping(connection_id: str) -> datetime | None:
+    """When the provider's last connectivity check reached this connection (None: not seen)."""
+    from redis.exceptions import RedisError
+
+    from .extensions import get_redis
+
+    try:
+        value = get_redis().get(f"hub:webhooks:ping:{connection_id}")
+    except RedisError:
+        return None
+    return datetime.fromtimestamp(int(value), UTC).replace(tzinfo=None) if value else None
+
+
 def delivery_stats(connection_id: str | None) -> dict:
     """What the Integrations card shows: last event received and counts waiting, failed, paused."""
     stats = {"last_received_at": None, "queued": 0, "failed": 0, "paused": 0, "done": 0, "skipped": 0}

@@ -92,6 +92,10 @@ class OAuth2Provider:
     #: Where a customer's admin removes the app on the provider's side (shown before and after
     #: Revoke, when the provider offers no revocation the hub can call).
     authorized_apps: str = ""
+    #: Who must accept at the provider, shown before Connect ("a Lever Super Admin").
+    consent_by: str = ""
+    #: What the requested scopes let WeCP do, in the admin's words, shown before Connect.
+    permissions: tuple[str, ...] = ()
 
     def setting(self, config, name: str) -> Any:
         return config.get(f"{self.config_prefix}_{name}")
@@ -193,6 +197,18 @@ class Setting:
 ACCESS_LEVELS = ("public", "token", "member", "admin")
 
 
+@dataclass(frozen=True)
+class SetupStep:
+    """One step of an integration's setup checklist, ticked on the card as it happens."""
+
+    #: What is to happen, in a few words ("A test linked to a posting").
+    label: str
+    #: Whether it has happened.
+    done: bool
+    #: While not done: what to do next; once done, what was seen (one sentence, or "").
+    hint: str = ""
+
+
 class Plugin:
     """Base class of every integration. One instance per integration, found through config.
 
@@ -242,6 +258,11 @@ class Plugin:
 
     def configure(self, config) -> None:
         """Derive config values from others (presets); called after ``config`` is loaded."""
+
+    def setup_steps(self, connection) -> list[SetupStep]:
+        """The steps after Connect that make the integration work for an organization (the card
+        shows them as a checklist under its own "Connected" step). ``connection`` is usable."""
+        return []
 
     def production_problems(self, config) -> list[str]:
         """What in ``config`` would make this plugin fail (or fail silently) in production, each

@@ -23,8 +23,26 @@ def integration_cards(org_id: int) -> list[dict]:
         index = f"{plugin.key}.index"
         page = url_for(index) if index in current_app.view_functions else None
         cards.append({"plugin": plugin, "provider": provider, "connection": conn,
-                      "status": status, "page": page})
+                      "status": status, "page": page, "steps": setup_steps(plugin, provider, conn, status)})
     return cards
+
+
+def setup_steps(plugin, provider, conn, status: str) -> list:
+    """The card's checklist: connected (the hub's step), then the plugin's own steps."""
+    from .plugin import SetupStep
+
+    if provider is None or status == Connection.REVOKED:
+        return []  # a revoked card shows why and Reconnect instead
+    active = status == Connection.ACTIVE
+    hints = {Connection.NOT_CONNECTED: f"Click Connect; {provider.consent_by or 'an admin'} accepts in {provider.title}.",
+             Connection.SETTING_UP: f"Finishing the setup in {provider.title}…"}
+    steps = [SetupStep(f"Connected to {provider.title}", active, hints.get(status, ""))]
+    if conn is not None and conn.usable:
+        try:
+            steps += plugin.setup_steps(conn)
+        except Exception:  # a checklist must never break the page
+            current_app.logger.warning("hub.settings.setup_steps_failed plugin=%s", plugin.key, exc_info=True)
+    return steps
 
 
 def card_json(card: dict) -> dict:
@@ -42,6 +60,7 @@ def card_json(card: dict) -> dict:
         "setup_error": conn.setup_error if connected else None,
         "last_refresh_error": conn.last_refresh_error if connected else None,
         "hints": list(card["plugin"].connected_hints) if connected else [],
+        "steps": [{"label": st.label, "done": st.done, "hint": st.hint} for st in card["steps"]],
     }
 
 

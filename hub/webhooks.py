@@ -15,7 +15,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from . import inbox
 from .auth import admin_required, get_scoped_or_404
 from .extensions import csrf, db
-from .inbox import Endpoint, WebhookDelivery, endpoint_cache
+from .inbox import Endpoint, WebhookDelivery, endpoint_cache, record_ping
 from .models import Connection
 from .plugin import Ping, WebhookError
 from .registry import all_plugins
@@ -43,6 +43,7 @@ def _verify(source, plugin_key: str, endpoint: Endpoint, body: bytes):
     try:
         event = source.receive(endpoint, body, request.headers)
     except Ping:
+        record_ping(endpoint.id)  # "webhook reachable" on the card
         return None, jsonify({"status": "ok"}), False
     except WebhookError as exc:
         log.info("hub.webhooks.refused plugin=%s status=%s reason=%s", plugin_key, exc.status, exc)

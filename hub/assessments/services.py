@@ -461,6 +461,17 @@ def open_invitation_count(organization_id: int, source: str, test_id: int | None
     return db.session.scalar(query) or 0
 
 
+def invitation_email_sent(organization_id: int, source: str) -> bool:
+    """Has any invitation from ``source`` (a plugin key) had its email sent?"""
+    from ..mail import DONE, OutboundEmail
+
+    return db.session.scalar(
+        db.select(OutboundEmail.id)
+        .join(Invitation, OutboundEmail.idempotency_key == sa.literal("invitation:") + Invitation.id)
+        .where(Invitation.organization_id == organization_id, Invitation.source == source,
+               OutboundEmail.status == DONE).limit(1)) is not None
+
+
 def get_invitation(invitation_id: str) -> InvitationInfo | None:
     invitation = db.session.get(Invitation, invitation_id)
     if invitation is None:

@@ -440,6 +440,7 @@ def tag_opportunity(tag: Tag) -> Outcome:
     """
     connection = _usable(tag.connection_id)
     author = tag.perform_as or resolve_author(connection, tag.application or {})[0]
+    plan_calls(1, background=True)  # after the invitations and notes waiting for the same tokens
     LeverClient(connection.id).add_tags(tag.opportunity_id, tag.tags, perform_as=author)
     return Tagged(count=len(tag.tags))
 

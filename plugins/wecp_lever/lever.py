@@ -108,14 +108,17 @@ def _ms(value) -> int | None:
     raise TypeError(f"expected epoch milliseconds or a datetime, got {value!r}")
 
 
-def plan_calls(calls: int) -> None:
+def plan_calls(calls: int, *, background: bool = False) -> None:
     """Say how many Lever calls the running job will make (default 1).
 
     Its first call then reserves all of them at once, so a job given back to wait for its turn
     (see ``LeverClient.request``) runs its calls in one go when it comes back: no call is made
-    twice because a later one found no token.
+    twice because a later one found no token. ``background`` work (tags) reserves nothing while
+    other work waits for the account's tokens: it comes back when they are free, so a bulk move's
+    invitations are not held up by its tags.
     """
     g.lever_plan = max(1, int(calls))
+    g.lever_background = background
 
 
 class LeverClient:
@@ -216,9 +219,16 @@ class LeverClient:
             key = f"hub:ratelimit:wecp_lever:prepaid:{job.id}"
             # Reserved by an earlier run of this job, which was given back until they are due.
             prepaid = int(redis.getdel(key) or 0)
+            if prepaid:
+                # Jobs come back together at a whole second: space their calls at the rate (a
+                # wait of at most a few tenths of a second, not the queue's).
+                slot = self.bucket.pace()
+                if slot > 0:
+                    sleep(min(slot, 2.0))
             if not prepaid:
                 calls = int(g.get("lever_plan", 1))
-                reserved, wait = self.bucket.reserve(calls, max_wait=self.max_defer)
+                horizon = 0.0 if g.get("lever_background") else self.max_defer
+                reserved, wait = self.bucket.reserve(calls, max_wait=horizon)
                 if wait > 0:
                     if reserved:
                         redis.set(key, calls, ex=int(wait) + 3600)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import timedelta
 
-from hub.plugin import OAuth2Provider, PeriodicJob, Plugin, Setting
+from hub.plugin import OAuth2Provider, PeriodicJob, Plugin, Setting, SetupStep
 
 from . import flow, jobs
 from .webhooks import LeverWebhookSource
@@ -62,6 +62,16 @@ class WecpLeverPlugin(Plugin):
             # docs/providers/lever.md#oauth-revocation: no partner-side revocation is documented;
             # a Super Admin removes the app there.
             authorized_apps="Settings › Integrations and API › Authorized Apps",
+            # docs/providers/lever.md#oauth: only a Super Admin can authorize a partner app.
+            consent_by="a Lever Super Admin",
+            permissions=(
+                "read your postings, stages and users (to link a test to a posting's stage)",
+                "read and update candidates' opportunities (to read who moved, tag them and, if you "
+                "ask, move those who pass)",
+                "add notes to opportunities (the score and a link to the report)",
+                "create and delete its own webhook (to hear of stage changes)",
+                "stay connected while no one is signed in (a refresh token)",
+            ),
         ),
     )
     webhook_sources = (LeverWebhookSource(),)
@@ -115,6 +125,32 @@ class WecpLeverPlugin(Plugin):
         "wecp_lever_api.stages": "member",
     }
     test_page_panels = ("wecp_lever/_test_panel.html",)
+
+    def setup_steps(self, connection) -> list[SetupStep]:
+        """Webhook receiving → a test linked → the first invitation sent, each seen in the data."""
+        from hub.assessments import services as assessments
+        from hub.extensions import db
+        from hub.inbox import WebhookDelivery, last_ping
+
+        from .models import PostingLink
+
+        org_id = connection.organization_id
+        delivered = db.session.scalar(db.select(WebhookDelivery.id).filter_by(connection_id=connection.id)
+                                      .limit(1)) is not None
+        pinged = last_ping(connection.id) is not None
+        linked = db.session.scalar(db.select(PostingLink.id).filter_by(organization_id=org_id).limit(1))
+        sent = assessments.invitation_email_sent(org_id, self.key)
+        return [
+            SetupStep("Lever sends stage changes", delivered or pinged,
+                      ("Stage changes arrive." if delivered else "Lever's Verify Connection reached WeCP.")
+                      if delivered or pinged else
+                      "In Lever, open Settings › Integrations and API › Webhooks, switch “Candidate Stage "
+                      "Change” on and click Verify Connection."),
+            SetupStep("A test linked to a posting", linked is not None,
+                      "" if linked else "Open a test and click “Link job posting from Lever”."),
+            SetupStep("First invitation sent", sent,
+                      "" if sent else "Move a candidate who applied after the link into its stage in Lever."),
+        ]
 
     def check_connection(self, connection) -> None:
         """Prove the tokens work by listing Lever's users, and learn who to write as.

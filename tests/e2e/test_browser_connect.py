@@ -1,6 +1,8 @@
 """In a real browser: an admin connects Lever, sees it Active, revokes it in the hub or in Lever."""
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -10,6 +12,7 @@ from tests.e2e.steps import (
     connect_lever,
     expect_status,
     lever_card,
+    open_integrations,
     revoke_in_hub,
     revoke_in_lever,
     sign_in,
@@ -68,3 +71,28 @@ def test_revoked_in_lever_shows_revoked_after_the_next_call(page, stack, admin_a
     expect(card.locator(".hint-connected")).to_have_count(0)
     # An expected state: the worker said so in one warning line, with no traceback or ERROR.
     assert loud_lines(stack) == []
+
+
+def test_the_card_says_who_accepts_then_ticks_its_checklist_by_itself(page, stack, admin_account):
+    """Before Connect: who must accept and what is asked. After: no reload by the test — the
+    page's own script follows Setting up… → Active and ticks "Lever sends stage changes" when
+    Lever's Verify Connection arrives."""
+    import requests
+
+    sign_in(page, stack.hub_url, *admin_account)
+    open_integrations(page, stack.hub_url)
+    card = lever_card(page)
+    expect(card.locator(".consent")).to_contain_text("a Lever Super Admin")
+    expect(card.locator(".consent li")).to_have_count(5)
+    connect_lever(page, stack.hub_url)
+    expect(card.locator(".badge")).to_have_text("Active", timeout=20_000)
+    steps = card.locator(".checklist .step")
+    expect(steps).to_have_count(4)
+    expect(steps.nth(0)).to_have_class(re.compile(r"\bdone\b"))
+    expect(steps.nth(1)).to_have_class(re.compile(r"\btodo\b"))
+    expect(steps.nth(1)).to_contain_text("Verify Connection")
+    [hook] = stack.sandbox.admin.webhooks(LEVER_ACCOUNT)
+    assert requests.post(hook["url"], data=b"", timeout=10).status_code == 200  # Lever's Verify Connection
+    expect(steps.nth(1)).to_have_class(re.compile(r"\bdone\b"), timeout=15_000)
+    expect(steps.nth(1)).to_contain_text("Verify Connection reached WeCP")
+    expect(steps.nth(2)).to_have_class(re.compile(r"\btodo\b"))

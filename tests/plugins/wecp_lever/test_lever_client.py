@@ -293,3 +293,23 @@ def test_outside_a_job_a_call_waits_for_its_token(connection, api, app):
     api.get(f"{API}/opportunities/opp-1", json={"data": {"id": "opp-1"}})
     drain(connection.id)
     assert LeverClient(connection.id).get_opportunity("opp-1") == {"id": "opp-1"}
+
+
+def test_background_work_reserves_nothing_while_others_wait_for_the_tokens(connection, api, in_job, app):
+    """Tags come after the invitations of a bulk move: they take no reservation in the queue."""
+    from hub.jobs import Defer
+
+    app.config.update(LEVER_RATE_LIMIT=1.0, LEVER_RATE_BURST=1)
+    bucket = LeverClient(connection.id).bucket
+    drain(connection.id)
+    assert bucket.reserve(3)[0]  # three invitations' reads are queued up behind the empty bucket
+
+    def tag_job():
+        lever.plan_calls(1, background=True)
+        LeverClient(connection.id).add_tags("opp-1", ["WeCP: invited"], perform_as="u-1")
+    with pytest.raises(Defer) as deferred:
+        in_job("tag-1", tag_job)
+    assert deferred.value.seconds > 2 and len(api.calls) == 0
+    # Nothing reserved for it: the next reservation is due right after the invitations' three.
+    reserved, wait = bucket.reserve(1)
+    assert reserved and 3.5 < wait < 4.5
