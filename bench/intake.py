@@ -140,7 +140,7 @@ def measure_worker(args, ctx) -> dict:
     sampler.start()
     started = time.monotonic()
     time.sleep(args.worker_seconds)
-    cpu = h.cpu_seconds(proc.pid, waited_children=True)
+    cpu = h.tree_cpu_seconds(proc.pid)  # with its work process (or RQ's reaped work horses)
     main_peak = h.memory_kb(proc.pid)
     seconds = time.monotonic() - started
     processed = finished() - before
