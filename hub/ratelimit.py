@@ -65,20 +65,6 @@ return tostring(wait)
 """
 
 
-# Space calls that were reserved earlier: each gets the next slot 1/rate after the last one
-# handed out (or now). Jobs given back until their reservation is due come back together at the
-# next whole second (RQ schedules by the second): spaced, they do not reach the provider as a burst.
-_PACE = """
-local rate = tonumber(ARGV[1])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local last = tonumber(redis.call('GET', KEYS[1]) or '0')
-local slot = math.max(now, last + 1 / rate)
-redis.call('SET', KEYS[1], tostring(slot), 'PX', 60000)
-return tostring(slot - now)
-"""
-
-
 class TokenBucket:
     """``rate`` tokens a second, at most ``burst`` saved up; one ``acquire`` spends one token."""
 
@@ -91,7 +77,6 @@ class TokenBucket:
         self.burst = int(burst)
         self._take = client.register_script(_TAKE)
         self._reserve = client.register_script(_RESERVE)
-        self._pace = client.register_script(_PACE)
 
     def try_acquire(self) -> float:
         """Take a token now if there is one: returns 0.0, else the seconds to wait for one."""
@@ -103,10 +88,6 @@ class TokenBucket:
         ``max_wait`` away: nothing is reserved. Shared by every process, like the tokens."""
         wait = float(self._reserve(keys=[self.key], args=[self.rate, self.burst, int(n), float(max_wait)]))
         return (wait >= 0, abs(wait))
-
-    def pace(self) -> float:
-        """Seconds until this reserved call's slot, spacing reserved calls at the rate."""
-        return float(self._pace(keys=[self.key + ":pace"], args=[self.rate]))
 
     def acquire(self, timeout: float | None = None) -> bool:
         """Wait until a token is taken (True) or ``timeout`` seconds would pass first (False)."""

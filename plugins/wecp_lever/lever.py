@@ -108,6 +108,10 @@ def _ms(value) -> int | None:
     raise TypeError(f"expected epoch milliseconds or a datetime, got {value!r}")
 
 
+#: Seconds at least that background work (tags) waits while other work holds the account's tokens.
+BACKGROUND_WAIT = 10.0
+
+
 def plan_calls(calls: int, *, background: bool = False) -> None:
     """Say how many Lever calls the running job will make (default 1).
 
@@ -219,12 +223,6 @@ class LeverClient:
             key = f"hub:ratelimit:wecp_lever:prepaid:{job.id}"
             # Reserved by an earlier run of this job, which was given back until they are due.
             prepaid = int(redis.getdel(key) or 0)
-            if prepaid:
-                # Jobs come back together at a whole second: space their calls at the rate (a
-                # wait of at most a few tenths of a second, not the queue's).
-                slot = self.bucket.pace()
-                if slot > 0:
-                    sleep(min(slot, 2.0))
             if not prepaid:
                 calls = int(g.get("lever_plan", 1))
                 horizon = 0.0 if g.get("lever_background") else self.max_defer
@@ -232,6 +230,10 @@ class LeverClient:
                 if wait > 0:
                     if reserved:
                         redis.set(key, calls, ex=int(wait) + 3600)
+                    elif g.get("lever_background"):
+                        # Back once the queued calls are done, not every second meanwhile: each
+                        # give-back costs a run of the job.
+                        wait = max(wait, BACKGROUND_WAIT)
                     raise Defer(wait, "waiting for the Lever rate limit")
                 prepaid = calls
         if prepaid <= 0:

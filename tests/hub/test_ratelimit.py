@@ -81,10 +81,3 @@ def test_a_reservation_further_away_than_allowed_reserves_nothing(r):
     assert not reserved and round(wait) == 10
     reserved, wait = bucket.reserve(1, max_wait=5)  # the refused ten took nothing
     assert reserved and round(wait) == 1
-
-
-def test_reserved_calls_coming_back_together_are_spaced_at_the_rate(r):
-    bucket = TokenBucket(r, "rl:pace", rate=10.0, burst=20)
-    slots = [bucket.pace() for _ in range(4)]
-    assert slots[0] == 0.0
-    assert [round(b - a, 2) for a, b in zip(slots, slots[1:])] == [0.1, 0.1, 0.1]
