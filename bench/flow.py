@@ -199,6 +199,9 @@ class Candidate:
         self.token = csrf(questions.text)
 
     def submit(self) -> None:
+        # A new connection: the one kept from Start may have been closed by the server's
+        # keep-alive timeout meanwhile, and a POST on it fails with "connection reset".
+        self.http.close()
         self.submitted_at = time.time()
         done = self.http.post(f"{self.url}/submit", timeout=120,
                               data={"csrf_token": self.token, **self.answers})

@@ -21,6 +21,7 @@ import math
 import os
 import random
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -149,7 +150,7 @@ def job(queue: str = "default", *, retry: bool = True, timeout: int | None = Non
                 if get_current_job() is None:
                     raise
                 # Given back, not failed: RQ schedules the same job again (no retry spent).
-                result = Retry(max=1_000_000, interval=max(1, math.ceil(exc.seconds)))
+                result = deferred_retry(exc.seconds)
             except ConnectionUnusable as exc:
                 db.session.rollback()
                 if get_current_job() is None:
@@ -177,6 +178,16 @@ def job(queue: str = "default", *, retry: bool = True, timeout: int | None = Non
         return run
 
     return register
+
+
+def deferred_retry(seconds: float) -> Retry:
+    """What a job given back (``Defer``) returns to RQ: run again in ``seconds``.
+
+    RQ schedules by the whole second; the worker then moves the job to its exact time
+    (``hub.worker``), so jobs given back together do not all come back at the same instant.
+    """
+    g.hub_defer_until = time.time() + seconds
+    return Retry(max=1_000_000, interval=max(1, math.ceil(seconds)))
 
 
 def spec_of(func: Callable) -> JobSpec:

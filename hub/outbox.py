@@ -48,7 +48,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from .extensions import db
-from .jobs import Defer, after_commit, enqueue, job, job_statuses, safe_job_id
+from .jobs import Defer, after_commit, deferred_retry, enqueue, job, job_statuses, safe_job_id
 from .outcomes import AlreadyDone, Failed, InFlight, Outcome, Paused
 from .plugin import ConnectionUnusable, PeriodicJob
 
@@ -301,7 +301,7 @@ def run(kind: WorkKind, row_id, here: bool = False) -> Outcome | Retry | None:
              attempts=kind.model.attempts - 1)
         if rq_job is None:
             raise  # inline: nothing can run it later
-        return Retry(max=1_000_000, interval=seconds)
+        return deferred_retry(exc.seconds)
     except Exception as exc:
         db.session.rollback()
         if here:

@@ -27,7 +27,7 @@ import time
 
 import click
 import redis as redis_lib
-from flask import current_app
+from flask import current_app, g
 from flask.cli import with_appcontext
 from redis.exceptions import RedisError
 from rq import SimpleWorker
@@ -98,6 +98,7 @@ class HubWorker(SimpleWorker):
                         super().execute_job(job, queue)
                     finally:
                         db.session.remove()
+                        self._schedule_exactly(job, queue, g.pop("hub_defer_until", None))
             else:
                 beat.start()
                 super().execute_job(job, queue)
@@ -109,6 +110,16 @@ class HubWorker(SimpleWorker):
                 self.deadline.value = 0.0
         self.jobs_done += 1
         self._recycle_if_needed()
+
+    def _schedule_exactly(self, job, queue, until: float | None) -> None:
+        """A job given back (``Defer``) was scheduled by RQ to the whole second: move it to its
+        exact time, so jobs given back together come back spread out as their turns are."""
+        if until is None:
+            return
+        try:
+            self.connection.zadd(queue.scheduled_job_registry.key, {job.id: until}, xx=True)
+        except RedisError:
+            pass  # it runs at RQ's whole second instead
 
     def unsubscribe(self):
         # redis-py 8 made PubSubWorkerThread.stop() wait for its thread, which RQ starts with a
@@ -182,7 +193,7 @@ def promote_scheduled_jobs(app) -> int:
     for name in QUEUES:
         queue = get_queue(name, app)
         registry = queue.scheduled_job_registry
-        for job_id in registry.get_jobs_to_schedule():
+        for job_id in registry.get_jobs_to_schedule(time.time()):  # RQ's default: whole seconds
             if not redis.zrem(registry.key, job_id):
                 continue  # another worker claimed it
             job = queue.fetch_job(job_id)
@@ -265,20 +276,32 @@ class Scheduler(threading.Thread):
         self.tick = float(app.config["HUB_SCHEDULER_TICK"])
         self.stopping = threading.Event()
 
+    #: Seconds between promotions of due jobs within a tick: jobs given back to wait for a
+    #: rate-limit slot are due at sub-second times.
+    promote_every = 0.2
+
     def run(self) -> None:
+        next_tick = 0.0
         while not self.stopping.is_set():
+            pause = min(self.tick, self.promote_every)
             try:
                 with SCHEDULER_TICK_LOCK, self.app.app_context():
                     try:
-                        self.run_once()
+                        if time.monotonic() >= next_tick:
+                            next_tick = time.monotonic() + self.tick
+                            self.run_once()
+                        else:
+                            promote_scheduled_jobs(self.app)
                     finally:
                         db.session.remove()
             except (RedisError, OperationalError) as exc:
                 # Redis or the database is down: try again next tick, without a traceback a second.
                 log.warning("hub.scheduler.unavailable %s", type(exc).__name__)
+                pause, next_tick = self.tick, 0.0
             except Exception:
                 log.exception("hub.scheduler.tick_failed")
-            self.stopping.wait(self.tick)
+                pause, next_tick = self.tick, 0.0
+            self.stopping.wait(pause)
 
     def run_once(self) -> None:
         recover_abandoned_jobs(self.app, self.tick)
