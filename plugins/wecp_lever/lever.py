@@ -148,8 +148,11 @@ class LeverClient:
         self.max_defer = float(config.get("LEVER_MAX_DEFER", 600))
         # Lever docs (/developer/documentation#rate-limits): 10 requests/s per token, bursts to
         # 20. One bucket per connection (one Lever account), shared by every process.
+        # A little under Lever's rate: a job given back comes back a little after its turn, and
+        # Lever must still have room for it then (docs/performance.md, B4).
         self.bucket = TokenBucket(get_redis(), f"hub:ratelimit:wecp_lever:{connection_id}",
-                                  rate=float(config.get("LEVER_RATE_LIMIT", 10.0)),
+                                  rate=float(config.get("LEVER_RATE_LIMIT", 10.0))
+                                  * float(config.get("LEVER_RATE_HEADROOM", 0.9)),
                                   burst=int(config.get("LEVER_RATE_BURST", 20)))
 
     # --- transport ---------------------------------------------------------------------------

@@ -93,6 +93,8 @@ class WecpLeverPlugin(Plugin):
         # docs/providers/lever.md#rest-api: 10 requests/s, bursts to 20.
         "LEVER_RATE_LIMIT": 10.0,
         "LEVER_RATE_BURST": 20,
+        # The share of that rate the hub plans with (room for work that runs a little late).
+        "LEVER_RATE_HEADROOM": 0.9,
         "LEVER_TIMEOUT": 20,
         "LEVER_MAX_RETRIES": 3,
         # Deliveries whose triggeredAt is older than this are refused as replays.
