@@ -12,10 +12,11 @@ from redis.exceptions import RedisError
 
 log = logging.getLogger("hub.ratelimit")
 
-# One atomic step: refill by elapsed time (Redis's clock, the same for every machine), then take
-# a token if one is there. Returns "0" when a token was taken, else the seconds until one will
-# be; a float as a string, because Lua numbers returned to Redis are truncated to integers.
-_TAKE = """
+# Both scripts start by refilling the bucket by the time elapsed (Redis's clock, the same for
+# every machine) and end by storing it, kept as long as it takes to refill completely (longer
+# while reservations hold it in debt). They answer floats as strings: Lua numbers returned to
+# Redis are truncated to integers.
+_REFILL = """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local t = redis.call('TIME')
@@ -24,43 +25,40 @@ local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
 local tokens = tonumber(state[1]) or burst
 local ts = tonumber(state[2]) or now
 tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+local function store()
+  redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+  redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
+end
+"""
+
+# Take a token if one is there: "0", else the seconds until one will be.
+_TAKE = _REFILL + """
 local wait = 0
 if tokens >= 1 then
   tokens = tokens - 1
 else
   wait = (1 - tokens) / rate
 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+store()
 return tostring(wait)
 """
-
 
 # Reserve ``n`` tokens now, going into debt if need be: later reservations queue up behind
 # earlier ones, spaced at the rate. Returns the seconds until the last of them is due ("0" when
 # there were enough), or that wait negated when it would pass ``max_wait`` (nothing reserved).
-_RESERVE = """
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
+_RESERVE = _REFILL + """
 local n = tonumber(ARGV[3])
 local max_wait = tonumber(ARGV[4])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(state[1]) or burst
-local ts = tonumber(state[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
 local wait = 0
 if tokens < n then
   wait = (n - tokens) / rate
 end
 if wait > max_wait then
-  redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+  store()
   return tostring(-wait)
 end
 tokens = tokens - n
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
-redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
+store()
 return tostring(wait)
 """
 

@@ -81,3 +81,12 @@ def test_a_reservation_further_away_than_allowed_reserves_nothing(r):
     assert not reserved and round(wait) == 10
     reserved, wait = bucket.reserve(1, max_wait=5)  # the refused ten took nothing
     assert reserved and round(wait) == 1
+
+
+def test_a_plain_take_does_not_shorten_the_memory_of_a_debt(r):
+    """Reservations put the bucket in debt; a caller who only asks must not make it expire (and
+    come back full) before the debt is paid."""
+    bucket = TokenBucket(r, "rl:debt", rate=10.0, burst=2)
+    assert bucket.reserve(30)[0]  # 2.8 s of debt
+    assert bucket.try_acquire() > 2.5
+    assert r.pttl("rl:debt") > 2800
