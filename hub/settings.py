@@ -1,11 +1,13 @@
 """Settings > Integrations: one card per registered plugin with its connection status."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flask import Blueprint, current_app, g, make_response, render_template, url_for
 
 from .auth import login_required
 from .extensions import db
-from .models import Connection
+from .models import Connection, utcnow
 from .registry import all_plugins
 
 bp = Blueprint("settings", __name__)
@@ -22,9 +24,25 @@ def integration_cards(org_id: int) -> list[dict]:
         status = conn.status if conn else Connection.NOT_CONNECTED
         index = f"{plugin.key}.index"
         page = url_for(index) if index in current_app.view_functions else None
+        renew_by = renewal_due(provider, conn, status)
         cards.append({"plugin": plugin, "provider": provider, "connection": conn,
-                      "status": status, "page": page, "steps": setup_steps(plugin, provider, conn, status)})
+                      "status": status, "page": page, "steps": setup_steps(plugin, provider, conn, status),
+                      "renew_by": renew_by,
+                      "renew_soon": renew_by is not None and renew_by - utcnow() <= RENEWAL_WARNING})
     return cards
+
+
+#: How long before the authorization lapses the card warns that it must be renewed.
+RENEWAL_WARNING = timedelta(days=30)
+
+
+def renewal_due(provider, conn, status: str):
+    """When the provider's grant lapses (its refresh token's lifetime, counted from the consent),
+    so the admin must reconnect by then; None when the provider sets no lifetime."""
+    if provider is None or provider.refresh_token_lifetime is None or conn is None \
+            or conn.connected_at is None or status in (Connection.NOT_CONNECTED, Connection.REVOKED):
+        return None
+    return conn.connected_at + provider.refresh_token_lifetime
 
 
 def setup_steps(plugin, provider, conn, status: str) -> list:
@@ -61,6 +79,7 @@ def card_json(card: dict) -> dict:
         "last_refresh_error": conn.last_refresh_error if connected else None,
         "hints": list(card["plugin"].connected_hints) if connected else [],
         "steps": [{"label": st.label, "done": st.done, "hint": st.hint} for st in card["steps"]],
+        "renew_by": card["renew_by"].isoformat() + "Z" if card["renew_by"] else None,
     }
 
 

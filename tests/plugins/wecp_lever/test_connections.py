@@ -133,7 +133,7 @@ def test_connect_accept_makes_lever_active_with_its_webhook(app, admin_client, s
     assert "Active" in page and "acme.example" in page and "Candidate Stage Change" in page
     assert "Connected by" in page and admin_client.application.config["LEVER_SANDBOX_URL"] in \
         admin_client.get(PAGE).headers["Content-Security-Policy"]
-    assert ">Revoke</button>" in page and ">Connect</button>" not in page
+    assert ">Revoke…</a>" in page and ">Connect</button>" not in page
     card = admin_client.get("/api/v1/integrations").get_json()["data"][0]
     assert (card["status"], card["account"]) == ("Active", "acme.example")
 
@@ -369,3 +369,20 @@ def test_revoke_asks_first_and_says_what_is_in_flight(pg_app, pg_client, sandbox
     assert "Authorized Apps" in response.get_data(as_text=True)
     assert the_connection().status == Connection.NOT_CONNECTED
 
+
+
+def test_the_card_says_when_to_reconnect_and_warns_a_month_ahead(pg_app, pg_client, sandbox, sent):
+    """docs/providers/lever.md#oauth: Lever's refresh tokens live about a year from the consent."""
+    connect(pg_client, sandbox)
+    conn = the_connection()
+    page = pg_client.get(PAGE).get_data(as_text=True)
+    renew_by = (conn.connected_at + timedelta(days=365)).strftime("%Y-%m-%d")
+    assert "Reconnect by</dt><dd class=\"renew-by\"><time" in page and renew_by in page
+    assert "authorization of WeCP lapses" not in page
+    conn.connected_at = utcnow() - timedelta(days=340)
+    db.session.commit()
+    page = pg_client.get(PAGE).get_data(as_text=True)
+    assert "Lever's authorization of WeCP lapses on" in page and "a Lever Super Admin accepts again" in page
+    assert ">Reconnect</button>" in page
+    card = next(c for c in pg_client.get("/api/v1/integrations").json["data"] if c["key"] == "wecp_lever")
+    assert card["renew_by"].startswith((conn.connected_at + timedelta(days=365)).strftime("%Y-%m-%d"))
