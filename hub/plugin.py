@@ -92,7 +92,7 @@ class OAuth2Provider:
     #: Where a customer's admin removes the app on the provider's side (shown before and after
     #: Revoke, when the provider offers no revocation the hub can call).
     authorized_apps: str = ""
-    #: Who must accept at the provider, shown before Connect ("a Lever Super Admin").
+    #: Who must accept at the provider, shown before Connect ("a Super Admin of the ATS").
     consent_by: str = ""
     #: What the requested scopes let WeCP do, in the admin's words, shown before Connect.
     permissions: tuple[str, ...] = ()
