@@ -24,6 +24,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from flask import current_app, g, has_app_context
 from redis.exceptions import RedisError
@@ -268,14 +269,15 @@ def _options(spec: JobSpec, options: dict) -> dict:
 
 
 def enqueue(func: Callable, *args, queue: str | None = None, job_id: str | None = None,
-            fresh: bool = False, **options):
+            fresh: bool = False, delay: float = 0.0, **options):
     """Enqueue the job ``func`` with ids as arguments.
 
     With ``job_id`` a second enqueue of the same id while the first is still known to RQ
     (queued, running, scheduled) is ignored, so callers can enqueue freely; one that failed for
     good is started again with its full retries. ``fresh=True`` skips that check (one Redis
-    round trip) when the caller knows the id is new. In ``HUB_QUEUE_MODE=inline`` the job runs in
-    this process at the next safe point instead (``run_inline_jobs``).
+    round trip) when the caller knows the id is new. With ``delay`` (seconds) it is scheduled for
+    then, to the fraction of a second. In ``HUB_QUEUE_MODE=inline`` the job runs in this process
+    at the next safe point instead (``run_inline_jobs``).
     """
     spec = spec_of(func)
     check_arguments(spec.name, args)
@@ -292,6 +294,13 @@ def enqueue(func: Callable, *args, queue: str | None = None, job_id: str | None 
             # Enqueued again on purpose (a sweeper, a Retry button): the new run starts with its
             # full retries, and the failure it replaces leaves the failed list.
             existing.failed_job_registry.remove(existing)
+    if delay > 0:
+        when = time.time() + delay
+        rq_job = q.enqueue_at(datetime.fromtimestamp(when, UTC), spec.name, *args, job_id=job_id,
+                              **_options(spec, options))
+        # RQ keeps whole seconds; the worker's scheduler promotes by this exact score.
+        q.connection.zadd(q.scheduled_job_registry.key, {rq_job.id: when}, xx=True)
+        return rq_job
     return q.enqueue(spec.name, *args, job_id=job_id, **_options(spec, options))
 
 

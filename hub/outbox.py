@@ -130,6 +130,12 @@ class WorkKind:
     #: worker, instead of as a job of its own (no trip through the queue: an invitation's email
     #: goes out with it). Any failure, or a wait, hands it to its own job as usual.
     follow_on: bool = False
+    #: Admission, called as a row is scheduled (in the scheduling transaction, in whatever
+    #: process schedules it) with the row and its job id: reserve what its run will need (e.g. an
+    #: account's rate-limit tokens, kept under the job id) and return in how many seconds it
+    #: may run. Its job is then enqueued for that moment and runs once, instead of running now
+    #: only to be given back (``Defer``) and run again. None: enqueued at once.
+    admit: Callable[[DurableWork, str], float] | None = None
 
     @property
     def has_connection(self) -> bool:
@@ -140,7 +146,8 @@ class WorkKind:
 
 
 def durable(model: type, *, queue: str = "default", lease: timedelta = timedelta(minutes=6),
-            max_attempts: int = 12, timeout: int | None = None, title: str = "", follow_on: bool = False):
+            max_attempts: int = 12, timeout: int | None = None, title: str = "", follow_on: bool = False,
+            admit: Callable[[DurableWork, str], float] | None = None):
     """Declare a kind of durable work: ``perform(row) -> Outcome`` for rows of ``model``.
 
     Returns the registered job (called with a row id), with ``.kind`` attached. List it in the
@@ -150,7 +157,7 @@ def durable(model: type, *, queue: str = "default", lease: timedelta = timedelta
         kind = WorkKind(name=f"{perform.__module__}.{perform.__qualname__}", model=model,
                         perform=perform, queue=queue, lease=lease, max_attempts=max_attempts,
                         title=title or perform.__name__.replace("_", " ").capitalize(),
-                        follow_on=follow_on)
+                        follow_on=follow_on, admit=admit)
 
         def runner(row_id):
             return run(kind, row_id)
@@ -190,8 +197,23 @@ def schedule(func: Callable, row: DurableWork, *, at_front: bool = False) -> Dur
     row.status, row.due_at = PENDING, utcnow()
     db.session.add(row)
     db.session.flush()
-    _enqueue_after_commit(kind, row.id, at_front=at_front)
+    delay = _admit(kind, row)
+    if delay > 0:
+        row.due_at = utcnow() + timedelta(seconds=delay)
+    _enqueue_after_commit(kind, row.id, at_front=at_front, delay=delay)
     return row
+
+
+def _admit(kind: WorkKind, row: DurableWork) -> float:
+    """Seconds until the row's job may run, by its kind's admission (0: now)."""
+    if kind.admit is None or current_app.config.get("HUB_QUEUE_MODE") == "inline":
+        return 0.0
+    try:
+        return max(0.0, float(kind.admit(row, kind.job_id(row.id))))
+    except RedisError as exc:
+        # Nothing reserved: the job runs now and reserves for itself (or is given back).
+        log.warning("hub.outbox.not_admitted kind=%s row=%s error=%s", kind.name, row.id, type(exc).__name__)
+        return 0.0
 
 
 def schedule_once(func: Callable, row: DurableWork, **options) -> bool:
@@ -208,11 +230,13 @@ def schedule_once(func: Callable, row: DurableWork, **options) -> bool:
         return False
 
 
-def _enqueue_after_commit(kind: WorkKind, row_id, at_front: bool = False) -> None:
+def _enqueue_after_commit(kind: WorkKind, row_id, at_front: bool = False, delay: float = 0.0) -> None:
     options = {"job_id": kind.job_id(row_id)}
     if at_front:
         options["at_front"] = True
-    if kind.follow_on:
+    if delay > 0:
+        options["delay"] = delay
+    elif kind.follow_on:
         options["follow_on"] = lambda row_id, kind=kind: run_here(kind, row_id)
     after_commit(kind.runner, row_id, **options)
 

@@ -25,7 +25,7 @@ from hub.plugin import ConnectionUnusable
 from hub.settings import get_setting
 
 from . import cache
-from .lever import LEVER_ID, LeverClient, NotFound, plan_calls
+from .lever import LEVER_ID, LeverClient, NotFound, admission, plan_calls
 from .models import Note, PostingLink, ReconcileCursor, StageChange, StageMove, Tag, record
 from .schemas import StageChangeDataSchema
 from .webhooks import SUPPORTED_EVENTS
@@ -370,7 +370,11 @@ def note_text(note: Note) -> tuple[str, str]:
     return text, url
 
 
-@durable(Note, queue="default", title="Lever note")
+#: Lever calls of a note's first run: the author's read, the note.
+NOTE_CALLS = 2
+
+
+@durable(Note, queue="default", title="Lever note", admit=admission(NOTE_CALLS))
 def post_note(note: Note) -> Outcome:
     """Post the note on its Lever opportunity, exactly once, even when run twice.
 
@@ -379,7 +383,7 @@ def post_note(note: Note) -> Outcome:
     """
     connection = _usable(note.connection_id)
     text, marker = note_text(note)
-    plan_calls(3 if note.attempts > 1 else 2)  # (the search,) the author's read, the note
+    plan_calls(NOTE_CALLS + 1 if note.attempts > 1 else NOTE_CALLS)  # a rerun searches first
     client = LeverClient(connection.id)
     if note.attempts > 1:
         for existing in client.list_notes(note.opportunity_id):
@@ -432,7 +436,7 @@ def _posted(connection: Connection, note: Note, lever_note_id, opp: dict | None,
     return outcome
 
 
-@durable(Tag, queue="sync", title="Lever tags")
+@durable(Tag, queue="sync", title="Lever tags", admit=admission(1))
 def tag_opportunity(tag: Tag) -> Outcome:
     """Add the stored tags (adding a tag Lever already has is a no-op there: a rerun is harmless).
 
@@ -445,7 +449,7 @@ def tag_opportunity(tag: Tag) -> Outcome:
     return Tagged(count=len(tag.tags))
 
 
-@durable(StageMove, queue="default", title="Lever stage move")
+@durable(StageMove, queue="default", title="Lever stage move", admit=admission(2))
 def advance_candidate(move: StageMove) -> Outcome:
     """Move a candidate who passed to the configured stage, once per result.
 

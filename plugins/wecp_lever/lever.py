@@ -125,6 +125,37 @@ def plan_calls(calls: int, *, background: bool = False) -> None:
     g.lever_background = background
 
 
+def account_bucket(connection_id: str) -> TokenBucket:
+    """The connection's (one Lever account's) rate-limit bucket, shared by every process."""
+    config = current_app.config
+    # Lever docs (/developer/documentation#rate-limits): 10 requests/s per token, bursts to 20.
+    # A little under Lever's rate: a job given back comes back a little after its turn, and
+    # Lever must still have room for it then (docs/performance.md, B4).
+    return TokenBucket(get_redis(), f"hub:ratelimit:wecp_lever:{connection_id}",
+                       rate=float(config.get("LEVER_RATE_LIMIT", 10.0))
+                       * float(config.get("LEVER_RATE_HEADROOM", 0.9)),
+                       burst=int(config.get("LEVER_RATE_BURST", 20)))
+
+
+def _prepaid_key(job_id: str) -> str:
+    return f"hub:ratelimit:wecp_lever:prepaid:{job_id}"
+
+
+def admission(calls: int):
+    """A durable kind's ``admit`` (``hub.outbox``): when a row is stored, reserve the ``calls``
+    its first run makes in its account's bucket, under its job id, and have the job enqueued for
+    when they are due. The job then runs once, on its turn, instead of running only to find the
+    tokens taken and be given back (two runs: docs/performance.md, B5)."""
+    def admit(row, job_id: str) -> float:
+        max_defer = float(current_app.config.get("LEVER_MAX_DEFER", 600))
+        reserved, wait = account_bucket(row.connection_id).reserve(calls, max_wait=max_defer)
+        if reserved:
+            get_redis().set(_prepaid_key(job_id), calls, ex=int(wait) + 3600)
+        return wait
+
+    return admit
+
+
 class LeverClient:
     """Calls Lever for one connection; every call takes a token from the account's shared bucket.
 
@@ -146,14 +177,7 @@ class LeverClient:
         # A job reserves its calls at most this far ahead; beyond that it is given back without
         # a reservation and tries again then.
         self.max_defer = float(config.get("LEVER_MAX_DEFER", 600))
-        # Lever docs (/developer/documentation#rate-limits): 10 requests/s per token, bursts to
-        # 20. One bucket per connection (one Lever account), shared by every process.
-        # A little under Lever's rate: a job given back comes back a little after its turn, and
-        # Lever must still have room for it then (docs/performance.md, B4).
-        self.bucket = TokenBucket(get_redis(), f"hub:ratelimit:wecp_lever:{connection_id}",
-                                  rate=float(config.get("LEVER_RATE_LIMIT", 10.0))
-                                  * float(config.get("LEVER_RATE_HEADROOM", 0.9)),
-                                  burst=int(config.get("LEVER_RATE_BURST", 20)))
+        self.bucket = account_bucket(connection_id)
 
     # --- transport ---------------------------------------------------------------------------
 
@@ -223,8 +247,9 @@ class LeverClient:
         prepaid = g.get("lever_prepaid")
         if prepaid is None:  # this run's first call
             redis = get_redis()
-            key = f"hub:ratelimit:wecp_lever:prepaid:{job.id}"
-            # Reserved by an earlier run of this job, which was given back until they are due.
+            key = _prepaid_key(job.id)
+            # Reserved by an earlier run of this job, which was given back until they are due,
+            # or when its row was stored (``admission``).
             prepaid = int(redis.getdel(key) or 0)
             if not prepaid:
                 calls = int(g.get("lever_plan", 1))

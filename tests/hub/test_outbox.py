@@ -207,3 +207,30 @@ def test_counts_by_status(app):
     echo(add("b"))
     counts = counts_by_status(echo)
     assert (counts["pending"], counts["done"], counts["failed"]) == (1, 1, 0)
+
+
+def test_a_kind_with_admission_is_enqueued_for_the_moment_it_may_run(app):
+    """``admit`` reserves what a run needs when the row is stored: the job waits in the
+    scheduled registry for that exact moment (not the next whole second) and the row's due
+    time says so; 0 means now; a Redis failure in it loses nothing (enqueued now)."""
+    import time
+
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    seen = []
+
+    def admit(row, job_id):
+        seen.append((row.key, job_id))
+        return {"later": 2.5, "now": 0.0}.get(row.key) or (_ for _ in ()).throw(RedisConnectionError())
+
+    with mock.patch.object(KIND, "admit", admit):
+        before = time.time()
+        later = add("later")
+        assert queued() == []
+        score = get_redis().zscore(get_queue("default").scheduled_job_registry.key, KIND.job_id(later))
+        assert before + 2.4 < score < time.time() + 2.6 and score != int(score)
+        assert reload(later).due_at > utcnow() + timedelta(seconds=2)
+        now = add("now")
+        broken = add("broken")
+    assert seen == [("later", KIND.job_id(later)), ("now", KIND.job_id(now)), ("broken", KIND.job_id(broken))]
+    assert queued() == [KIND.job_id(now), KIND.job_id(broken)]

@@ -2,6 +2,7 @@
 import json
 import pathlib
 from datetime import datetime, timedelta
+from unittest import mock
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -313,3 +314,27 @@ def test_background_work_reserves_nothing_while_others_wait_for_the_tokens(conne
     # Nothing reserved for it: the next reservation is due right after the invitations' three.
     reserved, wait = bucket.reserve(1)
     assert reserved and 3.5 < wait < 4.5
+
+
+def test_work_admitted_when_stored_runs_once_on_its_turn(connection, api, in_job, slept, app):
+    """``admission``: a note's calls are reserved when its row is stored; its job, enqueued for
+    then, spends them without reserving again or being given back."""
+    app.config.update(LEVER_RATE_LIMIT=2.0, LEVER_RATE_BURST=1)
+    api.get(f"{API}/opportunities/opp-1", json={"data": {"id": "opp-1"}})
+    api.post(f"{API}/opportunities/opp-1/notes", json={"data": {"noteId": "n-1"}})
+    drain(connection.id)
+    row = mock.Mock(connection_id=connection.id)
+    wait = lever.admission(2)(row, "note-job-1")
+    assert 0.5 < wait <= 1.5  # the second of two calls is due in ~1 s at 2/s
+    # A reservation made after it queues behind it: the note's calls are held.
+    reserved, later = LeverClient(connection.id).bucket.reserve(1)
+    assert reserved and later > wait
+
+    def note_job():
+        lever.plan_calls(2)
+        client = LeverClient(connection.id)
+        client.get_opportunity("opp-1")
+        return client.add_note("opp-1", "a note", perform_as="u-1")
+    drain(connection.id)
+    assert in_job("note-job-1", note_job) == {"noteId": "n-1"}  # not given back: it runs once
+    assert len(api.calls) == 2 and slept == []
