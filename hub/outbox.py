@@ -283,13 +283,21 @@ def run(kind: WorkKind, row_id, here: bool = False) -> Outcome | Retry | None:
     # once its heartbeat lapses), so it takes over at once. Any other run waits out the lease.
     taken_over = sa.and_(model.status == RUNNING, model.lease_until < now) \
         if rq_job is None or rq_job.id != kind.job_id(row_id) else model.status == RUNNING
-    claimed = db.session.execute(
+    # One round trip claims the row and loads it.
+    row = db.session.execute(
         sa.update(model).where(model.id == row_id, sa.or_(model.status == PENDING, taken_over))
         .values(status=RUNNING, attempts=model.attempts + 1, lease_until=now + kind.lease)
-        .execution_options(synchronize_session=False)).rowcount
-    db.session.commit()  # the attempt is on record before anything is done
-    row = db.session.get(model, row_id)
-    if not claimed:
+        .returning(model).execution_options(synchronize_session=False, populate_existing=True)).scalar_one_or_none()
+    session = db.session()
+    # The attempt is on record before anything is done. The row just read stays loaded: the
+    # commit need not expire it (another run cannot change it while the lease holds).
+    expire, session.expire_on_commit = session.expire_on_commit, False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = expire
+    if row is None:
+        row = db.session.get(model, row_id)
         if row is None:
             return Failed(reason="no such row")
         if row.status in FINAL:

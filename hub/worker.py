@@ -190,10 +190,17 @@ def promote_scheduled_jobs(app) -> int:
     """
     moved = 0
     redis = get_redis(app)
-    for name in QUEUES:
-        queue = get_queue(name, app)
+    queues = [get_queue(name, app) for name in QUEUES]
+    now = time.time()  # to the fraction of a second: given-back jobs are due at exact times
+    # Every queue's registry in one round trip: this runs five times a second in every worker.
+    with redis.pipeline(transaction=False) as pipe:
+        for queue in queues:
+            pipe.zrangebyscore(queue.scheduled_job_registry.key, 0, now)
+        due = pipe.execute()
+    for queue, job_ids in zip(queues, due):
         registry = queue.scheduled_job_registry
-        for job_id in registry.get_jobs_to_schedule(time.time()):  # RQ's default: whole seconds
+        for job_id in job_ids:
+            job_id = job_id.decode() if isinstance(job_id, bytes) else job_id
             if not redis.zrem(registry.key, job_id):
                 continue  # another worker claimed it
             job = queue.fetch_job(job_id)
@@ -230,11 +237,13 @@ def interval_seconds(app, job: PeriodicJob) -> float:
     return float(app.config["HUB_PERIODIC_INTERVALS"].get(job.name, job.interval.total_seconds()))
 
 
-def enqueue_periodic_jobs(app, now: float | None = None) -> list[str]:
+def enqueue_periodic_jobs(app, now: float | None = None, tried: dict | None = None) -> list[str]:
     """Enqueue each periodic job whose time slot has no run yet; returns the job ids enqueued.
 
     The slot is ``now // interval``; ``SET NX`` on a key per job and slot lets exactly one worker
-    in the fleet enqueue it, and the deterministic job id keeps a slot to one job.
+    in the fleet enqueue it, and the deterministic job id keeps a slot to one job. ``tried``
+    (the scheduler thread's own) remembers the slot this process already settled for each job,
+    so a tick inside it costs no round trip.
     """
     from .models import Connection
 
@@ -252,7 +261,12 @@ def enqueue_periodic_jobs(app, now: float | None = None) -> list[str]:
             targets = [c.id for c in db.session.scalars(query) if c.usable]
         for connection_id in targets:
             job_id = safe_job_id("periodic", job.name, connection_id or "hub", slot)
-            if not redis.set(f"hub:periodic:{job_id}", os.getpid(), nx=True, px=int(interval * 2000)):
+            if tried is not None and tried.get((job.name, connection_id)) == slot:
+                continue
+            claimed = redis.set(f"hub:periodic:{job_id}", os.getpid(), nx=True, px=int(interval * 2000))
+            if tried is not None:
+                tried[(job.name, connection_id)] = slot
+            if not claimed:
                 continue
             # Behind a backlog the last slot's run may still be waiting in its queue: it will do
             # this slot's work too, so one waiting run is enough (not one per slot).
@@ -275,6 +289,8 @@ class Scheduler(threading.Thread):
         self.app = app
         self.tick = float(app.config["HUB_SCHEDULER_TICK"])
         self.stopping = threading.Event()
+        #: (periodic job, connection) → the slot this process settled (``enqueue_periodic_jobs``).
+        self.tried: dict[tuple, int] = {}
 
     #: Seconds between promotions of due jobs within a tick: jobs given back to wait for a
     #: rate-limit slot are due at sub-second times.
@@ -306,7 +322,7 @@ class Scheduler(threading.Thread):
     def run_once(self) -> None:
         recover_abandoned_jobs(self.app, self.tick)
         promote_scheduled_jobs(self.app)
-        enqueue_periodic_jobs(self.app)
+        enqueue_periodic_jobs(self.app, tried=self.tried)
 
     def stop(self) -> None:
         self.stopping.set()

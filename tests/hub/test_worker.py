@@ -66,6 +66,26 @@ def test_periodic_jobs_are_enqueued_once_per_slot_and_per_usable_connection(app)
     assert get_queue("sync").count == 3  # the plugin's tick, the sweeper and the connection's latest
 
 
+def test_the_scheduler_settles_a_slot_once_and_still_sees_a_connection_added_in_it(app):
+    """Five ticks a second in every worker: a slot this process already settled costs no Redis
+    round trip (``tried``), yet a connection created during the slot gets its run at once."""
+    app.config["HUB_PERIODIC_JOB_MODULES"] = ["hub.outbox", "tests.hub.test_worker"]
+    make_connection()
+    now, tried = 1_000_000.0, {}
+    assert len(enqueue_periodic_jobs(app, now, tried=tried)) == 3
+    redis = get_redis(app)
+    for key in redis.scan_iter("hub:periodic:*"):  # as if the claims had expired
+        redis.delete(key)
+    get_queue("sync").empty()
+    get_queue("default").empty()
+    assert enqueue_periodic_jobs(app, now + 1, tried=tried) == []
+    added = make_connection(org_name="Added")
+    assert enqueue_periodic_jobs(app, now + 2, tried=tried) == [
+        f"periodic-tests-plugins-tiny_example-tick-{added.id}-100000"]
+    # Without the memory, the same tick would have claimed the settled slots again.
+    assert len(enqueue_periodic_jobs(app, now + 3)) == 3
+
+
 def test_abandoned_jobs_are_noticed_after_the_grace_not_after_a_minute(app):
     worker = HubWorker([get_queue("webhooks")], connection=get_redis(), job_monitoring_interval=5)
     worker.heartbeat_grace = 10
