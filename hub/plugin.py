@@ -209,6 +209,19 @@ class SetupStep:
     hint: str = ""
 
 
+@dataclass(frozen=True)
+class CardAlert:
+    """Something wrong that the admin must know of, shown on the integration's card until the
+    plugin no longer reports it (it clears itself when the cause is gone)."""
+
+    #: What is wrong and what it has cost, in the admin's words (one or two sentences).
+    message: str
+    #: What to do about it, where (one sentence).
+    next_step: str = ""
+    #: ``warning`` (work goes on, late or partly) or ``error`` (work has stopped).
+    level: str = "warning"
+
+
 class Plugin:
     """Base class of every integration. One instance per integration, found through config.
 
@@ -262,6 +275,11 @@ class Plugin:
     def setup_steps(self, connection) -> list[SetupStep]:
         """The steps after Connect that make the integration work for an organization (the card
         shows them as a checklist under its own "Connected" step). ``connection`` is usable."""
+        return []
+
+    def alerts(self, connection) -> list[CardAlert]:
+        """What the card must warn of now (e.g. the provider stopped sending events); recomputed
+        on each view, so an alert clears itself once its cause is gone. ``connection`` is usable."""
         return []
 
     def production_problems(self, config) -> list[str]:

@@ -27,6 +27,7 @@ def integration_cards(org_id: int) -> list[dict]:
         renew_by = renewal_due(provider, conn, status)
         cards.append({"plugin": plugin, "provider": provider, "connection": conn,
                       "status": status, "page": page, "steps": setup_steps(plugin, provider, conn, status),
+                      "alerts": card_alerts(plugin, conn),
                       "renew_by": renew_by,
                       "renew_soon": renew_by is not None and renew_by - utcnow() <= RENEWAL_WARNING})
     return cards
@@ -63,6 +64,17 @@ def setup_steps(plugin, provider, conn, status: str) -> list:
     return steps
 
 
+def card_alerts(plugin, conn) -> list:
+    """The plugin's alerts for a usable connection (none otherwise: the status says it all)."""
+    if conn is None or not conn.usable:
+        return []
+    try:
+        return list(plugin.alerts(conn))
+    except Exception:  # a warning must never break the page
+        current_app.logger.warning("hub.settings.alerts_failed plugin=%s", plugin.key, exc_info=True)
+        return []
+
+
 def card_json(card: dict) -> dict:
     conn = card["connection"]
     connected = conn is not None and card["status"] != Connection.NOT_CONNECTED
@@ -79,6 +91,7 @@ def card_json(card: dict) -> dict:
         "last_refresh_error": conn.last_refresh_error if connected else None,
         "hints": list(card["plugin"].connected_hints) if connected else [],
         "steps": [{"label": st.label, "done": st.done, "hint": st.hint} for st in card["steps"]],
+        "alerts": [{"level": a.level, "message": a.message, "next_step": a.next_step} for a in card["alerts"]],
         "renew_by": card["renew_by"].isoformat() + "Z" if card["renew_by"] else None,
     }
 

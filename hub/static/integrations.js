@@ -5,15 +5,20 @@
   var cards = document.querySelector(".cards[data-refresh]");
   if (!cards) { return; }
 
-  // What a card shows that can change on its own: the status and the checklist's ticks.
+  // What a card shows that can change on its own: the status, the checklist's ticks and its
+  // alerts (a warning appearing, or clearing once its cause is gone).
   function shape(card) {
-    return card.status + "|" + (card.steps || []).map(function (s) { return s.done ? "1" : "0"; }).join("");
+    return card.status + "|" + (card.steps || []).map(function (s) { return s.done ? "1" : "0"; }).join("")
+      + "|" + (card.alerts || []).map(function (a) { return a.message; }).join("\n");
   }
   function shown(el) {
     var ticks = Array.prototype.map.call(el.querySelectorAll(".checklist .step"), function (li) {
       return li.classList.contains("done") ? "1" : "0";
     });
-    return el.getAttribute("data-status") + "|" + ticks.join("");
+    var alerts = Array.prototype.map.call(el.querySelectorAll(".alert"), function (p) {
+      return p.getAttribute("data-message");
+    });
+    return el.getAttribute("data-status") + "|" + ticks.join("") + "|" + alerts.join("\n");
   }
 
   var busy = false;

@@ -17,6 +17,7 @@ from redis.exceptions import LockError
 
 from hub.assessments import services as assessments
 from hub.extensions import db, get_redis
+from hub.inbox import WebhookDelivery
 from hub.jobs import job
 from hub.models import Connection, utcnow
 from hub.outbox import Refused, durable, schedule_once
@@ -26,7 +27,7 @@ from hub.settings import get_setting
 
 from . import cache
 from .lever import LEVER_ID, LeverClient, NotFound, admission, plan_calls
-from .models import Note, PostingLink, ReconcileCursor, StageChange, StageMove, Tag, record
+from .models import Activity, Note, PostingLink, ReconcileCursor, StageChange, StageMove, Tag, record
 from .schemas import StageChangeDataSchema
 from .webhooks import SUPPORTED_EVENTS
 
@@ -37,6 +38,10 @@ TAG_INVITED = "WeCP: invited"
 TAG_COMPLETED = "WeCP: completed"
 TAG_PASSED = "WeCP: passed"
 TAG_FAILED = "WeCP: failed"
+#: Where the admin switches Lever's stage-change webhook on (docs/providers/lever.md#webhooks).
+SWITCH_STAGE_CHANGE_ON = ("In Lever, open Settings › Integrations and API › Webhooks and switch "
+                          "“Candidate Stage Change” on.")
+
 #: Printed in every result note, followed by the report URL: how a re-run finds its own note.
 REPORT_LINE = "View a detailed report on WeCP: "
 
@@ -529,12 +534,57 @@ def _reconcile(connection_id: str) -> Outcome:
             outcome = process_stage_change(connection, opp["id"], stage_id, via="reconcile",
                                            opportunity=opp)
             parts = outcome.parts if isinstance(outcome, Several) else (outcome,)
-            invited += sum(isinstance(p, Invited) for p in parts)
+            acted = sum(isinstance(p, Invited) for p in parts)
+            invited += acted
+            if acted:
+                _note_if_missed(connection, opp, stage_id, started)
     cursor = cursor or ReconcileCursor(connection_id=connection_id, updated_at_ms=0)
     cursor.updated_at_ms = _to_ms(started)
     cursor.ran_at = started
     db.session.add(cursor)
     return Reconciled(checked=seen, invited=invited)
+
+
+#: A delivery received this long before a move's time still shows that Lever sends webhooks
+#: (Lever's clock and ours may differ a little).
+DELIVERY_CLOCK_MARGIN = timedelta(minutes=2)
+
+
+def _note_if_missed(connection: Connection, opp: dict, stage_id: str, now) -> None:
+    """Reconciliation just invited a candidate: if no webhook delivery at all reached this
+    connection since the move, Lever is not sending stage changes (the Candidate Stage Change
+    toggle is off): say so in the activity log, which the card reads (``missed_stage_changes``).
+
+    Any delivery received since counts, queued or not: it shows that Lever sends, and this
+    move's own delivery may simply be on its way (docs/providers/lever.md#webhook-delivery).
+    """
+    moved = _from_ms(_moved_at(opp, stage_id)) if _moved_at(opp, stage_id) else now
+    received = db.session.scalar(db.select(WebhookDelivery.id).where(
+        WebhookDelivery.connection_id == connection.id,
+        WebhookDelivery.received_at >= moved - DELIVERY_CLOCK_MARGIN).limit(1))
+    if received is not None:
+        return
+    minutes = max(1, round((now - moved).total_seconds() / 60))
+    record("webhook", "missed", f"Lever sent no webhook for this move: WeCP's periodic check found it "
+           f"about {minutes} min later and acted then. {SWITCH_STAGE_CHANGE_ON}",
+           organization_id=connection.organization_id, opportunity_id=opp.get("id"),
+           candidate_name=opp.get("name"))
+
+
+def missed_stage_changes(connection: Connection) -> tuple[int, object]:
+    """Moves found by reconciliation with no webhook since the last delivery Lever sent:
+    (how many, when the last was found). (0, None) once a delivery arrived after them."""
+    last_delivery = db.session.scalar(db.select(db.func.max(WebhookDelivery.received_at))
+                                      .where(WebhookDelivery.connection_id == connection.id))
+    query = db.select(db.func.count(Activity.id), db.func.max(Activity.created_at)).where(
+        Activity.organization_id == connection.organization_id, Activity.kind == "webhook",
+        Activity.status == "missed")
+    if connection.connected_at is not None:  # a reconnect starts afresh
+        query = query.where(Activity.created_at >= connection.connected_at)
+    if last_delivery is not None:
+        query = query.where(Activity.created_at > last_delivery)
+    count, last = db.session.execute(query).one()
+    return int(count or 0), last
 
 
 def _to_ms(value) -> int:

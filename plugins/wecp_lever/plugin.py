@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import timedelta
 
-from hub.plugin import OAuth2Provider, PeriodicJob, Plugin, Setting, SetupStep
+from hub.plugin import CardAlert, OAuth2Provider, PeriodicJob, Plugin, Setting, SetupStep
 
 from . import flow, jobs
 from .webhooks import LeverWebhookSource
@@ -128,6 +128,19 @@ class WecpLeverPlugin(Plugin):
     }
     test_page_panels = ("wecp_lever/_test_panel.html",)
 
+    def alerts(self, connection) -> list[CardAlert]:
+        """Lever is not sending stage changes: reconciliation found moves no webhook announced.
+        Cleared by the next delivery Lever sends."""
+        count, last = flow.missed_stage_changes(connection)
+        if not count:
+            return []
+        moves = "a move" if count == 1 else f"{count} moves"
+        return [CardAlert(
+            f"Lever is not sending stage changes: WeCP found {moves} into linked stages only by its "
+            f"periodic check, so those tests went out late (the last on {last:%d %b %H:%M} UTC; "
+            f"see the activity log).",
+            flow.SWITCH_STAGE_CHANGE_ON + " This warning clears when Lever's next stage change arrives.")]
+
     def setup_steps(self, connection) -> list[SetupStep]:
         """Webhook receiving → a test linked → the first invitation sent, each seen in the data."""
         from hub.assessments import services as assessments
@@ -142,8 +155,11 @@ class WecpLeverPlugin(Plugin):
         pinged = last_ping(connection.id) is not None
         linked = db.session.scalar(db.select(PostingLink.id).filter_by(organization_id=org_id).limit(1))
         sent = assessments.invitation_email_sent(org_id, self.key)
+        # Moves found with no webhook since (``alerts``) undo the tick until Lever sends again.
+        missed = flow.missed_stage_changes(connection)[0] if delivered or pinged else 0
         return [
-            SetupStep("Lever sends stage changes", delivered or pinged,
+            SetupStep("Lever sends stage changes", (delivered or pinged) and not missed,
+                      flow.SWITCH_STAGE_CHANGE_ON if missed else
                       ("Stage changes arrive." if delivered else "Lever's Verify Connection reached WeCP.")
                       if delivered or pinged else
                       "In Lever, open Settings › Integrations and API › Webhooks, switch “Candidate Stage "

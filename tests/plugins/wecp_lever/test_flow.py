@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 
@@ -337,6 +338,47 @@ def test_reconciliation_acts_on_a_move_whose_webhook_was_lost(connected, sandbox
     deliver(client, conn, opp, ASSESSMENT)
     reconcile_postings(conn.id)
     assert len(invitations()) == 1
+
+
+def lever_alerts(client) -> list[dict]:
+    [card] = [c for c in client.get("/api/v1/integrations").json["data"] if c["key"] == "wecp_lever"]
+    return card["alerts"]
+
+
+def test_moves_found_only_by_reconciliation_warn_until_lever_sends_again(connected, sandbox):
+    """Candidate Stage Change switched off in Lever: the invitation still goes out (late, by
+    reconciliation), and the card and the activity log say why and what to switch on."""
+    client, conn = connected
+    link(client, make_test(conn.organization_id))
+    assert lever_alerts(client) == []
+    opp = new_candidate(sandbox)
+    sandbox.admin.move(ACCOUNT, [opp], ASSESSMENT)  # the toggle is off: no delivery
+    assert reconcile_postings(conn.id)["invited"] == 1
+    [line] = db.session.scalars(db.select(Activity).filter_by(kind="webhook", status="missed")).all()
+    assert line.opportunity_id == opp and "Candidate Stage Change" in line.message
+    [alert] = lever_alerts(client)
+    assert "Lever is not sending stage changes" in alert["message"] and "a move" in alert["message"]
+    assert "Candidate Stage Change" in alert["next_step"]
+    page = client.get("/settings/integrations").get_data(as_text=True)
+    assert "Lever is not sending stage changes" in page
+    assert re.search(r'class="step todo">[^<]*<span class="tick"[^>]*>[^<]*</span> <span class="label">Lever sends '
+                     r'stage changes', page)  # the checklist's tick is undone too
+    # The toggle switched on: Lever's next stage change (any stage) clears the warning.
+    other = new_candidate(sandbox, email="grace@example.com", name="Grace Hopper")
+    move(sandbox, client, conn, other, stage=SCREEN)
+    assert lever_alerts(client) == []
+
+
+def test_a_move_reconciliation_acts_on_while_lever_sends_webhooks_is_not_reported_missed(connected, sandbox):
+    client, conn = connected
+    link(client, make_test(conn.organization_id))
+    opp = new_candidate(sandbox)
+    sandbox.admin.move(ACCOUNT, [opp], ASSESSMENT)
+    other = new_candidate(sandbox, email="grace@example.com", name="Grace Hopper")
+    move(sandbox, client, conn, other, stage=SCREEN)  # Lever sends: this move's own is on its way
+    assert reconcile_postings(conn.id)["invited"] == 1
+    assert db.session.scalars(db.select(Activity).filter_by(status="missed")).all() == []
+    assert lever_alerts(client) == []
 
 
 def test_a_reconciliation_while_another_of_the_connection_runs_is_skipped(connected, sandbox):
