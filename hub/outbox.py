@@ -497,6 +497,22 @@ def open_work_of_connection(connection_id: str) -> list[tuple[str, int]]:
     return found
 
 
+def failed_work_of_connection(connection_id: str, since: datetime, skip=()) -> list[tuple[str, int, str]]:
+    """(title, count, the latest error) of every kind's rows of one connection that failed for
+    good since ``since`` and were not retried, for the card's alert (kinds in ``skip`` left out)."""
+    found = []
+    for kind in active_kinds():
+        if not kind.has_connection or kind.model in skip:
+            continue
+        model = kind.model
+        mine = sa.and_(model.connection_id == connection_id, model.status == FAILED, model.finished_at >= since)
+        count = db.session.scalar(sa.select(sa.func.count()).select_from(model).where(mine))
+        if count:
+            error = db.session.scalar(sa.select(model.error).where(mine).order_by(model.finished_at.desc()).limit(1))
+            found.append((kind.title, count, error or ""))
+    return found
+
+
 def of_organization(kind: WorkKind, organization_id: int):
     """The SQL condition "this row belongs to the organization", or None when a kind's rows name
     no organization (such a kind is never shown to one)."""

@@ -220,6 +220,9 @@ class CardAlert:
     next_step: str = ""
     #: ``warning`` (work goes on, late or partly) or ``error`` (work has stopped).
     level: str = "warning"
+    #: Where the next step is taken (a path in the hub), and the link's words; admins only.
+    link: str | None = None
+    link_label: str = ""
 
 
 class Plugin:

@@ -64,15 +64,42 @@ def setup_steps(plugin, provider, conn, status: str) -> list:
     return steps
 
 
+#: Work that failed for good is shown on the card for this long (or until it is retried).
+FAILED_WORK_SHOWN = timedelta(days=7)
+
+
 def card_alerts(plugin, conn) -> list:
-    """The plugin's alerts for a usable connection (none otherwise: the status says it all)."""
+    """What the card warns of for a usable connection (nothing otherwise: the status says it
+    all): work for it that failed for good, then the plugin's own alerts."""
     if conn is None or not conn.usable:
         return []
+    provider = plugin.providers[0] if plugin.providers else None
+    alerts = failed_work_alerts(conn, provider.title if provider else plugin.title)
     try:
-        return list(plugin.alerts(conn))
+        alerts += list(plugin.alerts(conn))
     except Exception:  # a warning must never break the page
         current_app.logger.warning("hub.settings.alerts_failed plugin=%s", plugin.key, exc_info=True)
+    return alerts
+
+
+def failed_work_alerts(conn, where: str) -> list:
+    """Writes to the provider (notes, tags…) that failed for good, with the last reason and
+    where to retry them. Webhook deliveries have their own line on the card."""
+    from .inbox import WebhookDelivery
+    from .outbox import failed_work_of_connection
+    from .plugin import CardAlert
+
+    failed = failed_work_of_connection(conn.id, utcnow() - FAILED_WORK_SHOWN, skip=(WebhookDelivery,))
+    if not failed:
         return []
+    total = sum(count for _, count, _ in failed)
+    kinds = ", ".join(f"{title}: {count}" for title, count, _ in failed)
+    last = next((error for _, _, error in failed if error), "")
+    return [CardAlert(
+        f"{total} {'write' if total == 1 else 'writes'} to {where} failed and will not be tried again "
+        f"by themselves ({kinds}){f'. The last reason: {last}' if last else ''}.",
+        "Fix the cause, then retry them.", level="error",
+        link=url_for("work.index"), link_label="Work needing attention (Retry)")]
 
 
 def card_json(card: dict) -> dict:
@@ -91,7 +118,8 @@ def card_json(card: dict) -> dict:
         "last_refresh_error": conn.last_refresh_error if connected else None,
         "hints": list(card["plugin"].connected_hints) if connected else [],
         "steps": [{"label": st.label, "done": st.done, "hint": st.hint} for st in card["steps"]],
-        "alerts": [{"level": a.level, "message": a.message, "next_step": a.next_step} for a in card["alerts"]],
+        "alerts": [{"level": a.level, "message": a.message, "next_step": a.next_step, "link": a.link}
+                   for a in card["alerts"]],
         "renew_by": card["renew_by"].isoformat() + "Z" if card["renew_by"] else None,
     }
 

@@ -215,6 +215,7 @@ class WecpLeverPlugin(Plugin):
         from hub.assessments.signals import invitation_completed
 
         app.jinja_env.globals["wecp_lever_links"] = _links_of_test
+        app.jinja_env.globals["wecp_lever_connection"] = _connection_of_test
         app.extensions["hub.nav"].append(("wecp_lever.index", "Lever activity"))
         invitation_completed.connect(flow.on_invitation_completed)
 
@@ -243,6 +244,15 @@ class WecpLeverPlugin(Plugin):
         for key, value in preset.items():
             if not config.get(key):
                 config[key] = value
+
+
+def _connection_of_test(test):
+    """The organization's Lever connection (or None), for the test page's panel."""
+    from hub.extensions import db
+    from hub.models import Connection
+
+    return db.session.scalar(db.select(Connection).filter_by(
+        organization_id=test.organization_id, plugin_key=WecpLeverPlugin.key))
 
 
 def _links_of_test(test):

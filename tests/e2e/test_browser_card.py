@@ -1,6 +1,8 @@
 """In a real browser: the Lever card warns when Lever sends no stage changes, and clears itself."""
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -12,10 +14,12 @@ from tests.e2e.steps import (
     move_in_lever,
     open_integrations,
     sign_in,
+    take_test,
     wait_for_status,
 )
-from tests.e2e.test_browser_journey import POSTING, POSTING_ID, seed_sample_test
+from tests.e2e.test_browser_journey import ANSWERS, POSTING, POSTING_ID, seed_sample_test
 from tests.plugins.wecp_lever.conftest import SCREEN
+from tests.stack import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -63,3 +67,39 @@ def test_the_card_warns_while_lever_sends_no_stage_changes_and_clears_when_it_do
     stack.sandbox.admin.move(LEVER_ACCOUNT, [other], SCREEN)  # any stage: Lever sends it now
     expect(card.locator(".alert")).to_have_count(0, timeout=30_000)  # the page's own refresh
     expect(card.locator(".checklist .step").nth(1)).to_contain_text("Stage changes arrive.")
+
+
+def test_a_lever_write_refused_for_good_shows_on_the_card_with_its_reason_and_a_retry(page, stack, admin_account):
+    """Lever answers the result note with a 4xx: it fails at once (retrying the same request
+    cannot help), the card says why and links to Retry; once the cause is fixed, Retry posts
+    the note once and the card clears."""
+    title = stack.query(seed_sample_test(admin_account[0]))
+    sign_in(page, stack.hub_url, *admin_account)
+    connect_lever(page, stack.hub_url)
+    wait_for_status(page, stack.hub_url, "Active")
+    link_posting(page, stack.hub_url, title, POSTING, "Assessment")
+    [opportunity] = stack.sandbox.admin.add_candidates(
+        LEVER_ACCOUNT, POSTING_ID, "applicant-new",
+        candidates=[{"name": "Dorothy Vaughan", "emails": ["dorothy.vaughan@example.com"]}])
+    move_in_lever(page, stack.sandbox.url, POSTING_ID, "Dorothy Vaughan", "Assessment")
+    invitation = stack.smtp.wait_for(lambda m: "dorothy.vaughan@example.com" in m["To"], timeout=30)
+    url = re.search(r"http://\S+/t/\S+", invitation.get_body(("plain",)).get_content()).group(0)
+    stack.sandbox.admin.add_fault(route="/notes$", error_rate=1.0, status=400)
+    take_test(page, url, ANSWERS)
+
+    open_integrations(page, stack.hub_url)
+    alert = lever_card(page).locator(".alert-error")
+    expect(alert).to_contain_text("1 write to Lever failed", timeout=30_000)
+    expect(alert).to_contain_text("Lever note: 1")
+    expect(alert).to_contain_text("400")
+    stack.sandbox.admin.clear_faults()
+    alert.get_by_role("link", name=re.compile("Work needing attention")).click()
+    section = page.locator("section.panel").filter(has=page.get_by_role("heading", name="Lever note"))
+    section.get_by_role("button", name="Retry").click()
+
+    def the_note():
+        return [n for n in stack.sandbox.admin.notes(LEVER_ACCOUNT) if n["opportunity_id"] == opportunity]
+    wait_until(the_note, 30, 0.2, "the note in Lever after Retry")
+    open_integrations(page, stack.hub_url)
+    expect(lever_card(page).locator(".alert-error")).to_have_count(0, timeout=15_000)
+    assert len(the_note()) == 1

@@ -511,8 +511,16 @@ def test_a_move_on_pass_that_lever_refused_is_retried_not_taken_for_done(connect
     move = db.session.scalar(db.select(StageMove))
     assert move.status == "failed" and "503" in move.error  # inline runs have no retries left
     assert sandbox.admin.state(ACCOUNT)["opportunities"][opp] != DONE_STAGE
+    # The card says so, with the reason and where to retry; the page links there for admins.
+    client = connected[0]
+    [alert] = lever_alerts(client)
+    assert alert["level"] == "error" and "1 write to Lever failed" in alert["message"]
+    assert "Lever stage move: 1" in alert["message"] and "503" in alert["message"]
+    assert alert["link"] == "/settings/work"
+    assert 'href="/settings/work">Work needing attention (Retry)' in client.get("/settings/integrations").get_data(as_text=True)
     assert retry_failed(advance_candidate, StageMove.id == move.id) == 1  # the admin's Retry
     run_inline_jobs()
+    assert lever_alerts(client) == []
     assert sandbox.admin.state(ACCOUNT)["opportunities"][opp] == DONE_STAGE
     db.session.expire_all()
     assert db.session.get(StageMove, move.id).status == "done"
@@ -713,3 +721,17 @@ def test_a_candidate_with_an_invalid_email_never_vanishes(connected_on_each_data
     notes = sandbox.admin.notes(ACCOUNT)
     assert len(notes) == 1 and "email" in notes[0]["value"].lower()
     assert [r for r in lever_writes(sandbox, since) if r["path"].endswith("/addTags")] == []
+
+
+def test_a_test_page_says_when_the_lever_connection_is_revoked(connected):
+    """On the next page view after Lever refused the tokens, not only on the Integrations card."""
+    from hub.connections import mark_revoked
+
+    client, conn = connected
+    test = make_test(conn.organization_id)
+    assert "lever-state" not in client.get(f"/tests/{test.id}").get_data(as_text=True)
+    mark_revoked(conn.id, "Lever refuses the connection's tokens (access revoked in Lever?)")
+    db.session.expire_all()
+    page = client.get(f"/tests/{test.id}").get_data(as_text=True)
+    assert "The Lever connection was revoked (Lever refuses the connection&#39;s tokens" in page
+    assert "not invited and scores are not written to Lever" in page and 'href="/settings/integrations"' in page
