@@ -114,3 +114,27 @@ def take_test(page: Page, url: str, answers: dict[str, list[str]]) -> None:
             box.get_by_label(option, exact=True).check()
     page.get_by_role("button", name="Submit answers").click()
     expect(page.get_by_role("heading", name=re.compile(r"^Thank you"))).to_be_visible()
+
+
+def seed_sample_test(email: str):
+    """For ``stack.query``: the demo's sample test in the organization of ``email``; its title."""
+    def seed():
+        from hub.assessments.demo import SAMPLE_TITLE, seed_sample_test
+        from hub.extensions import db
+        from hub.models import User
+
+        user = db.session.scalar(db.select(User).filter_by(email=email))
+        seed_sample_test(user.organization_id)
+        db.session.commit()
+        return SAMPLE_TITLE
+    return seed
+
+
+def connect_and_link(page: Page, stack, admin_account, posting: str, stage: str = "Assessment") -> str:
+    """The admin signs in, connects Lever, and links the sample test to ``posting``; its title."""
+    title = stack.query(seed_sample_test(admin_account[0]))
+    sign_in(page, stack.hub_url, *admin_account)
+    connect_lever(page, stack.hub_url)
+    wait_for_status(page, stack.hub_url, "Active")
+    link_posting(page, stack.hub_url, title, posting, stage)
+    return title

@@ -8,16 +8,13 @@ from playwright.sync_api import expect
 
 from tests.e2e.steps import (
     LEVER_ACCOUNT,
-    connect_lever,
+    connect_and_link,
     lever_card,
-    link_posting,
     move_in_lever,
     open_integrations,
-    sign_in,
     take_test,
-    wait_for_status,
 )
-from tests.e2e.test_browser_journey import ANSWERS, POSTING, POSTING_ID, seed_sample_test
+from tests.e2e.test_browser_journey import ANSWERS, POSTING, POSTING_ID
 from tests.plugins.wecp_lever.conftest import SCREEN
 from tests.stack import wait_until
 
@@ -37,11 +34,7 @@ def test_the_card_warns_while_lever_sends_no_stage_changes_and_clears_when_it_do
     next stage change clears the warning without a reload by the admin."""
     from plugins.wecp_lever.flow import reconcile_postings
 
-    title = stack.query(seed_sample_test(admin_account[0]))
-    sign_in(page, stack.hub_url, *admin_account)
-    connect_lever(page, stack.hub_url)
-    wait_for_status(page, stack.hub_url, "Active")
-    link_posting(page, stack.hub_url, title, POSTING, "Assessment")
+    connect_and_link(page, stack, admin_account, POSTING)
 
     stack.sandbox.admin.set_toggle(LEVER_ACCOUNT, False)
     stack.sandbox.admin.add_candidates(LEVER_ACCOUNT, POSTING_ID, "applicant-new",
@@ -73,11 +66,7 @@ def test_a_lever_write_refused_for_good_shows_on_the_card_with_its_reason_and_a_
     """Lever answers the result note with a 4xx: it fails at once (retrying the same request
     cannot help), the card says why and links to Retry; once the cause is fixed, Retry posts
     the note once and the card clears."""
-    title = stack.query(seed_sample_test(admin_account[0]))
-    sign_in(page, stack.hub_url, *admin_account)
-    connect_lever(page, stack.hub_url)
-    wait_for_status(page, stack.hub_url, "Active")
-    link_posting(page, stack.hub_url, title, POSTING, "Assessment")
+    connect_and_link(page, stack, admin_account, POSTING)
     [opportunity] = stack.sandbox.admin.add_candidates(
         LEVER_ACCOUNT, POSTING_ID, "applicant-new",
         candidates=[{"name": "Dorothy Vaughan", "emails": ["dorothy.vaughan@example.com"]}])

@@ -6,15 +6,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.steps import (
-    LEVER_ACCOUNT,
-    connect_lever,
-    link_posting,
-    move_in_lever,
-    sign_in,
-    take_test,
-    wait_for_status,
-)
+from tests.e2e.steps import LEVER_ACCOUNT, connect_and_link, move_in_lever, take_test
 from tests.stack import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -32,26 +24,9 @@ ANSWERS = {
 }
 
 
-def seed_sample_test(email: str):
-    def seed():
-        from hub.assessments.demo import SAMPLE_TITLE, seed_sample_test
-        from hub.extensions import db
-        from hub.models import User
-
-        user = db.session.scalar(db.select(User).filter_by(email=email))
-        seed_sample_test(user.organization_id)
-        db.session.commit()
-        return SAMPLE_TITLE
-    return seed
-
-
 def test_candidate_moved_in_lever_takes_the_test_and_the_score_lands_in_lever(
         page, stack, admin_account):
-    title = stack.query(seed_sample_test(admin_account[0]))
-    sign_in(page, stack.hub_url, *admin_account)
-    connect_lever(page, stack.hub_url)
-    wait_for_status(page, stack.hub_url, "Active")
-    link_posting(page, stack.hub_url, title, POSTING, "Assessment")
+    title = connect_and_link(page, stack, admin_account, POSTING)
 
     # A candidate applies after the link exists, then a recruiter moves them in Lever.
     [opportunity] = stack.sandbox.admin.add_candidates(

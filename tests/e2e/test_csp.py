@@ -8,6 +8,7 @@ import pytest
 import requests
 
 from sandboxes.journey import sign_in as http_sign_in
+from tests.e2e.steps import seed_sample_test
 from tests.stack import ROOT
 
 # What 'self'-only script-src and style-src refuse, and what would leave the machine.
@@ -84,7 +85,7 @@ def test_every_page_holds_a_strict_csp_in_chromium(page, stack, admin_account):
     # Integrations once before and once after connecting: the card changes a lot.
     connect_lever(page, stack.hub_url)
     wait_for_status(page, stack.hub_url, "Active")
-    stack.query(seed_sample_test_for(admin_account[0]))  # a test's own pages to visit
+    stack.query(seed_sample_test(admin_account[0]))  # a test's own pages to visit
     checked = []
     for path, response in html_pages(stack, http).items():
         csp = response.headers.get("Content-Security-Policy", "")
@@ -100,18 +101,6 @@ def test_every_page_holds_a_strict_csp_in_chromium(page, stack, admin_account):
                  "/accounts/acme/webhooks"):
         page.goto(stack.sandbox.url + path)
         assert problems_in(page.content(), (stack.sandbox.url,)) == [], path
-
-
-def seed_sample_test_for(email: str):
-    def seed():
-        from hub.assessments.demo import seed_sample_test
-        from hub.extensions import db
-        from hub.models import User
-
-        user = db.session.scalar(db.select(User).filter_by(email=email))
-        seed_sample_test(user.organization_id)
-        db.session.commit()
-    return seed
 
 
 @pytest.mark.browser
