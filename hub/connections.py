@@ -333,8 +333,54 @@ def _provider_of(plugin_key: str, provider_name: str):
         return None  # the plugin is not loaded in this process: leave its connections alone
 
 
+#: Admins are emailed this long before a provider's grant lapses, and again this long.
+RENEWAL_REMINDERS = (timedelta(days=30), timedelta(days=7))
+
+
+@job("sync", retry=False)
+def remind_renewals() -> dict:
+    """Periodic (daily): email the organization's admins when a connection's authorization lapses
+    within 30 days, and again within 7 (the card warns too, but nobody may look at it).
+
+    Once per connection, consent, reminder and admin: the email's idempotency key says so, so
+    every worker and every day may run this. Reconnecting starts a new consent (no reminder).
+    """
+    from .mail import queue_email
+    from .models import User
+    from .settings import renewal_due
+
+    now = utcnow()
+    counts = {"emails": 0}
+    for conn in db.session.scalars(db.select(Connection).where(
+            Connection.disconnected_at.is_(None), Connection.revoked_at.is_(None),
+            Connection.credentials_ciphertext.is_not(None))):
+        provider = _provider_of(conn.plugin_key, conn.provider)
+        lapses = renewal_due(provider, conn, conn.status) if provider is not None else None
+        due = [ahead for ahead in RENEWAL_REMINDERS if lapses is not None and lapses - ahead <= now < lapses]
+        if not due:
+            continue
+        ahead = min(due)
+        admins = db.session.scalars(db.select(User).where(
+            User.organization_id == conn.organization_id, User.role.in_(("admin", "super_admin"))))
+        account = f" ({conn.external_account_name})" if conn.external_account_name else ""
+        text = (f"{provider.title}'s authorization of WeCP{account} lapses on {lapses:%d %B %Y}. "
+                f"After that, candidates moved in {provider.title} are not invited and results are "
+                f"not written back.\n\nBefore then, open Settings › Integrations in WeCP and click "
+                f"Reconnect; {provider.consent_by or 'an admin'} accepts again in {provider.title}. "
+                f"Links, history and settings are kept.\n\n"
+                f"{current_app.config['HUB_BASE_URL']}/settings/integrations\n")
+        for admin in admins:
+            queue_email(admin.email, f"Reconnect {provider.title} to WeCP by {lapses:%d %b %Y}", text,
+                        idempotency_key=f"renewal:{conn.id}:{conn.connected_at:%Y%m%dT%H%M%S}:"
+                                        f"{ahead.days}:{admin.id}",
+                        organization_id=conn.organization_id)
+            counts["emails"] += 1
+    return counts
+
+
 #: For the hub's scheduler (another module runs these).
-HUB_PERIODIC_JOBS = [PeriodicJob(refresh_idle_connections, timedelta(days=1))]
+HUB_PERIODIC_JOBS = [PeriodicJob(refresh_idle_connections, timedelta(days=1)),
+                     PeriodicJob(remind_renewals, timedelta(days=1))]
 
 
 def webhook_url(connection: Connection) -> str:

@@ -275,7 +275,7 @@ def test_refresh_refused_marks_revoked_and_transient_failure_needs_attention(pg_
 
 
 def test_idle_connections_are_refreshed(pg_app, sandbox):
-    assert [j.name for j in HUB_PERIODIC_JOBS] == ["hub.connections.refresh_idle_connections"]
+    assert "hub.connections.refresh_idle_connections" in [j.name for j in HUB_PERIODIC_JOBS]
     idle = _expired_connection(sandbox)
     idle.token_expires_at = utcnow() + timedelta(minutes=50)  # valid, but unused for 40 days
     db.session.commit()
@@ -386,3 +386,32 @@ def test_the_card_says_when_to_reconnect_and_warns_a_month_ahead(pg_app, pg_clie
     assert ">Reconnect</button>" in page
     card = next(c for c in pg_client.get("/api/v1/integrations").json["data"] if c["key"] == "wecp_lever")
     assert card["renew_by"].startswith((conn.connected_at + timedelta(days=365)).strftime("%Y-%m-%d"))
+
+
+def test_admins_are_emailed_a_month_and_a_week_before_the_authorization_lapses(pg_app, pg_client, sandbox):
+    """The card warns, but nobody may look at it: each admin gets one email 30 days ahead and
+    one 7 days ahead, however often the daily job runs; a reconnect starts afresh."""
+    from hub.connections import HUB_PERIODIC_JOBS, remind_renewals
+    from hub.mail import OutboundEmail
+
+    def reminders():
+        db.session.expire_all()
+        return db.session.scalars(db.select(OutboundEmail).where(
+            OutboundEmail.idempotency_key.like("renewal:%")).order_by(OutboundEmail.id)).all()
+    assert "hub.connections.remind_renewals" in [j.name for j in HUB_PERIODIC_JOBS]
+    connect(pg_client, sandbox)
+    conn = the_connection()
+    remind_renewals()
+    assert reminders() == []  # a year ahead: nothing to say
+    conn.connected_at = utcnow() - timedelta(days=340)
+    db.session.commit()
+    remind_renewals()
+    remind_renewals()
+    [month] = reminders()
+    assert month.to == "admin@acme-wecp.example" and month.subject.startswith("Reconnect Lever to WeCP by")
+    assert "Reconnect" in month.text and "/settings/integrations" in month.text
+    conn = the_connection()
+    conn.connected_at = utcnow() - timedelta(days=360)
+    db.session.commit()
+    remind_renewals()
+    assert len(reminders()) == 2
