@@ -97,7 +97,7 @@ def failed_work_alerts(conn, where: str) -> list:
     last = next((error for _, _, error in failed if error), "")
     return [CardAlert(
         f"{total} {'write' if total == 1 else 'writes'} to {where} failed and will not be tried again "
-        f"by themselves ({kinds}){f'. The last reason: {last}' if last else ''}.",
+        f"{'by itself' if total == 1 else 'by themselves'} ({kinds}){f'. The last reason: {last}' if last else ''}.",
         "Fix the cause, then retry them.", level="error",
         link=url_for("work.index"), link_label="Work needing attention (Retry)")]
 

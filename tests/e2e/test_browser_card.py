@@ -9,10 +9,13 @@ from playwright.sync_api import expect
 from tests.e2e.steps import (
     LEVER_ACCOUNT,
     connect_and_link,
+    connect_lever,
     lever_card,
     move_in_lever,
     open_integrations,
+    sign_in,
     take_test,
+    wait_for_status,
 )
 from tests.e2e.test_browser_journey import ANSWERS, POSTING, POSTING_ID
 from tests.plugins.wecp_lever.conftest import SCREEN
@@ -92,3 +95,26 @@ def test_a_lever_write_refused_for_good_shows_on_the_card_with_its_reason_and_a_
     open_integrations(page, stack.hub_url)
     expect(lever_card(page).locator(".alert-error")).to_have_count(0, timeout=15_000)
     assert len(the_note()) == 1
+
+
+def test_the_pass_stage_is_picked_from_lever_s_list_and_a_stage_lever_no_longer_has_is_refused(
+        page, stack, admin_account):
+    """The setting is a list of Lever's stages; a stage gone from Lever by the time Save is
+    clicked (simulated by changing the option under the page) is refused on save, not by five
+    failed moves later."""
+    sign_in(page, stack.hub_url, *admin_account)
+    connect_lever(page, stack.hub_url)
+    wait_for_status(page, stack.hub_url, "Active")
+    page.goto(f"{stack.hub_url}/integrations/wecp_lever/")
+    stage = page.get_by_label("Move candidates who pass")
+    expect(stage.locator("option", has_text="Offer")).to_have_count(1)
+    stage.select_option(label="Offer")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator(".flash-success")).to_contain_text("Settings saved.")
+    expect(page.get_by_label("Move candidates who pass")).to_have_value("offer")
+
+    page.get_by_label("Move candidates who pass").evaluate(
+        "select => { select.options[select.selectedIndex].value = 'stage-deleted-in-lever'; }")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator(".flash-error")).to_contain_text("is not one of Lever's stages")
+    expect(page.get_by_label("Move candidates who pass")).to_have_value("offer")  # unchanged
