@@ -17,12 +17,16 @@ LEVER_ENVIRONMENTS = {
         "LEVER_API_BASE_URL": "https://api.lever.co/v1",
         # Lever docs: the audience carries a trailing slash; without it only offline_access is granted.
         "LEVER_AUDIENCE": "https://api.lever.co/v1/",
+        # Where recruiters open a candidate: <app>/candidates/<opportunity id>
+        # (docs/providers/lever.md#opportunities, the opportunity's urls.show).
+        "LEVER_APP_URL": "https://hire.lever.co",
     },
     "sandbox": {
         "LEVER_AUTHORIZE_URL": "https://sandbox-lever.auth0.com/authorize",
         "LEVER_TOKEN_URL": "https://sandbox-lever.auth0.com/oauth/token",
         "LEVER_API_BASE_URL": "https://api.sandbox.lever.co/v1",
         "LEVER_AUDIENCE": "https://api.sandbox.lever.co/v1/",
+        "LEVER_APP_URL": "https://hire.sandbox.lever.co",
     },
 }
 
@@ -89,6 +93,7 @@ class WecpLeverPlugin(Plugin):
         "LEVER_TOKEN_URL": None,
         "LEVER_API_BASE_URL": None,
         "LEVER_AUDIENCE": None,
+        "LEVER_APP_URL": None,
         "LEVER_SANDBOX_URL": "http://127.0.0.1:5001",
         # docs/providers/lever.md#rest-api: 10 requests/s, bursts to 20.
         "LEVER_RATE_LIMIT": 10.0,
@@ -236,7 +241,8 @@ class WecpLeverPlugin(Plugin):
             preset = {"LEVER_AUTHORIZE_URL": base + "/authorize",
                       "LEVER_TOKEN_URL": base + "/oauth/token",
                       "LEVER_API_BASE_URL": base + "/v1",
-                      "LEVER_AUDIENCE": base + "/v1/"}
+                      "LEVER_AUDIENCE": base + "/v1/",
+                      "LEVER_APP_URL": base}
         elif env in LEVER_ENVIRONMENTS:
             preset = LEVER_ENVIRONMENTS[env]
         else:

@@ -14,10 +14,10 @@ from hub.plugin import ConnectionUnusable
 from hub.registry import get_plugin
 from hub.settings import get_setting, set_setting
 
-from . import links
+from . import activity, links
 from .flow import post_note, tag_opportunity
 from .lever import LeverError
-from .models import Activity, Note, Tag
+from .models import Note, Tag
 
 bp = Blueprint("wecp_lever", __name__, template_folder="templates", static_folder="static")
 
@@ -26,8 +26,8 @@ bp = Blueprint("wecp_lever", __name__, template_folder="templates", static_folde
 @login_required
 def index():
     org_id = g.user.organization_id
-    rows = db.session.scalars(db.select(Activity).filter_by(organization_id=org_id)
-                              .order_by(Activity.id.desc()).limit(200)).all()
+    filters = activity.Filters.from_args(request.args)
+    rows = activity.lines(org_id, filters)
     notes = db.session.scalars(db.select(Note).filter(
         Note.organization_id == org_id, Note.status.in_((FAILED, *OPEN)))
         .order_by(Note.id.desc()).limit(50)).all()
@@ -45,11 +45,11 @@ def index():
         # in Lever): every pass would be refused by Lever, so the page says so.
         stage_problem = (f"The stage saved for candidates who pass (“{saved_stage}”) is not one of Lever's "
                          f"stages, so nobody is moved. Pick a stage below, or “Never”.")
-    # Every invitation line shows how its email fared, so a failed send is never silent.
-    emails = {row.invitation_id: assessments.get_invitation(row.invitation_id) for row in rows
-              if row.kind == "invitation" and row.invitation_id}
     return render_template("wecp_lever/index.html", activity=rows, open_notes=notes, open_tags=tags,
-                           settings=plugin.settings, values=values, emails=emails,
+                           settings=plugin.settings, values=values, filters=filters,
+                           postings=activity.postings(org_id), statuses=activity.STATUS_LABELS,
+                           health=activity.queue_health(org_id),
+                           names=activity.candidate_names(org_id, {r.opportunity_id for r in (*notes, *tags)}),
                            failed_emails=delivery_problems(org_id), stage_options=stage_options,
                            stage_problem=stage_problem, pass_stage_key=PASS_STAGE)
 

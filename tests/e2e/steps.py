@@ -138,3 +138,14 @@ def connect_and_link(page: Page, stack, admin_account, posting: str, stage: str 
     wait_for_status(page, stack.hub_url, "Active")
     link_posting(page, stack.hub_url, title, posting, stage)
     return title
+
+
+def applied_and_invited(page: Page, stack, posting_id: str, name: str, email: str,
+                        stage: str = "Assessment") -> tuple[str, str]:
+    """A candidate applies to the posting, a recruiter moves them into the linked stage in
+    Lever, and the invitation email arrives: (their opportunity id, the test's link)."""
+    [opportunity] = stack.sandbox.admin.add_candidates(
+        LEVER_ACCOUNT, posting_id, "applicant-new", candidates=[{"name": name, "emails": [email]}])
+    move_in_lever(page, stack.sandbox.url, posting_id, name, stage)
+    invitation = stack.smtp.wait_for(lambda m: email in m["To"], timeout=30)
+    return opportunity, re.search(r"http://\S+/t/\S+", invitation.get_body(("plain",)).get_content()).group(0)

@@ -8,6 +8,7 @@ from playwright.sync_api import expect
 
 from tests.e2e.steps import (
     LEVER_ACCOUNT,
+    applied_and_invited,
     connect_and_link,
     connect_lever,
     lever_card,
@@ -70,12 +71,7 @@ def test_a_lever_write_refused_for_good_shows_on_the_card_with_its_reason_and_a_
     cannot help), the card says why and links to Retry; once the cause is fixed, Retry posts
     the note once and the card clears."""
     connect_and_link(page, stack, admin_account, POSTING)
-    [opportunity] = stack.sandbox.admin.add_candidates(
-        LEVER_ACCOUNT, POSTING_ID, "applicant-new",
-        candidates=[{"name": "Dorothy Vaughan", "emails": ["dorothy.vaughan@example.com"]}])
-    move_in_lever(page, stack.sandbox.url, POSTING_ID, "Dorothy Vaughan", "Assessment")
-    invitation = stack.smtp.wait_for(lambda m: "dorothy.vaughan@example.com" in m["To"], timeout=30)
-    url = re.search(r"http://\S+/t/\S+", invitation.get_body(("plain",)).get_content()).group(0)
+    opportunity, url = applied_and_invited(page, stack, POSTING_ID, "Dorothy Vaughan", "dorothy.vaughan@example.com")
     stack.sandbox.admin.add_fault(route="/notes$", error_rate=1.0, status=400)
     take_test(page, url, ANSWERS)
 

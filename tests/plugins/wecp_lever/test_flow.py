@@ -464,7 +464,7 @@ def test_a_failed_email_is_visible_with_a_retry(connected, sandbox, pg_app):
     assert len(invitations()) == 1
     page = client.get("/integrations/wecp_lever/").get_data(as_text=True)
     assert "Emails that could not be sent" in page and "ConnectionRefusedError" in page
-    assert "email: failed" in page and ">Retry</button>" in page
+    assert "Email: failed" in page and ">Retry</button>" in page
 
 
 DONE_STAGE = "6e2b3c4d-5f6a-4b7c-9d8e-0f1a2b3c4d5e"  # "Assessment complete"
@@ -735,3 +735,31 @@ def test_a_test_page_says_when_the_lever_connection_is_revoked(connected):
     page = client.get(f"/tests/{test.id}").get_data(as_text=True)
     assert "The Lever connection was revoked (Lever refuses the connection&#39;s tokens" in page
     assert "not invited and scores are not written to Lever" in page and 'href="/settings/integrations"' in page
+
+
+def test_the_activity_log_reads_as_a_recruiter_reads_it(connected, sandbox):
+    """Names instead of ids, the posting and stage, plain words, links to Lever and the report,
+    an email's fate only on its invitation, the organization's queue, and filters."""
+    client, conn = connected
+    link(client, make_test(conn.organization_id))
+    opp = new_candidate(sandbox)
+    move(sandbox, client, conn, opp)
+    take_test(invitations()[0], correct=True)
+    page = client.get("/integrations/wecp_lever/").get_data(as_text=True)
+    assert f">{opp}<" not in page and page.count(">Ada Lovelace</a>") == 3  # invited, completed, note
+    assert page.count("Backend Engineer · Assessment") == 3
+    for label in ("Invitation", "Test completed", "Result note"):
+        assert f'<td data-label="What">{label}</td>' in page
+    assert f'href="{sandbox.url}/candidates/{opp}"' in page
+    assert re.search(r'href="http://[^"]+/r/[A-Za-z0-9_-]+"[^>]*>Report</a>', page)
+    assert page.count("Email: sent") == 1  # on the invitation, not on the note
+    assert 'data-count="failed">0<' in page and 'data-count="queued">0<' in page
+
+    def shown(query):
+        text = client.get(f"/integrations/wecp_lever/?{query}").get_data(as_text=True)
+        return text.count('<td data-label="What">')
+    assert shown(f"posting={BACKEND}") == 3 and shown(f"posting={FRONTEND}") == 0
+    assert shown("status=ok") == 3 and shown("status=failed") == 0
+    assert shown("since=2000-01-01&until=2000-01-02") == 0 and shown("since=2000-01-01") == 3
+    assert shown("status=<script>&since=not-a-date") == 3  # not understood: that filter is off
+    assert "Nothing matches these filters." in client.get("/integrations/wecp_lever/?status=failed").get_data(as_text=True)

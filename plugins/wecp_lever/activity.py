@@ -1,0 +1,156 @@
+"""The Lever activity log as a recruiter reads it: names, posting and stage, plain words, links.
+
+Activity lines are written as things happen (``models.record``); this module only reads them:
+it fills in what a line does not carry itself (the candidate's name from another line of the
+same opportunity, the posting and stage from the move that invited them, the Lever profile and
+the report), applies the page's filters and counts the organization's open and failed work.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from flask import current_app
+
+from hub.assessments import services as assessments
+from hub.extensions import db
+from hub.outbox import FAILED, PAUSED, PENDING, RUNNING, active_kinds, of_organization
+
+from .models import Activity, PostingLink, StageChange
+
+#: What each kind of line is about, in a recruiter's words.
+KIND_LABELS = {
+    "webhook": "Stage change", "invitation": "Invitation", "email": "Email", "completion": "Test completed",
+    "note": "Result note", "tag": "Tags", "move": "Stage move", "setup": "Setup",
+}
+#: How it went, in a recruiter's words.
+STATUS_LABELS = {"ok": "Done", "skipped": "Skipped", "failed": "Failed", "paused": "Paused",
+                 "missed": "No webhook"}
+#: Lines per page.
+LIMIT = 200
+
+
+@dataclass
+class Filters:
+    status: str = ""
+    posting: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+
+    @classmethod
+    def from_args(cls, args) -> Filters:
+        """The page's query string; anything not understood is ignored (the filter is off)."""
+        status = args.get("status", "")
+        return cls(status=status if status in STATUS_LABELS else "",
+                   posting=args.get("posting", "")[:64], since=_day(args.get("since")),
+                   until=_day(args.get("until")))
+
+    @property
+    def active(self) -> bool:
+        return bool(self.status or self.posting or self.since or self.until)
+
+
+def _day(text) -> datetime | None:
+    try:
+        return datetime.strptime((text or "")[:10], "%Y-%m-%d")
+    except ValueError:
+        return None
+
+
+def lines(org_id: int, filters: Filters) -> list[dict]:
+    """The newest lines matching ``filters``, each with what the page shows."""
+    query = db.select(Activity).where(Activity.organization_id == org_id)
+    if filters.status:
+        query = query.where(Activity.status == filters.status)
+    if filters.since:
+        query = query.where(Activity.created_at >= filters.since)
+    if filters.until:
+        query = query.where(Activity.created_at < filters.until + timedelta(days=1))
+    if filters.posting:
+        # A posting's lines: those of the candidates moved into one of its linked stages.
+        moved = db.select(StageChange.opportunity_id).join(PostingLink, db.and_(
+            PostingLink.organization_id == StageChange.organization_id,
+            PostingLink.stage_id == StageChange.stage_id, PostingLink.test_id == StageChange.test_id)).where(
+            StageChange.organization_id == org_id, PostingLink.posting_id == filters.posting)
+        query = query.where(Activity.opportunity_id.in_(moved))
+    rows = db.session.scalars(query.order_by(Activity.id.desc()).limit(LIMIT)).all()
+    opportunities = {r.opportunity_id for r in rows if r.opportunity_id}
+    names = candidate_names(org_id, opportunities, rows)
+    where = _postings_and_stages(org_id, opportunities)
+    app_url = current_app.config.get("LEVER_APP_URL", "").rstrip("/")
+    emails = {r.invitation_id: assessments.get_invitation(r.invitation_id) for r in rows
+              if r.kind == "invitation" and r.invitation_id}
+    shown = []
+    for row in rows:
+        posting, stage = where.get(row.opportunity_id, ("", ""))
+        invitation = emails.get(row.invitation_id) if row.kind == "invitation" else None
+        shown.append({
+            "row": row, "when": row.created_at,
+            "candidate": names.get(row.opportunity_id) or row.candidate_name or "Unknown candidate",
+            "posting": posting, "stage": stage,
+            "what": KIND_LABELS.get(row.kind, row.kind.capitalize()),
+            "status": STATUS_LABELS.get(row.status, row.status.capitalize()),
+            "profile_url": f"{app_url}/candidates/{row.opportunity_id}" if app_url and row.opportunity_id else None,
+            "report_url": _report(row.result_id),
+            "email": invitation,
+        })
+    return shown
+
+
+def candidate_names(org_id: int, opportunities: set, rows=()) -> dict:
+    """A name for every opportunity: lines about notes and tags carry none of their own."""
+    names = {r.opportunity_id: r.candidate_name for r in rows if r.opportunity_id and r.candidate_name}
+    missing = opportunities - set(names)
+    if missing:
+        names.update(db.session.execute(
+            db.select(Activity.opportunity_id, db.func.max(Activity.candidate_name)).where(
+                Activity.organization_id == org_id, Activity.opportunity_id.in_(missing),
+                Activity.candidate_name.is_not(None)).group_by(Activity.opportunity_id)).all())
+    return names
+
+
+def _postings_and_stages(org_id: int, opportunities: set) -> dict:
+    """The posting and stage each opportunity was moved into when it was invited (the latest)."""
+    if not opportunities:
+        return {}
+    moves = db.session.execute(db.select(StageChange.opportunity_id, StageChange.stage_id, StageChange.test_id)
+                               .where(StageChange.organization_id == org_id,
+                                      StageChange.opportunity_id.in_(opportunities))
+                               .order_by(StageChange.id)).all()
+    links = {(link.stage_id, link.test_id): link for link in db.session.scalars(
+        db.select(PostingLink).where(PostingLink.organization_id == org_id))}
+    found = {}
+    for opportunity_id, stage_id, test_id in moves:
+        link = links.get((stage_id, test_id))
+        found[opportunity_id] = (link.posting_text, link.stage_text) if link else ("", "")
+    return found
+
+
+def _report(result_id) -> str | None:
+    if not result_id:
+        return None
+    try:
+        return assessments.report_url(result_id)
+    except (LookupError, assessments.ReportLinkRevoked):  # revoked by an admin, or deleted since
+        return None
+
+
+def postings(org_id: int) -> list[tuple[str, str]]:
+    """(posting id, title) of the organization's linked postings, for the filter."""
+    return sorted({(link.posting_id, link.posting_text) for link in db.session.scalars(
+        db.select(PostingLink).where(PostingLink.organization_id == org_id))}, key=lambda p: p[1])
+
+
+def queue_health(org_id: int) -> dict:
+    """The organization's own work of this plugin and the hub (emails, deliveries): how much
+    waits, failed for good, or is paused for a connection."""
+    counts = {"queued": 0, "failed": 0, "paused": 0}
+    for kind in active_kinds():
+        mine = of_organization(kind, org_id)
+        if mine is None:
+            continue
+        model = kind.model
+        for status, count in db.session.execute(db.select(model.status, db.func.count()).where(
+                mine, model.status.in_((PENDING, RUNNING, FAILED, PAUSED))).group_by(model.status)).all():
+            counts["failed" if status == FAILED else "paused" if status == PAUSED else "queued"] += count
+    return counts
