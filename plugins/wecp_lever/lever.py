@@ -129,12 +129,14 @@ def account_bucket(connection_id: str) -> TokenBucket:
     """The connection's (one Lever account's) rate-limit bucket, shared by every process."""
     config = current_app.config
     # Lever docs (/developer/documentation#rate-limits): 10 requests/s per token, bursts to 20.
-    # A little under Lever's rate: a job given back comes back a little after its turn, and
-    # Lever must still have room for it then (docs/performance.md, B4).
+    # A little under Lever's rate, and half its burst: work that waited for its turn may run a
+    # little after it, several calls together when the workers were busy, and Lever's own
+    # bucket must still have room for them then (docs/performance.md, B2 and B4).
     return TokenBucket(get_redis(), f"hub:ratelimit:wecp_lever:{connection_id}",
                        rate=float(config.get("LEVER_RATE_LIMIT", 10.0))
                        * float(config.get("LEVER_RATE_HEADROOM", 0.9)),
-                       burst=int(config.get("LEVER_RATE_BURST", 20)))
+                       burst=max(1, int(int(config.get("LEVER_RATE_BURST", 20))
+                                        * float(config.get("LEVER_BURST_HEADROOM", 0.5)))))
 
 
 def _prepaid_key(job_id: str) -> str:

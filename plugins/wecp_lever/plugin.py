@@ -100,6 +100,8 @@ class WecpLeverPlugin(Plugin):
         "LEVER_RATE_BURST": 20,
         # The share of that rate the hub plans with (room for work that runs a little late).
         "LEVER_RATE_HEADROOM": 0.9,
+        # The share of Lever's burst it plans with (room for calls that run late together).
+        "LEVER_BURST_HEADROOM": 0.5,
         "LEVER_TIMEOUT": 20,
         "LEVER_MAX_RETRIES": 3,
         # Deliveries whose triggeredAt is older than this are refused as replays.
