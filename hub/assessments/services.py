@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..jobs import job
-from ..mail import email_by_key, queue_email
+from ..mail import OutboundEmail, email_by_key, queue_email
 from ..models import utcnow
 from ..plugin import PeriodicJob
 from .models import (
@@ -36,7 +36,7 @@ from .models import (
     hash_token,
     new_link_token,
 )
-from .signals import invitation_completed
+from .signals import invitation_completed, invitation_expired
 
 log = logging.getLogger("hub.assessments")
 
@@ -154,12 +154,12 @@ def resend_invitation(invitation_id: str) -> None:
     _queue_invitation_email(invitation, key_suffix=f":resend:{utcnow().isoformat()}")
 
 
-def _queue_invitation_email(invitation: Invitation, key_suffix: str = "") -> None:
+def _queue_invitation_email(invitation: Invitation, key_suffix: str = "", reminder: bool = False) -> None:
     test = invitation.test
     context = {"invitation": invitation, "test": test, "url": invitation_url(invitation.id),
-               "company": current_app.config["HUB_COMPANY_NAME"]}
+               "company": current_app.config["HUB_COMPANY_NAME"], "reminder": reminder}
     queue_email(invitation.candidate_email,
-                f"{context['company']}: your assessment “{test.title}”",
+                f"{'Reminder: ' if reminder else ''}{context['company']}: your assessment “{test.title}”",
                 render_template("hub/mail/invitation.txt", **context),
                 render_template("hub/mail/invitation.html", **context),
                 idempotency_key=f"invitation:{invitation.id}{key_suffix}",
@@ -272,16 +272,47 @@ def _mark_expired(invitation_id: str, now) -> None:
 
 @job("default", retry=False)
 def expire_invitations() -> dict:
-    """Periodic job: write down invitations whose start deadline or time limit has passed."""
+    """Periodic job: write down invitations whose start deadline or time limit has passed, and
+    tell the integrations (``invitation_expired``, in this job's transaction)."""
     now = utcnow()
-    count = db.session.execute(
+    expired = db.session.scalars(
         sa.update(Invitation)
         .where(sa.or_(sa.and_(Invitation.status == INVITED, Invitation.expires_at <= now),
                       sa.and_(Invitation.status == STARTED, Invitation.submit_by < now)))
-        .values(status=EXPIRED, expired_at=now)).rowcount
-    if count:
-        log.info("hub.assessments.expired count=%s", count)
-    return {"expired": count}
+        .values(status=EXPIRED, expired_at=now).returning(Invitation.id)
+        .execution_options(synchronize_session=False)).all()
+    for invitation_id in expired:
+        invitation_expired.send(current_app._get_current_object(), invitation_id=invitation_id)
+    if expired:
+        log.info("hub.assessments.expired count=%s", len(expired))
+    return {"expired": len(expired)}
+
+
+#: The reminder email's key: one per invitation.
+REMINDER_SUFFIX = ":reminder"
+
+
+def invitations_to_remind(organization_id: int, source: str, within: timedelta) -> list[str]:
+    """Invitations of ``source`` not started whose start deadline is less than ``within`` away
+    and that were not reminded yet. One sent with less time than that left is not reminded."""
+    now = utcnow()
+    reminded = sa.select(OutboundEmail.id).where(
+        OutboundEmail.idempotency_key == sa.literal("invitation:") + Invitation.id + sa.literal(REMINDER_SUFFIX))
+    return list(db.session.scalars(sa.select(Invitation.id).where(
+        Invitation.organization_id == organization_id, Invitation.source == source,
+        Invitation.status == INVITED, Invitation.expires_at > now, Invitation.expires_at <= now + within,
+        Invitation.created_at < Invitation.expires_at - within, ~sa.exists(reminded))
+        .order_by(Invitation.expires_at).limit(500)))
+
+
+def remind_invitation(invitation_id: str) -> bool:
+    """Queue the candidate's one reminder (the same link, the deadline ahead); False when there
+    is nothing to remind of any more (started, done, expired)."""
+    invitation = db.session.get(Invitation, invitation_id)
+    if invitation is None or invitation.status != INVITED or invitation.is_expired():
+        return False
+    _queue_invitation_email(invitation, key_suffix=REMINDER_SUFFIX, reminder=True)
+    return True
 
 
 HUB_PERIODIC_JOBS = [PeriodicJob(expire_invitations, timedelta(minutes=10))]

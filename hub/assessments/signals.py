@@ -7,3 +7,9 @@ _signals = Namespace()
 #: Sender: the Flask app. Keyword arguments: ``result_id`` (str) and ``invitation_id`` (str).
 #: Receivers should only enqueue a job (e.g. post the score to the ATS), never do I/O inline.
 invitation_completed = _signals.signal("invitation-completed")
+
+#: Sent by ``expire_invitations`` once per invitation it writes down as expired (never started
+#: in time, or not submitted within its time limit), in that job's transaction.
+#: Sender: the Flask app. Keyword argument: ``invitation_id`` (str). Receivers may add rows to
+#: the transaction (durable work such as a tag) but do no I/O.
+invitation_expired = _signals.signal("invitation-expired")

@@ -25,7 +25,7 @@ KIND_LABELS = {
 }
 #: How it went, in a recruiter's words.
 STATUS_LABELS = {"ok": "Done", "skipped": "Skipped", "failed": "Failed", "paused": "Paused",
-                 "missed": "No webhook"}
+                 "missed": "No webhook", "expired": "Expired"}
 #: Lines per page.
 LIMIT = 200
 

@@ -36,6 +36,7 @@ log = logging.getLogger("wecp_lever")
 KEY = "wecp_lever"
 TAG_INVITED = "WeCP: invited"
 TAG_COMPLETED = "WeCP: completed"
+TAG_EXPIRED = "WeCP: expired"
 TAG_PASSED = "WeCP: passed"
 TAG_FAILED = "WeCP: failed"
 #: Where the admin switches Lever's stage-change webhook on (docs/providers/lever.md#webhooks).
@@ -347,6 +348,60 @@ def on_invitation_completed(sender, result_id: str, invitation_id: str, **extra)
     schedule_once(post_note, Note(organization_id=invitation.organization_id, connection_id=connection.id,
                                   key=f"result:{result_id}", reason=Note.RESULT, result_id=result_id,
                                   test_id=invitation.test_id, opportunity_id=invitation.source_ref))
+
+
+def on_invitation_expired(sender, invitation_id: str, **extra) -> None:
+    """A Lever candidate's invitation ran out: say so in the activity log and tag the
+    opportunity (when the organization wants that tag). In the expiring job's transaction."""
+    invitation = assessments.get_invitation(invitation_id)
+    if invitation is None or invitation.source != KEY:
+        return
+    org_id = invitation.organization_id
+    record("invitation", "expired", f"“{invitation.test_title}” expired: not started or not submitted in time",
+           organization_id=org_id, opportunity_id=invitation.source_ref,
+           candidate_name=invitation.candidate_name, invitation_id=invitation_id)
+    connection = _connection_of(org_id)
+    if connection is not None and get_setting(org_id, KEY, "tag_expired") \
+            and invitation.source_ref and LEVER_ID.fullmatch(invitation.source_ref):
+        # The author is chosen when the tag is written (the connection's fallback user).
+        schedule_once(tag_opportunity, Tag(
+            organization_id=org_id, connection_id=connection.id, key=f"expired:{invitation_id}",
+            opportunity_id=invitation.source_ref, tags=[TAG_EXPIRED], application={}))
+
+
+#: How often candidates are reminded of tests they have not started (see ``remind_candidates``).
+REMIND_EVERY = timedelta(minutes=10)
+
+
+@job("sync", retry=False)
+def remind_candidates(connection_id: str) -> Outcome:
+    """Periodic, per connection: one reminder email to each Lever candidate who has not started
+    a test and whose deadline is nearer than the organization's setting (0: never)."""
+    connection = db.session.get(Connection, connection_id)
+    if connection is None:
+        return skip("no_connection", "no such connection")
+    org_id = connection.organization_id
+    hours = int(get_setting(org_id, KEY, "reminder_hours") or 0)
+    if hours <= 0:
+        return skip("off", "reminders are off")
+    sent = 0
+    for invitation_id in assessments.invitations_to_remind(org_id, KEY, timedelta(hours=hours)):
+        invitation = assessments.get_invitation(invitation_id)
+        if assessments.remind_invitation(invitation_id):
+            sent += 1
+            record("email", "ok", f"reminded {invitation.candidate_email} of “{invitation.test_title}”, "
+                   f"not started yet", organization_id=org_id, opportunity_id=invitation.source_ref,
+                   candidate_name=invitation.candidate_name, invitation_id=invitation_id)
+    return Reminded(count=sent)
+
+
+@dataclass(frozen=True)
+class Reminded(Outcome):
+    code: ClassVar[str] = "reminded"
+    count: int = 0
+
+    def describe(self) -> str:
+        return f"{self.count} candidate(s) reminded"
 
 
 def _connection_of(org_id: int) -> Connection | None:

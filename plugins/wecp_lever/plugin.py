@@ -82,6 +82,9 @@ class WecpLeverPlugin(Plugin):
     settings = (
         Setting("tag_invited", "Tag invited candidates “WeCP: invited”", True, bool),
         Setting("tag_results", "Tag results “WeCP: completed” and “WeCP: passed/failed”", True, bool),
+        Setting("tag_expired", "Tag candidates whose invitation expired “WeCP: expired”", True, bool),
+        Setting("reminder_hours", "Remind candidates who have not started, this many hours before the "
+                "deadline (0: never)", 24, int),
         Setting("advance_on_pass_stage", "Move candidates who pass to this stage", "", str,
                 help="Picked from your Lever stages; the move is made as the posting's owner."),
     )
@@ -118,6 +121,7 @@ class WecpLeverPlugin(Plugin):
     periodic_jobs = (
         # Webhooks get lost (the hub down longer than Lever retries): read back what moved.
         PeriodicJob(flow.reconcile_postings, timedelta(minutes=5), queue="sync", per_connection=True),
+        PeriodicJob(flow.remind_candidates, flow.REMIND_EVERY, queue="sync", per_connection=True),
     )
     blueprint = "plugins.wecp_lever.views:bp"
     api_blueprint = "plugins.wecp_lever.api:bp"
@@ -219,12 +223,13 @@ class WecpLeverPlugin(Plugin):
         return None
 
     def init_app(self, app) -> None:
-        from hub.assessments.signals import invitation_completed
+        from hub.assessments.signals import invitation_completed, invitation_expired
 
         app.jinja_env.globals["wecp_lever_links"] = _links_of_test
         app.jinja_env.globals["wecp_lever_connection"] = _connection_of_test
         app.extensions["hub.nav"].append(("wecp_lever.index", "Lever activity"))
         invitation_completed.connect(flow.on_invitation_completed)
+        invitation_expired.connect(flow.on_invitation_expired)
 
     def production_problems(self, config) -> list[str]:
         problems = []

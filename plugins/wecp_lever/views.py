@@ -183,6 +183,15 @@ def save_settings():
     for setting in plugin.settings:
         if setting.type is bool:
             values[setting.key] = request.form.get(setting.key) == "on"
+        elif setting.type is int:
+            if setting.key not in request.form:  # a form of before the setting existed
+                values[setting.key] = get_setting(org_id, "wecp_lever", setting.key)
+                continue
+            text = request.form.get(setting.key, "").strip()
+            if not text.isascii() or not text.isdigit() or int(text) > 24 * 365:
+                flash(f"Settings not saved: “{setting.label}” takes a whole number from 0 to {24 * 365}.", "error")
+                return redirect(url_for(".index"))
+            values[setting.key] = int(text)
         else:
             values[setting.key] = request.form.get(setting.key, "").strip()[:200]
     stage = values[PASS_STAGE]

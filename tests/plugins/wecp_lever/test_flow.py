@@ -763,3 +763,78 @@ def test_the_activity_log_reads_as_a_recruiter_reads_it(connected, sandbox):
     assert shown("since=2000-01-01&until=2000-01-02") == 0 and shown("since=2000-01-01") == 3
     assert shown("status=<script>&since=not-a-date") == 3  # not understood: that filter is off
     assert "Nothing matches these filters." in client.get("/integrations/wecp_lever/?status=failed").get_data(as_text=True)
+
+
+def _invited(client, conn, sandbox, **candidate):
+    link(client, make_test(conn.organization_id))
+    opp = new_candidate(sandbox, **candidate)
+    move(sandbox, client, conn, opp)
+    [invitation] = invitations()
+    return opp, invitation
+
+
+def test_a_candidate_who_has_not_started_is_reminded_once_before_the_deadline(connected, sandbox):
+    from datetime import timedelta
+
+    from hub.settings import set_setting
+    from plugins.wecp_lever.flow import remind_candidates
+
+    client, conn = connected
+    opp, invitation = _invited(client, conn, sandbox)
+    assert remind_candidates(conn.id)["count"] == 0  # seven days left: too early
+    invitation.created_at -= timedelta(days=6, hours=12)
+    invitation.expires_at = invitation.created_at + timedelta(days=7)  # 12 hours left
+    db.session.commit()
+    assert remind_candidates(conn.id)["count"] == 1
+    assert remind_candidates(conn.id)["count"] == 0  # once, however often the job runs
+    run_inline_jobs()
+    [reminder] = db.session.scalars(db.select(OutboundEmail).where(
+        OutboundEmail.idempotency_key == f"invitation:{invitation.id}:reminder")).all()
+    assert reminder.subject.startswith("Reminder: ") and reminder.to == "ada@example.com"
+    assert "not started" in reminder.text and invitation_url(invitation.id) in reminder.text
+    [line] = db.session.scalars(db.select(Activity).filter_by(kind="email", opportunity_id=opp)).all()
+    assert line.message.startswith("reminded ada@example.com")
+    # Off for the organization: nobody is reminded.
+    set_setting(conn.organization_id, "wecp_lever", "reminder_hours", 0)
+    db.session.commit()
+    assert remind_candidates(conn.id)["outcome"] == "skipped"
+
+
+def test_an_invitation_sent_with_less_time_left_than_the_reminder_or_already_started_is_not_reminded(
+        connected, sandbox):
+    from datetime import timedelta
+
+    from plugins.wecp_lever.flow import remind_candidates
+
+    client, conn = connected
+    _, invitation = _invited(client, conn, sandbox)
+    invitation.expires_at = invitation.created_at + timedelta(hours=20)  # sent with 20 hours to go
+    db.session.commit()
+    assert remind_candidates(conn.id)["count"] == 0
+    invitation.created_at -= timedelta(days=2)
+    invitation.status = "started"
+    db.session.commit()
+    assert remind_candidates(conn.id)["count"] == 0
+
+
+def test_an_expired_invitation_is_recorded_and_tagged_once(connected, sandbox):
+    from datetime import timedelta
+
+    from hub.assessments.services import expire_invitations
+    from plugins.wecp_lever.models import Tag
+
+    client, conn = connected
+    opp, invitation = _invited(client, conn, sandbox)
+    since = sandbox.admin.requests_log()[-1]["seq"]
+    invitation.expires_at = invitation.created_at - timedelta(seconds=1)
+    db.session.commit()
+    assert expire_invitations() == {"expired": 1}
+    assert expire_invitations() == {"expired": 0}
+    run_inline_jobs()
+    [line] = db.session.scalars(db.select(Activity).filter_by(status="expired")).all()
+    assert line.opportunity_id == opp and line.candidate_name == "Ada Lovelace" and "expired" in line.message
+    [tag] = db.session.scalars(db.select(Tag).filter_by(key=f"expired:{invitation.id}")).all()
+    assert tag.status == "done" and tag.tags == ["WeCP: expired"]
+    added = [r for r in lever_writes(sandbox, since) if r["path"].endswith("/addTags")]
+    assert len(added) == 1
+    assert "Expired" in client.get("/integrations/wecp_lever/").get_data(as_text=True)
