@@ -36,7 +36,7 @@ from .models import (
     hash_token,
     new_link_token,
 )
-from .signals import invitation_completed, invitation_expired
+from .signals import invitation_completed, invitation_expired, invitation_started
 
 log = logging.getLogger("hub.assessments")
 
@@ -193,6 +193,8 @@ def start_invitation(token: str) -> Invitation:
         .where(Invitation.id == invitation.id, Invitation.status == INVITED,
                Invitation.expires_at > now)
         .values(status=STARTED, started_at=now, submit_by=submit_by)).rowcount
+    if started:
+        invitation_started.send(current_app._get_current_object(), invitation_id=invitation.id)
     db.session.commit()
     db.session.refresh(invitation)
     if started or invitation.status == STARTED and not invitation.is_expired(now):

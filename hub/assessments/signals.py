@@ -13,3 +13,8 @@ invitation_completed = _signals.signal("invitation-completed")
 #: Sender: the Flask app. Keyword argument: ``invitation_id`` (str). Receivers may add rows to
 #: the transaction (durable work such as a tag) but do no I/O.
 invitation_expired = _signals.signal("invitation-expired")
+
+#: Sent by ``start_invitation`` once per invitation, when the candidate presses Start, in the
+#: transaction that records it. Sender: the Flask app. Keyword argument: ``invitation_id``.
+#: Receivers may add rows to the transaction (durable work) but do no I/O.
+invitation_started = _signals.signal("invitation-started")

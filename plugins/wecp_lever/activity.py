@@ -20,7 +20,8 @@ from .models import Activity, PostingLink, StageChange
 
 #: What each kind of line is about, in a recruiter's words.
 KIND_LABELS = {
-    "webhook": "Stage change", "invitation": "Invitation", "email": "Email", "completion": "Test completed",
+    "webhook": "Stage change", "invitation": "Invitation", "email": "Email", "start": "Test started",
+    "completion": "Test completed",
     "note": "Result note", "tag": "Tags", "move": "Stage move", "setup": "Setup",
 }
 #: How it went, in a recruiter's words.

@@ -37,6 +37,8 @@ KEY = "wecp_lever"
 TAG_INVITED = "WeCP: invited"
 TAG_COMPLETED = "WeCP: completed"
 TAG_EXPIRED = "WeCP: expired"
+TAG_STARTED = "WeCP: started"
+TAG_REVIEW = "WeCP: needs review"
 TAG_PASSED = "WeCP: passed"
 TAG_FAILED = "WeCP: failed"
 #: Where the admin switches Lever's stage-change webhook on (docs/providers/lever.md#webhooks).
@@ -350,6 +352,41 @@ def on_invitation_completed(sender, result_id: str, invitation_id: str, **extra)
                                   test_id=invitation.test_id, opportunity_id=invitation.source_ref))
 
 
+def result_tags(org_id: int, result) -> list[str]:
+    """The tags of a result: completed, passed or failed, and "needs review" when the score is
+    in the organization's review band (from ≤ score < to, in percent; off when to ≤ from)."""
+    tags = [TAG_COMPLETED, TAG_PASSED if result.passed else TAG_FAILED]
+    low, high = (int(get_setting(org_id, KEY, key) or 0) for key in ("review_from", "review_to"))
+    if high > low and low <= float(result.percentage) < high:
+        tags.append(TAG_REVIEW)
+    return tags
+
+
+def on_invitation_started(sender, invitation_id: str, **extra) -> None:
+    """A Lever candidate pressed Start: the activity log says so, and the opportunity is tagged
+    when the organization wants that tag. In the transaction that records the start."""
+    invitation = assessments.get_invitation(invitation_id)
+    if invitation is None or invitation.source != KEY:
+        return
+    org_id = invitation.organization_id
+    record("start", "ok", f"started “{invitation.test_title}”", organization_id=org_id,
+           opportunity_id=invitation.source_ref, candidate_name=invitation.candidate_name,
+           invitation_id=invitation_id)
+    _tag_about(invitation, "tag_started", f"started:{invitation_id}", TAG_STARTED)
+
+
+def _tag_about(invitation, setting: str, key: str, tag: str) -> None:
+    """Tag the invitation's opportunity once (``key``) when ``setting`` is on; the author is
+    chosen when the tag is written (the connection's fallback user)."""
+    org_id = invitation.organization_id
+    connection = _connection_of(org_id)
+    if connection is not None and get_setting(org_id, KEY, setting) \
+            and invitation.source_ref and LEVER_ID.fullmatch(invitation.source_ref):
+        schedule_once(tag_opportunity, Tag(
+            organization_id=org_id, connection_id=connection.id, key=key,
+            opportunity_id=invitation.source_ref, tags=[tag], application={}))
+
+
 def on_invitation_expired(sender, invitation_id: str, **extra) -> None:
     """A Lever candidate's invitation ran out: say so in the activity log and tag the
     opportunity (when the organization wants that tag). In the expiring job's transaction."""
@@ -360,13 +397,7 @@ def on_invitation_expired(sender, invitation_id: str, **extra) -> None:
     record("invitation", "expired", f"“{invitation.test_title}” expired: not started or not submitted in time",
            organization_id=org_id, opportunity_id=invitation.source_ref,
            candidate_name=invitation.candidate_name, invitation_id=invitation_id)
-    connection = _connection_of(org_id)
-    if connection is not None and get_setting(org_id, KEY, "tag_expired") \
-            and invitation.source_ref and LEVER_ID.fullmatch(invitation.source_ref):
-        # The author is chosen when the tag is written (the connection's fallback user).
-        schedule_once(tag_opportunity, Tag(
-            organization_id=org_id, connection_id=connection.id, key=f"expired:{invitation_id}",
-            opportunity_id=invitation.source_ref, tags=[TAG_EXPIRED], application={}))
+    _tag_about(invitation, "tag_expired", f"expired:{invitation_id}", TAG_EXPIRED)
 
 
 #: How often candidates are reminded of tests they have not started (see ``remind_candidates``).
@@ -481,7 +512,7 @@ def _posted(connection: Connection, note: Note, lever_note_id, opp: dict | None,
         schedule_once(tag_opportunity, Tag(
             organization_id=org_id, connection_id=connection.id, key=f"result:{result.id}",
             opportunity_id=note.opportunity_id, perform_as=note.perform_as,
-            tags=[TAG_COMPLETED, TAG_PASSED if result.passed else TAG_FAILED]))
+            tags=result_tags(org_id, result)))
     stage = (get_setting(org_id, KEY, "advance_on_pass_stage") or "").strip()
     if stage and result.passed and (opp is None or opp.get("stage") != stage):
         if not LEVER_ID.fullmatch(stage):

@@ -82,7 +82,11 @@ class WecpLeverPlugin(Plugin):
     settings = (
         Setting("tag_invited", "Tag invited candidates “WeCP: invited”", True, bool),
         Setting("tag_results", "Tag results “WeCP: completed” and “WeCP: passed/failed”", True, bool),
+        Setting("tag_started", "Tag candidates who started a test “WeCP: started”", False, bool),
         Setting("tag_expired", "Tag candidates whose invitation expired “WeCP: expired”", True, bool),
+        Setting("review_from", "Tag “WeCP: needs review” from this score (%)", 0, int),
+        Setting("review_to", "… up to (not including) this score (%); the same number as above: never",
+                0, int, help="A band between failing and passing scores that a recruiter should look at."),
         Setting("reminder_hours", "Remind candidates who have not started, this many hours before the "
                 "deadline (0: never)", 24, int),
         Setting("advance_on_pass_stage", "Move candidates who pass to this stage", "", str,
@@ -223,13 +227,14 @@ class WecpLeverPlugin(Plugin):
         return None
 
     def init_app(self, app) -> None:
-        from hub.assessments.signals import invitation_completed, invitation_expired
+        from hub.assessments.signals import invitation_completed, invitation_expired, invitation_started
 
         app.jinja_env.globals["wecp_lever_links"] = _links_of_test
         app.jinja_env.globals["wecp_lever_connection"] = _connection_of_test
         app.extensions["hub.nav"].append(("wecp_lever.index", "Lever activity"))
         invitation_completed.connect(flow.on_invitation_completed)
         invitation_expired.connect(flow.on_invitation_expired)
+        invitation_started.connect(flow.on_invitation_started)
 
     def production_problems(self, config) -> list[str]:
         problems = []

@@ -746,9 +746,9 @@ def test_the_activity_log_reads_as_a_recruiter_reads_it(connected, sandbox):
     move(sandbox, client, conn, opp)
     take_test(invitations()[0], correct=True)
     page = client.get("/integrations/wecp_lever/").get_data(as_text=True)
-    assert f">{opp}<" not in page and page.count(">Ada Lovelace</a>") == 3  # invited, completed, note
-    assert page.count("Backend Engineer · Assessment") == 3
-    for label in ("Invitation", "Test completed", "Result note"):
+    assert f">{opp}<" not in page and page.count(">Ada Lovelace</a>") == 4  # invited, started, completed, note
+    assert page.count("Backend Engineer · Assessment") == 4
+    for label in ("Invitation", "Test started", "Test completed", "Result note"):
         assert f'<td data-label="What">{label}</td>' in page
     assert f'href="{sandbox.url}/candidates/{opp}"' in page
     assert re.search(r'href="http://[^"]+/r/[A-Za-z0-9_-]+"[^>]*>Report</a>', page)
@@ -758,10 +758,10 @@ def test_the_activity_log_reads_as_a_recruiter_reads_it(connected, sandbox):
     def shown(query):
         text = client.get(f"/integrations/wecp_lever/?{query}").get_data(as_text=True)
         return text.count('<td data-label="What">')
-    assert shown(f"posting={BACKEND}") == 3 and shown(f"posting={FRONTEND}") == 0
-    assert shown("status=ok") == 3 and shown("status=failed") == 0
-    assert shown("since=2000-01-01&until=2000-01-02") == 0 and shown("since=2000-01-01") == 3
-    assert shown("status=<script>&since=not-a-date") == 3  # not understood: that filter is off
+    assert shown(f"posting={BACKEND}") == 4 and shown(f"posting={FRONTEND}") == 0
+    assert shown("status=ok") == 4 and shown("status=failed") == 0
+    assert shown("since=2000-01-01&until=2000-01-02") == 0 and shown("since=2000-01-01") == 4
+    assert shown("status=<script>&since=not-a-date") == 4  # not understood: that filter is off
     assert "Nothing matches these filters." in client.get("/integrations/wecp_lever/?status=failed").get_data(as_text=True)
 
 
@@ -838,3 +838,34 @@ def test_an_expired_invitation_is_recorded_and_tagged_once(connected, sandbox):
     added = [r for r in lever_writes(sandbox, since) if r["path"].endswith("/addTags")]
     assert len(added) == 1
     assert "Expired" in client.get("/integrations/wecp_lever/").get_data(as_text=True)
+
+
+def test_status_tags_are_each_the_organization_s_choice_started_and_needs_review(connected, sandbox):
+    from hub.assessments.services import start_invitation
+    from hub.settings import set_setting
+    from plugins.wecp_lever.models import Tag
+
+    client, conn = connected
+    org = conn.organization_id
+    opp, invitation = _invited(client, conn, sandbox)
+    token = invitation_url(invitation.id).rsplit("/", 1)[1]
+    start_invitation(token)  # "started" is off by default: a line in the log, no tag
+    run_inline_jobs()
+    assert db.session.scalars(db.select(Tag).filter(Tag.key.like("started:%"))).all() == []
+    assert db.session.scalars(db.select(Activity).filter_by(kind="start", opportunity_id=opp)).all()
+
+    set_setting(org, "wecp_lever", "tag_started", True)
+    set_setting(org, "wecp_lever", "review_from", 0)
+    set_setting(org, "wecp_lever", "review_to", 50)
+    db.session.commit()
+    other = new_candidate(sandbox, email="grace@example.com", name="Grace Hopper")
+    move(sandbox, client, conn, other)
+    second = next(i for i in invitations() if i.source_ref == other)
+    take_test(second, correct=False)  # starts (tagged), then 0 %: in the review band
+    from plugins.wecp_lever.lever import LeverClient
+
+    tags = set(LeverClient(conn.id).get_opportunity(other)["tags"])
+    assert {"WeCP: started", "WeCP: completed", "WeCP: failed", "WeCP: needs review"} <= tags
+    assert "WeCP: started" not in LeverClient(conn.id).get_opportunity(opp)["tags"]
+    assert start_invitation(token) and len(db.session.scalars(
+        db.select(Tag).filter(Tag.key.like("started:%"))).all()) == 1  # once per invitation
