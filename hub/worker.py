@@ -205,7 +205,9 @@ def promote_scheduled_jobs(app) -> int:
                 continue  # another worker claimed it
             job = queue.fetch_job(job_id)
             if job is not None:
-                queue.enqueue_job(job)
+                # Ahead of new work: a job coming back at its time holds a reserved slot
+                # (a rate-limit turn) that passes if it waits behind a backlog.
+                queue.enqueue_job(job, at_front=True)
                 moved += 1
     return moved
 

@@ -143,6 +143,28 @@ def _prepaid_key(job_id: str) -> str:
     return f"hub:ratelimit:wecp_lever:prepaid:{job_id}"
 
 
+#: A run that starts this many seconds after its reserved calls were due does not spend them:
+#: the calls of several late runs would reach Lever together, over its burst. It takes tokens
+#: afresh, or reserves again (docs/performance.md, B2 and B4).
+LATE_GRACE = 1.0
+
+
+def _keep_reservation(redis, job_id: str, calls: int, wait: float) -> None:
+    """Remember that ``calls`` are reserved for the job's next run, due ``wait`` s from now."""
+    redis.set(_prepaid_key(job_id), f"{calls}:{time.time() + wait:.3f}", ex=int(wait) + 3600)
+
+
+def _take_reservation(redis, job_id: str) -> int:
+    """The calls reserved for this run of the job; 0 when none, or when their moment passed."""
+    raw = redis.getdel(_prepaid_key(job_id))
+    if not raw:
+        return 0
+    calls, _, due = (raw.decode() if isinstance(raw, bytes) else str(raw)).partition(":")
+    if due and time.time() > float(due) + LATE_GRACE:
+        return 0
+    return int(calls)
+
+
 def admission(calls: int):
     """A durable kind's ``admit`` (``hub.outbox``): when a row is stored, reserve the ``calls``
     its first run makes in its account's bucket, under its job id, and have the job enqueued for
@@ -152,7 +174,7 @@ def admission(calls: int):
         max_defer = float(current_app.config.get("LEVER_MAX_DEFER", 600))
         reserved, wait = account_bucket(row.connection_id).reserve(calls, max_wait=max_defer)
         if reserved:
-            get_redis().set(_prepaid_key(job_id), calls, ex=int(wait) + 3600)
+            _keep_reservation(get_redis(), job_id, calls, wait)
         return wait
 
     return admit
@@ -249,17 +271,16 @@ class LeverClient:
         prepaid = g.get("lever_prepaid")
         if prepaid is None:  # this run's first call
             redis = get_redis()
-            key = _prepaid_key(job.id)
             # Reserved by an earlier run of this job, which was given back until they are due,
             # or when its row was stored (``admission``).
-            prepaid = int(redis.getdel(key) or 0)
+            prepaid = _take_reservation(redis, job.id)
             if not prepaid:
                 calls = int(g.get("lever_plan", 1))
                 horizon = 0.0 if g.get("lever_background") else self.max_defer
                 reserved, wait = self.bucket.reserve(calls, max_wait=horizon)
                 if wait > 0:
                     if reserved:
-                        redis.set(key, calls, ex=int(wait) + 3600)
+                        _keep_reservation(redis, job.id, calls, wait)
                     elif g.get("lever_background"):
                         # Back once the queued calls are done, not every second meanwhile: each
                         # give-back costs a run of the job.

@@ -345,3 +345,19 @@ def test_the_hub_plans_with_90_percent_of_lever_s_rate_and_half_its_burst(app, c
     (docs/performance.md: without it, a bulk move's late tags drew 11-35 answers 429)."""
     bucket = LeverClient(connection.id).bucket
     assert (bucket.rate, bucket.burst) == (9.0, 10)
+
+
+def test_a_run_that_starts_well_after_its_reserved_turn_does_not_spend_it(connection, api, in_job, slept, app):
+    """Several late runs spending their old turns at once would reach Lever together, over its
+    burst: a run more than ``LATE_GRACE`` late reserves again instead (and is given back)."""
+    from hub.jobs import Defer
+
+    app.config.update(LEVER_RATE_LIMIT=2.0, LEVER_RATE_BURST=1)
+    api.get(f"{API}/opportunities/opp-1", json={"data": {"id": "opp-1"}})
+    drain(connection.id)
+    lever._keep_reservation(get_redis(), "late-job", 1, -5.0)  # its turn was 5 s ago
+    with pytest.raises(Defer):
+        in_job("late-job", lambda: LeverClient(connection.id).get_opportunity("opp-1"))
+    assert len(api.calls) == 0
+    lever._keep_reservation(get_redis(), "on-time-job", 1, -0.2)  # just now: spent as reserved
+    assert in_job("on-time-job", lambda: LeverClient(connection.id).get_opportunity("opp-1")) == {"id": "opp-1"}
