@@ -527,7 +527,7 @@ def _posted(connection: Connection, note: Note, lever_note_id, opp: dict | None,
     return outcome
 
 
-@durable(Tag, queue="sync", title="Lever tags", admit=admission(1))
+@durable(Tag, queue="sync", title="Lever tags", admit=admission(1, background=True))
 def tag_opportunity(tag: Tag) -> Outcome:
     """Add the stored tags (adding a tag Lever already has is a no-op there: a rerun is harmless).
 

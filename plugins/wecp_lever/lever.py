@@ -165,17 +165,23 @@ def _take_reservation(redis, job_id: str) -> int:
     return int(calls)
 
 
-def admission(calls: int):
+def admission(calls: int, *, background: bool = False):
     """A durable kind's ``admit`` (``hub.outbox``): when a row is stored, reserve the ``calls``
     its first run makes in its account's bucket, under its job id, and have the job enqueued for
     when they are due. The job then runs once, on its turn, instead of running only to find the
-    tokens taken and be given back (two runs: docs/performance.md, B5)."""
+    tokens taken and be given back (two runs: docs/performance.md, B5).
+
+    ``background`` work (tags) takes no turn in the queue: invitations stored after it must not
+    wait behind it. It runs now if the account's tokens are free now, and otherwise comes back
+    once the queued calls are done, spread out, without a first run that would only be given back.
+    """
     def admit(row, job_id: str) -> float:
-        max_defer = float(current_app.config.get("LEVER_MAX_DEFER", 600))
-        reserved, wait = account_bucket(row.connection_id).reserve(calls, max_wait=max_defer)
+        horizon = 0.0 if background else float(current_app.config.get("LEVER_MAX_DEFER", 600))
+        reserved, wait = account_bucket(row.connection_id).reserve(calls, max_wait=horizon)
         if reserved:
             _keep_reservation(get_redis(), job_id, calls, wait)
-        return wait
+            return wait
+        return max(wait, BACKGROUND_WAIT) * random.uniform(1.0, 1.5)
 
     return admit
 
