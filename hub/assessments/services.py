@@ -36,7 +36,7 @@ from .models import (
     hash_token,
     new_link_token,
 )
-from .signals import invitation_completed, invitation_expired, invitation_started
+from .signals import invitation_completed, invitation_expired, invitation_started, result_regraded
 
 log = logging.getLogger("hub.assessments")
 
@@ -250,6 +250,28 @@ def complete_invitation(token: str, answers: dict) -> Result:
     log.info("hub.assessments.completed invitation=%s result=%s passed=%s",
              invitation.id, result.id, result.passed)
     return result
+
+
+def regrade_result(result_id: str) -> bool:
+    """Grade a result's stored answers again against the test as it is now (its answer key was
+    corrected after the candidate took it). True when the score changed: the result is updated
+    and ``result_regraded`` sent, in the caller's transaction (integrations schedule a correction
+    with it); False when nothing changed, and nothing is sent."""
+    result = db.session.get(Result, result_id)
+    if result is None:
+        raise LookupError(f"no result {result_id}")
+    graded = grade(result.test, result.answers or {})
+    previous = {"score": result.score, "percentage": result.percentage, "passed": result.passed}
+    if (graded["score"], graded["max_score"], graded["passed"]) == (result.score, result.max_score, result.passed) \
+            and graded["details"] == result.details:
+        return False
+    for key in ("details", "score", "max_score", "percentage", "passed"):
+        setattr(result, key, graded[key])
+    result.pass_mark = result.test.pass_mark  # what "passed" was judged against now
+    db.session.flush()
+    result_regraded.send(current_app._get_current_object(), result_id=result.id, previous=previous)
+    log.info("hub.assessments.regraded result=%s", result.id)
+    return True
 
 
 def _result_of(invitation_id: str) -> Result:

@@ -18,3 +18,8 @@ invitation_expired = _signals.signal("invitation-expired")
 #: transaction that records it. Sender: the Flask app. Keyword argument: ``invitation_id``.
 #: Receivers may add rows to the transaction (durable work) but do no I/O.
 invitation_started = _signals.signal("invitation-started")
+
+#: Sent by ``regrade_result`` when re-grading changed a result (the test's answer key was
+#: corrected after it was taken), in the transaction that stores the new score. Sender: the Flask
+#: app. Keyword arguments: ``result_id`` and ``previous`` ({"score", "percentage", "passed"}).
+result_regraded = _signals.signal("result-regraded")

@@ -77,6 +77,23 @@ def revoke_report_link(result_id):
     return redirect(url_for(".result", result_id=result.id))
 
 
+@bp.route("/results/<result_id>/regrade", methods=["POST"])
+@admin_required
+def regrade(result_id):
+    """Grade the answers again against the test as it is now (after its answer key was fixed)."""
+    from .services import regrade_result
+
+    result = get_scoped_or_404(Result, result_id)
+    changed = regrade_result(result.id)
+    if changed:
+        audit("result.regraded", organization_id=result.organization_id, user_id=g.user.id,
+              target=f"result:{result.id}")
+    db.session.commit()
+    flash(f"Re-graded: the score is now {result.score}/{result.max_score} ({result.percentage:.0f}%)."
+          if changed else "Re-graded: the score is unchanged.", "success")
+    return redirect(url_for(".result", result_id=result.id))
+
+
 @bp.route("/results/<result_id>/new-link", methods=["POST"])
 @admin_required
 def new_report_link(result_id):

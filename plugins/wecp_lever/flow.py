@@ -352,6 +352,26 @@ def on_invitation_completed(sender, result_id: str, invitation_id: str, **extra)
                                   test_id=invitation.test_id, opportunity_id=invitation.source_ref))
 
 
+def on_result_regraded(sender, result_id: str, previous: dict, **extra) -> None:
+    """A Lever candidate's score changed after its note was posted: one more note says so
+    (Lever notes cannot be edited: docs/providers/lever.md#notes). A note not posted yet needs
+    none: it is written with the score as it is when it runs."""
+    result = assessments.get_result(result_id)
+    if result is None or result.source != KEY:
+        return
+    posted = db.session.scalar(db.select(Note).filter_by(key=f"result:{result_id}", status="done"))
+    if posted is None:
+        return
+    done = db.session.scalar(db.select(db.func.count(Note.id)).where(Note.key.like(f"regrade:{result_id}:%")))
+    record("note", "ok", f"score corrected to {result.percentage:.0f}% (was {previous['percentage']:.0f}%): "
+           f"a correction note follows", organization_id=result.organization_id,
+           opportunity_id=result.source_ref, result_id=result_id)
+    schedule_once(post_note, Note(organization_id=posted.organization_id, connection_id=posted.connection_id,
+                                  key=f"regrade:{result_id}:{done + 1}", reason=Note.CORRECTION,
+                                  result_id=result_id, test_id=posted.test_id,
+                                  opportunity_id=posted.opportunity_id))
+
+
 def result_tags(org_id: int, result) -> list[str]:
     """The tags of a result: completed, passed or failed, and "needs review" when the score is
     in the organization's review band (from ≤ score < to, in percent; off when to ≤ from)."""
@@ -441,7 +461,7 @@ def _connection_of(org_id: int) -> Connection | None:
 
 def note_text(note: Note) -> tuple[str, str]:
     """The note's plain text and the marker by which a re-run recognises it in Lever."""
-    if note.reason != Note.RESULT:
+    if note.reason in (Note.NO_EMAIL, Note.INVALID_EMAIL):
         test = assessments.get_test(note.test_id)
         problem = ("has an email address WeCP cannot send to (it is malformed); correct it"
                    if note.reason == Note.INVALID_EMAIL else "has no email address; add one")
@@ -451,6 +471,16 @@ def note_text(note: Note) -> tuple[str, str]:
     result = assessments.get_result(note.result_id)
     url = assessments.report_url(result.id)
     verdict = "Passed" if result.passed else "Failed"
+    if note.reason == Note.CORRECTION:
+        # Its own marker: the earlier note holds the same report link.
+        marker = f"WeCP score correction {note.key.rsplit(':', 1)[-1]}"
+        text = (f"{marker}: {result.test_title}\n"
+                f"Corrected score: {result.score} / {result.max_score} ({result.percentage:.0f}%) — {verdict}"
+                f" (pass mark {result.pass_mark}%)\n"
+                f"This replaces the score in WeCP's earlier note: the test's answers were corrected "
+                f"and the result graded again.\n"
+                f"{REPORT_LINE}{url}")
+        return text, marker
     # docs/providers/lever.md#notes: notes are plain text, HTML shows literally; a bare URL is
     # what Lever turns into a link.
     text = (f"WeCP assessment completed: {result.test_title}\n"

@@ -74,6 +74,8 @@ class Note(DurableWork, db.Model):
 
     #: What the note is about: a result, or why an invitation could not be sent.
     RESULT, NO_EMAIL, INVALID_EMAIL = "result", "no_email", "invalid_email"
+    #: A score corrected after its note was posted (Lever notes cannot be edited).
+    CORRECTION = "correction"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     organization_id: Mapped[int] = mapped_column(sa.ForeignKey("organization.id"), index=True)

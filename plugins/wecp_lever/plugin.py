@@ -227,7 +227,12 @@ class WecpLeverPlugin(Plugin):
         return None
 
     def init_app(self, app) -> None:
-        from hub.assessments.signals import invitation_completed, invitation_expired, invitation_started
+        from hub.assessments.signals import (
+            invitation_completed,
+            invitation_expired,
+            invitation_started,
+            result_regraded,
+        )
 
         app.jinja_env.globals["wecp_lever_links"] = _links_of_test
         app.jinja_env.globals["wecp_lever_connection"] = _connection_of_test
@@ -235,6 +240,7 @@ class WecpLeverPlugin(Plugin):
         invitation_completed.connect(flow.on_invitation_completed)
         invitation_expired.connect(flow.on_invitation_expired)
         invitation_started.connect(flow.on_invitation_started)
+        result_regraded.connect(flow.on_result_regraded)
 
     def production_problems(self, config) -> list[str]:
         problems = []

@@ -37,6 +37,7 @@ HUB_ACCESS = {
     "connections.confirm_revoke": "admin",
     "webhooks.retry_failed": "admin", "mail.outbox": "admin", "work.index": "admin", "work.retry": "admin",
     "assessments.revoke_report_link": "admin", "assessments.new_report_link": "admin",
+    "assessments.regrade": "admin",
 }
 # The job dashboard, every page and action of it: the hub's operators only (404 for all others).
 OPERATOR_BLUEPRINTS = ("rq_dashboard.",)

@@ -869,3 +869,41 @@ def test_status_tags_are_each_the_organization_s_choice_started_and_needs_review
     assert "WeCP: started" not in LeverClient(conn.id).get_opportunity(opp)["tags"]
     assert start_invitation(token) and len(db.session.scalars(
         db.select(Tag).filter(Tag.key.like("started:%"))).all()) == 1  # once per invitation
+
+
+def test_a_score_corrected_after_its_note_posts_one_superseding_note(connected, sandbox):
+    """Lever notes cannot be edited: an admin's re-grade (after fixing the answer key) adds one
+    correction note, exactly once under a rerun; a re-grade that changes nothing adds none."""
+    from hub.assessments.schemas import AssessmentTestSchema
+    from hub.assessments.services import save_test
+
+    client, conn = connected
+    test = make_test(conn.organization_id)
+    link(client, test)
+    opp = new_candidate(sandbox)
+    move(sandbox, client, conn, opp)
+    result = take_test(invitations()[0], correct=True)
+    assert len(sandbox.admin.notes(ACCOUNT)) == 1 and "100%" in sandbox.admin.notes(ACCOUNT)[0]["value"]
+    token = csrf_token(client, f"/results/{result.id}")
+    assert "Re-grade" in client.get(f"/results/{result.id}").get_data(as_text=True)
+    client.post(f"/results/{result.id}/regrade", data={"csrf_token": token})
+    run_inline_jobs()
+    assert len(sandbox.admin.notes(ACCOUNT)) == 1  # unchanged score: nothing to correct
+    # The answer key of the second question was wrong: option 1 is right.
+    save_test(conn.organization_id, AssessmentTestSchema().load({
+        "title": test.title, "description": "", "pass_mark": 50, "time_limit_minutes": 30, "valid_days": 7,
+        "questions": [{"text": "Q0", "kind": "single", "options": ["right", "wrong"], "correct": [0]},
+                      {"text": "Q1", "kind": "single", "options": ["right", "wrong"], "correct": [1]}]}), test=test)
+    db.session.commit()
+    page = client.post(f"/results/{result.id}/regrade", data={"csrf_token": token}, follow_redirects=True)
+    assert "the score is now 1/2 (50%)" in page.get_data(as_text=True)
+    run_inline_jobs()
+    notes = [n["value"] for n in sandbox.admin.notes(ACCOUNT)]
+    assert len(notes) == 2 and "Corrected score: 1 / 2 (50%) — Passed" in notes[1]
+    assert "replaces the score in WeCP's earlier note" in notes[1] and "/r/" in notes[1]
+    # A rerun of the correction after a crash finds it by its own marker, not by the first note.
+    correction = db.session.scalar(db.select(Note).filter(Note.key.like("regrade:%")))
+    correction.status, correction.lease_until = "running", correction.finished_at.replace(year=2000)
+    db.session.commit()
+    assert post_note(correction.id)["found"] is True
+    assert len(sandbox.admin.notes(ACCOUNT)) == 2
