@@ -16,6 +16,7 @@ from hub.assessments import services as assessments
 from hub.extensions import db
 from hub.outbox import FAILED, PAUSED, PENDING, RUNNING, active_kinds, of_organization
 
+from .lever import LEVER_ID
 from .models import Activity, PostingLink, StageChange
 
 #: What each kind of line is about, in a recruiter's words.
@@ -41,9 +42,9 @@ class Filters:
     @classmethod
     def from_args(cls, args) -> Filters:
         """The page's query string; anything not understood is ignored (the filter is off)."""
-        status = args.get("status", "")
+        status, posting = args.get("status", ""), args.get("posting", "")
         return cls(status=status if status in STATUS_LABELS else "",
-                   posting=args.get("posting", "")[:64], since=_day(args.get("since")),
+                   posting=posting if LEVER_ID.fullmatch(posting) else "", since=_day(args.get("since")),
                    until=_day(args.get("until")))
 
     @property

@@ -762,6 +762,7 @@ def test_the_activity_log_reads_as_a_recruiter_reads_it(connected, sandbox):
     assert shown("status=ok") == 4 and shown("status=failed") == 0
     assert shown("since=2000-01-01&until=2000-01-02") == 0 and shown("since=2000-01-01") == 4
     assert shown("status=<script>&since=not-a-date") == 4  # not understood: that filter is off
+    assert shown("posting=../x%27%20OR%201=1") == 4  # not a Lever id: never reaches the query
     assert "Nothing matches these filters." in client.get("/integrations/wecp_lever/?status=failed").get_data(as_text=True)
 
 
