@@ -230,9 +230,15 @@ def keys_generate():
 def keys_rotate():
     """Re-encrypt every secret under the first key of HUB_ENCRYPTION_KEYS."""
     from .crypto import ENCRYPTED_FIELDS
+    from .schema import histories
 
+    # The hub's and the loaded plugins' tables: a plugin's module may be imported while the
+    # plugin is not loaded here (its tables need not exist).
+    loaded = tuple(h.module_prefix for h in histories())
     changed = 0
     for model, field in ENCRYPTED_FIELDS:
+        if not model.__module__.startswith(loaded):
+            continue
         for row in db.session.scalars(db.select(model).where(
                 getattr(model, field.column).is_not(None))):
             changed += field.rotate(row)

@@ -10,7 +10,7 @@ from datetime import timedelta
 from flask import Blueprint, redirect, render_template, request, url_for
 
 from ..models import utcnow
-from .models import COMPLETED, STARTED
+from .models import CANCELLED, COMPLETED, STARTED
 from .services import (
     InvitationError,
     InvitationExpired,
@@ -40,6 +40,8 @@ def show(token):
     now = utcnow()
     if invitation.status == COMPLETED:
         return _closed("used", invitation)
+    if invitation.status == CANCELLED:
+        return _closed("cancelled", invitation)
     if invitation.is_expired(now):
         return _closed("time_up" if invitation.started_at else "expired", invitation)
     if invitation.status == STARTED:

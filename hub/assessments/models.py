@@ -17,7 +17,9 @@ KINDS = ("single", "multiple")
 
 #: Invitation statuses, in the order a candidate meets them.
 INVITED, STARTED, COMPLETED, EXPIRED = "invited", "started", "completed", "expired"
-STATUSES = (INVITED, STARTED, COMPLETED, EXPIRED)
+#: Withdrawn before the candidate started (e.g. archived in the ATS): the link says so kindly.
+CANCELLED = "cancelled"
+STATUSES = (INVITED, STARTED, COMPLETED, EXPIRED, CANCELLED)
 
 
 def new_link_token() -> str:
@@ -104,6 +106,7 @@ class Invitation(_PresetId, db.Model):
     submit_by: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
     expired_at: Mapped[datetime | None]
+    cancelled_at: Mapped[datetime | None]
 
     test: Mapped[AssessmentTest] = relationship()
     result: Mapped[Result | None] = relationship(back_populates="invitation", uselist=False)
@@ -111,6 +114,8 @@ class Invitation(_PresetId, db.Model):
     token = EncryptedField("token_ciphertext")
 
     __table_args__ = (sa.UniqueConstraint("idempotency_key", "generation"),
+                      # An integration finds a candidate's invitations by its own reference.
+                      sa.Index("ix_invitation_source_ref", "source", "source_ref"),
                       sa.CheckConstraint(f"status IN {STATUSES!r}", name="status"))
 
     def is_expired(self, now: datetime | None = None) -> bool:

@@ -24,8 +24,10 @@ from ..extensions import db
 from ..jobs import job
 from ..mail import OutboundEmail, email_by_key, queue_email
 from ..models import utcnow
+from ..outbox import PENDING, SKIPPED
 from ..plugin import PeriodicJob
 from .models import (
+    CANCELLED,
     COMPLETED,
     EXPIRED,
     INVITED,
@@ -36,7 +38,13 @@ from .models import (
     hash_token,
     new_link_token,
 )
-from .signals import invitation_completed, invitation_expired, invitation_started, result_regraded
+from .signals import (
+    invitation_cancelled,
+    invitation_completed,
+    invitation_expired,
+    invitation_started,
+    result_regraded,
+)
 
 log = logging.getLogger("hub.assessments")
 
@@ -72,6 +80,12 @@ class InvitationUsed(InvitationError):
     reason = "used"
 
 
+class InvitationCancelled(InvitationError):
+    """Withdrawn before the candidate started (``cancel_invitation``)."""
+
+    reason = "cancelled"
+
+
 class InvitationNotStarted(InvitationError):
     reason = "not_started"
 
@@ -94,8 +108,8 @@ def create_invitation(test_id: int, *, name: str, email: str, source: str,
     """Invite a candidate to a test and queue the invitation email; once per ``idempotency_key``.
 
     Returns ``(invitation, created)``. While an invitation for the key is live (invited,
-    started or completed) it is returned with ``created=False``; once it expired, a fresh one is
-    created (its ``generation`` is one higher). Concurrent calls with one key are settled by the
+    started or completed) it is returned with ``created=False``; once it expired or was
+    cancelled, a fresh one is created (its ``generation`` is one higher). Concurrent calls with one key are settled by the
     unique ``(idempotency_key, generation)``: one inserts, the others return its row. Make the
     key unique across organizations, e.g. ``<plugin key>:<org id>:<candidate>:<test id>``.
     Raises ``LookupError`` for an unknown test and ``ValueError`` for a missing email.
@@ -111,7 +125,7 @@ def create_invitation(test_id: int, *, name: str, email: str, source: str,
             raise LookupError(f"no test {test_id}")
         latest = db.session.scalar(db.select(Invitation).filter_by(idempotency_key=idempotency_key)
                                    .order_by(Invitation.generation.desc()).limit(1))
-        if latest is not None and not latest.is_expired():
+        if latest is not None and latest.status != CANCELLED and not latest.is_expired():
             if latest.status == INVITED:
                 _queue_invitation_email(latest)  # no-op once queued; heals a crash before queueing
             return latest, False
@@ -282,6 +296,8 @@ def _result_of(invitation_id: str) -> Result:
 def _raise_for(invitation: Invitation, now) -> None:
     if invitation.status == COMPLETED:
         raise InvitationUsed()
+    if invitation.status == CANCELLED:
+        raise InvitationCancelled()
     if invitation.is_expired(now):
         raise InvitationExpired(time_up=invitation.started_at is not None)
     raise InvitationNotStarted()
@@ -310,6 +326,39 @@ def expire_invitations() -> dict:
     if expired:
         log.info("hub.assessments.expired count=%s", len(expired))
     return {"expired": len(expired)}
+
+
+def unstarted_invitations(organization_id: int, source: str, source_ref: str) -> list[str]:
+    """Ids of the invitations of one candidate of ``source`` (e.g. the ATS's candidate id) that
+    the candidate has not started and that are still open, oldest first."""
+    return list(db.session.scalars(sa.select(Invitation.id).where(
+        Invitation.organization_id == organization_id, Invitation.source == source,
+        Invitation.source_ref == source_ref, Invitation.status == INVITED,
+        Invitation.expires_at > utcnow()).order_by(Invitation.created_at)))
+
+
+def cancel_invitation(invitation_id: str, reason: str) -> bool:
+    """Withdraw an invitation the candidate has not started: its link then says so kindly, and
+    its emails not sent yet are not sent. True when this call cancelled it; False when it was
+    started, finished, expired or cancelled already (a candidate pressing Start at the same
+    moment wins or loses on the one status change). In the caller's transaction."""
+    now = utcnow()
+    cancelled = db.session.execute(
+        sa.update(Invitation).where(Invitation.id == invitation_id, Invitation.status == INVITED)
+        .values(status=CANCELLED, cancelled_at=now).execution_options(synchronize_session=False)).rowcount
+    if not cancelled:
+        return False
+    # Its invitation or reminder email still waiting to go out is not sent (a running send
+    # finishes: the page then explains).
+    db.session.execute(
+        sa.update(OutboundEmail).where(OutboundEmail.idempotency_key.startswith(f"invitation:{invitation_id}"),
+                                       OutboundEmail.status == PENDING)
+        .values(status=SKIPPED, outcome="cancelled", summary="not sent: the invitation was cancelled",
+                finished_at=now).execution_options(synchronize_session=False))
+    log.info("hub.assessments.cancelled invitation=%s", invitation_id)
+    invitation_cancelled.send(current_app._get_current_object(), invitation_id=invitation_id,
+                              reason=(reason or "")[:200])
+    return True
 
 
 #: The reminder email's key: one per invitation.

@@ -23,3 +23,9 @@ invitation_started = _signals.signal("invitation-started")
 #: corrected after it was taken), in the transaction that stores the new score. Sender: the Flask
 #: app. Keyword arguments: ``result_id`` and ``previous`` ({"score", "percentage", "passed"}).
 result_regraded = _signals.signal("result-regraded")
+
+#: Sent by ``cancel_invitation`` once per invitation it withdraws (the candidate had not started),
+#: in the caller's transaction. Sender: the Flask app. Keyword arguments: ``invitation_id`` and
+#: ``reason`` (the caller's words, e.g. "archived in the ATS"). Receivers may add rows to the
+#: transaction (durable work) but do no I/O.
+invitation_cancelled = _signals.signal("invitation-cancelled")

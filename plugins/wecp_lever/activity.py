@@ -27,7 +27,8 @@ KIND_LABELS = {
 }
 #: How it went, in a recruiter's words.
 STATUS_LABELS = {"ok": "Done", "skipped": "Skipped", "failed": "Failed", "paused": "Paused",
-                 "missed": "No webhook", "expired": "Expired"}
+                 "missed": "No webhook", "expired": "Expired",
+                 "cancelled": "Withdrawn"}
 #: Lines per page.
 LIMIT = 200
 

@@ -28,8 +28,10 @@ from hub.settings import get_setting
 from . import cache
 from .lever import LEVER_ID, LeverClient, NotFound, admission, plan_calls
 from .models import Activity, Note, PostingLink, ReconcileCursor, StageChange, StageMove, Tag, record
-from .schemas import StageChangeDataSchema
+from .schemas import ArchiveChangeDataSchema, StageChangeDataSchema
 from .webhooks import SUPPORTED_EVENTS
+
+ARCHIVE_CHANGE = "candidateArchiveChange"
 
 log = logging.getLogger("wecp_lever")
 
@@ -50,6 +52,17 @@ REPORT_LINE = "View a detailed report on WeCP: "
 
 
 # --- outcomes ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Withdrawn(Outcome):
+    code: ClassVar[str] = "withdrawn"
+    count: int = 0
+    why: str = ""
+
+    def describe(self) -> str:
+        return f"{self.count} invitation(s) withdrawn: {self.why}" if self.count else \
+            f"nothing to withdraw ({self.why}; the invitations were started or withdrawn already)"
+
 
 @dataclass(frozen=True)
 class Invited(Outcome):
@@ -136,8 +149,10 @@ def handle_delivery(delivery, connection: Connection) -> Outcome:
     """The Lever webhook source's handler: act on one stored delivery (``WebhookSource.handle``)."""
     if delivery.event not in SUPPORTED_EVENTS:
         return skip("unsupported_event", f"unsupported event {delivery.event}")
+    archive = delivery.event == ARCHIVE_CHANGE
     try:
-        data = StageChangeDataSchema().load((delivery.payload or {}).get("data") or {})
+        data = (ArchiveChangeDataSchema() if archive else StageChangeDataSchema()).load(
+            (delivery.payload or {}).get("data") or {})
     except ValidationError as exc:
         # Lever signs only token + triggeredAt, not data (docs/providers/lever.md#webhooks): a
         # signed delivery can still carry anything there. Refused, never retried, never a URL.
@@ -147,6 +162,8 @@ def handle_delivery(delivery, connection: Connection) -> Outcome:
         record("webhook", "skipped", message, organization_id=connection.organization_id,
                delivery_id=delivery.id)
         return skip("invalid_data", message)
+    if archive:
+        return process_archive_change(connection, data["opportunity_id"], delivery_id=delivery.id)
     return process_stage_change(connection, data["opportunity_id"], data["to_stage_id"],
                                 via="webhook", delivery_id=delivery.id)
 
@@ -167,8 +184,10 @@ def process_stage_change(connection: Connection, opportunity_id: str, stage_id: 
     current stage and posting count.
     """
     org_id = connection.organization_id
+    # A candidate with a test not started yet may have left its posting: checked on each move.
+    waiting = assessments.unstarted_invitations(org_id, KEY, opportunity_id) if delivery_id is not None else []
     # Most stage changes concern no linked stage: answer those without calling Lever at all.
-    if not _links(org_id, stage_id):
+    if not _links(org_id, stage_id) and not waiting:
         return skip("no_linked_test", f"no test is linked to stage {stage_id}")
     if not connection.usable:
         raise ConnectionUnusable(connection.id, "the Lever connection is not active")
@@ -176,9 +195,15 @@ def process_stage_change(connection: Connection, opportunity_id: str, stage_id: 
         try:
             opportunity = LeverClient(connection.id).get_opportunity(opportunity_id)
         except NotFound:
+            if waiting:
+                _withdraw(org_id, {"id": opportunity_id}, waiting, "the candidate was deleted in Lever",
+                          delivery_id)
             return _skip(org_id, {"id": opportunity_id}, "opportunity_gone",
                          "the opportunity no longer exists in Lever", delivery_id)
     opp = opportunity
+    withdrawn = _withdraw_if_gone(org_id, opp, waiting, delivery_id) if waiting else None
+    if not _links(org_id, stage_id):
+        return withdrawn or skip("no_linked_test", f"no test is linked to stage {stage_id}")
     if opp.get("stage") != stage_id:
         return _skip(org_id, opp, "not_in_stage", f"no longer in that stage (now in {opp.get('stage')})",
                      delivery_id)
@@ -191,6 +216,62 @@ def process_stage_change(connection: Connection, opportunity_id: str, stage_id: 
                      delivery_id)
     outcomes = tuple(_invite(connection, opp, application, link, via, delivery_id) for link in links)
     return outcomes[0] if len(outcomes) == 1 else Several(parts=outcomes)
+
+
+def process_archive_change(connection: Connection, opportunity_id: str, *, delivery_id: int) -> Outcome:
+    """Lever says a candidate was archived or unarchived: withdraw their invitations not started
+    yet if Lever confirms they are archived (``data`` is not signed: docs/providers/lever.md#webhooks).
+
+    Unarchiving brings nothing back: moving the candidate into the linked stage again invites
+    them anew.
+    """
+    org_id = connection.organization_id
+    waiting = assessments.unstarted_invitations(org_id, KEY, opportunity_id)
+    if not waiting:
+        # Most archived candidates were never invited: nothing to read from Lever.
+        return skip("nothing_to_withdraw", "no invitation of this candidate waits to be started")
+    if not connection.usable:
+        raise ConnectionUnusable(connection.id, "the Lever connection is not active")
+    try:
+        opp = LeverClient(connection.id).get_opportunity(opportunity_id)
+    except NotFound:
+        return _withdraw(org_id, {"id": opportunity_id}, waiting, "the candidate was deleted in Lever",
+                         delivery_id)
+    return _withdraw_if_gone(org_id, opp, waiting, delivery_id) or _skip(
+        org_id, opp, "still_open", "archive change: the candidate is not archived in Lever now, so their "
+        "invitation stays open", delivery_id)
+
+
+def _withdraw_if_gone(org_id: int, opp: dict, waiting: list[str], delivery_id) -> Outcome | None:
+    """Withdraw the waiting invitations whose candidate Lever shows archived, or no longer in the
+    posting they were invited from; None when each still stands."""
+    # docs/providers/lever.md#archive: archived (hired included) is a non-null ``archived``;
+    # leaving a posting has no event of its own and shows as another or no application posting.
+    if opp.get("archived"):
+        return _withdraw(org_id, opp, waiting, "the candidate was archived in Lever", delivery_id)
+    application = _application(opp)
+    posting = application["posting"] if application else None
+    gone = [invitation_id for invitation_id in waiting
+            if (invited_from := _invited_posting(org_id, opp["id"], invitation_id)) and invited_from != posting]
+    if gone:
+        return _withdraw(org_id, opp, gone, "the candidate left the job posting in Lever", delivery_id)
+    return None
+
+
+def _invited_posting(org_id: int, opportunity_id: str, invitation_id: str) -> str | None:
+    """The posting the move that invited the candidate was for (None: not recorded)."""
+    invitation = assessments.get_invitation(invitation_id)
+    return db.session.scalar(
+        db.select(StageChange.posting_id).filter_by(organization_id=org_id, opportunity_id=opportunity_id,
+                                                    test_id=invitation.test_id)
+        .order_by(StageChange.id.desc()).limit(1))
+
+
+def _withdraw(org_id: int, opp: dict, invitation_ids: list[str], why: str, delivery_id) -> Outcome:
+    """Cancel each invitation (the candidate has not started it); the activity log says so
+    (``on_invitation_cancelled``). Safe to repeat: only the first cancels."""
+    cancelled = sum(assessments.cancel_invitation(invitation_id, why) for invitation_id in invitation_ids)
+    return Withdrawn(count=cancelled, why=why)
 
 
 def _application(opp: dict) -> dict | None:
@@ -245,7 +326,7 @@ def _invite(connection: Connection, opp: dict, application: dict, link: PostingL
     # hear of it; a later move out and back in is a new move with a new time.
     claim_key = f"{connection.id}:{opp['id']}:{link.stage_id}:{_moved_at(opp, link.stage_id)}:{link.test_id}"
     if not _claim(StageChange(organization_id=org_id, opportunity_id=opp["id"], stage_id=link.stage_id,
-                              test_id=link.test_id, via=via, key=claim_key)):
+                              posting_id=link.posting_id, test_id=link.test_id, via=via, key=claim_key)):
         return AlreadyHandled(test_id=test.id, test_title=test.title)
     email, has_any = _emails(opp)
     if email is None:
@@ -453,6 +534,18 @@ class Reminded(Outcome):
 
     def describe(self) -> str:
         return f"{self.count} candidate(s) reminded"
+
+
+def on_invitation_cancelled(sender, invitation_id: str, reason: str = "", **extra) -> None:
+    """A Lever candidate's invitation was withdrawn before they started: the activity log says
+    why. In the cancelling transaction."""
+    invitation = assessments.get_invitation(invitation_id)
+    if invitation is None or invitation.source != KEY:
+        return
+    record("invitation", "cancelled", f"invitation to “{invitation.test_title}” withdrawn before the "
+           f"candidate started: {reason or 'cancelled'}; their link now says so",
+           organization_id=invitation.organization_id, opportunity_id=invitation.source_ref,
+           candidate_name=invitation.candidate_name, invitation_id=invitation_id)
 
 
 def _connection_of(org_id: int) -> Connection | None:

@@ -10,8 +10,9 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from hub.crypto import EncryptedField
 from hub.extensions import db
-from hub.models import User, utcnow
+from hub.models import User, new_uuid, utcnow
 from hub.outbox import DurableWork
 
 
@@ -58,6 +59,9 @@ class StageChange(db.Model):
     key: Mapped[str] = mapped_column(sa.String(300), unique=True)
     opportunity_id: Mapped[str] = mapped_column(sa.String(64), index=True)
     stage_id: Mapped[str] = mapped_column(sa.String(64))
+    #: The posting the opportunity applied to when it moved (None on rows from before it was kept):
+    #: leaving it before starting withdraws the invitation.
+    posting_id: Mapped[str | None] = mapped_column(sa.String(64))
     test_id: Mapped[int] = mapped_column(sa.ForeignKey("assessment_test.id", ondelete="CASCADE"))
     via: Mapped[str] = mapped_column(sa.String(20))  # "webhook" or "reconcile"
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -132,6 +136,32 @@ class StageMove(DurableWork, db.Model):
     result_id: Mapped[str | None] = mapped_column(sa.ForeignKey("result.id", ondelete="CASCADE"))
     perform_as: Mapped[str | None] = mapped_column(sa.String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Webhook(db.Model):
+    """A Lever webhook of a connection besides its stage-change one (whose id and secret the
+    hub's ``Connection`` keeps): one per event, each signed with its own token.
+
+    docs/providers/lever.md#webhooks: one webhook per event, and its signature token is returned
+    only when it is created.
+    """
+
+    __tablename__ = "wecp_lever_webhook"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    connection_id: Mapped[str] = mapped_column(sa.ForeignKey("connection.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(sa.String(64))
+    webhook_id: Mapped[str] = mapped_column(sa.String(200))
+    secret_ciphertext: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    secret = EncryptedField("secret_ciphertext")
+
+    __table_args__ = (sa.UniqueConstraint("connection_id", "event"),)
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("id", new_uuid())  # the secret's encryption binds to it
+        super().__init__(**kwargs)
 
 
 class ReconcileCursor(db.Model):

@@ -116,9 +116,12 @@ class WecpLeverPlugin(Plugin):
     }
     connected_hints = (
         "In Lever, open Settings › Integrations and API › Webhooks and switch "
-        "“Candidate Stage Change” on, or Lever sends no stage changes to WeCP.",
+        "“Candidate Stage Change” on, or Lever sends no stage changes to WeCP; switch "
+        "“Candidate Archive Change” on too, so that a candidate archived before starting their "
+        "test has the invitation withdrawn.",
     )
-    #: Creates the candidateStageChange webhook and stores its signature token.
+    #: Creates the candidateStageChange and candidateArchiveChange webhooks and stores their
+    #: signature tokens.
     on_connect_job = jobs.register_webhook
     #: The Lever writes, each exactly once (durable work), and the webhook's set-up.
     jobs = (jobs.register_webhook, flow.post_note, flow.tag_opportunity, flow.advance_candidate)
@@ -212,22 +215,33 @@ class WecpLeverPlugin(Plugin):
         connection.external_account_name = domains.most_common(1)[0][0] if domains else "Lever"
 
     def on_disconnect(self, connection) -> str | None:
-        """Delete our webhook in Lever; returns what went wrong, if anything."""
-        from .lever import LeverClient, LeverError, NotFound
+        """Delete our webhooks in Lever; returns what went wrong, if anything."""
+        from hub.extensions import db
 
-        if not connection.webhook_id:
-            return None
-        try:
-            LeverClient(connection.id).delete_webhook(connection.webhook_id)
-        except NotFound:
-            return None  # already gone: what we wanted
-        except LeverError as exc:
-            return f"the webhook could not be deleted in Lever ({exc.for_admin()}); delete it in Lever " \
-                   f"(Settings › Integrations and API › Webhooks)"
+        from .lever import LeverClient, LeverError, NotFound
+        from .models import Webhook
+
+        extra = list(db.session.scalars(db.select(Webhook).filter_by(connection_id=connection.id)))
+        problems = []
+        for webhook_id in [connection.webhook_id] + [row.webhook_id for row in extra]:
+            if not webhook_id:
+                continue
+            try:
+                LeverClient(connection.id).delete_webhook(webhook_id)
+            except NotFound:
+                pass  # already gone: what we wanted
+            except LeverError as exc:
+                problems.append(exc.for_admin())
+        for row in extra:
+            db.session.delete(row)  # its secret is of no use once the webhook is gone
+        if problems:
+            return f"the webhooks could not be deleted in Lever ({'; '.join(problems)}); delete them in " \
+                   f"Lever (Settings › Integrations and API › Webhooks)"
         return None
 
     def init_app(self, app) -> None:
         from hub.assessments.signals import (
+            invitation_cancelled,
             invitation_completed,
             invitation_expired,
             invitation_started,
@@ -239,6 +253,7 @@ class WecpLeverPlugin(Plugin):
         app.extensions["hub.nav"].append(("wecp_lever.index", "Lever activity"))
         invitation_completed.connect(flow.on_invitation_completed)
         invitation_expired.connect(flow.on_invitation_expired)
+        invitation_cancelled.connect(flow.on_invitation_cancelled)
         invitation_started.connect(flow.on_invitation_started)
         result_regraded.connect(flow.on_result_regraded)
 

@@ -24,6 +24,17 @@ class StageChangeDataSchema(Schema):
     to_stage_id = fields.String(required=True, data_key="toStageId", validate=_ID)
 
 
+class ArchiveChangeDataSchema(Schema):
+    """The ``data`` of a ``candidateArchiveChange`` delivery (docs/providers/lever.md#archive):
+    the opportunity's id is all that is used; whether it is archived is read back from Lever,
+    since ``data`` is not signed."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    opportunity_id = fields.String(required=True, data_key="opportunityId", validate=_ID)
+
+
 class LinkSchema(Schema):
     """Body of ``POST /api/v1/tests/<id>/lever-links``: unknown fields are refused."""
 

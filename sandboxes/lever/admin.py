@@ -20,7 +20,7 @@ from .state import (
     now_ms,
     read_seed,
 )
-from .webhooks import delivery_json, move_and_notify
+from .webhooks import delivery_json, move_and_notify, notify_archive_change
 
 bp = Blueprint("lever_sandbox_admin", __name__, url_prefix="/_sandbox")
 
@@ -184,12 +184,20 @@ def move(account_id):
 def patch_opportunity(opportunity_id):
     body = _body()
     state = _state()
+    if "archived" in body:
+        # An archive or unarchive fires candidateArchiveChange, as in Lever.
+        account, _ = state.find_opportunity(opportunity_id)
+        changed = state.set_archived(account.id, opportunity_id, body["archived"])
+        if changed is not None:
+            notify_archive_change(state, current_app.config, account.id, *changed)
     with state.lock:
-        _, opp = state.find_opportunity(opportunity_id)
-        if "archived" in body:
-            opp.archived = body["archived"]
-            if opp.application is not None:
-                opp.application.archived = body["archived"]
+        account, opp = state.find_opportunity(opportunity_id)
+        if "posting_id" in body:
+            # The candidate leaves the posting (null) or their application moves to another one.
+            if body["posting_id"] is None:
+                opp.application = None
+            elif opp.application is not None:
+                opp.application.posting_id = account.posting(body["posting_id"]).id
         if "emails" in body:
             opp.emails = list(body["emails"])
         for field in ("name", "origin", "owner"):

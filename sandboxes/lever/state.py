@@ -345,6 +345,24 @@ class SandboxState:
                 ids.append(opp.id)
             return ids
 
+    def set_archived(self, account_id: str, opportunity_id: str, archived) -> tuple[Opportunity, dict | None] | None:
+        """Archive (``archived`` a {archivedAt, reason} dict, or True) or unarchive an opportunity
+        and its application; returns (opportunity, the archived value before) when it changed,
+        None when it already was so."""
+        with self.lock:
+            opp = self.account(account_id).opportunity(opportunity_id)
+            if bool(opp.archived) == bool(archived):
+                return None
+            before = opp.archived
+            # Lever docs (/developer/documentation#opportunities): archived is {archivedAt, reason}
+            # or null.
+            opp.archived = (dict(archived) if isinstance(archived, dict) else
+                            {"archivedAt": now_ms(), "reason": "withdrew"}) if archived else None
+            if opp.application is not None:
+                opp.application.archived = opp.archived
+            opp.updated_at = now_ms()
+            return opp, before
+
     def move(self, account_id: str, opportunity_ids: list[str], stage_id: str,
              user_id: str | None) -> list[tuple[Opportunity, str]]:
         """Move opportunities to a stage; returns (opportunity, from_stage) for real moves only."""
@@ -528,7 +546,7 @@ def generated_account_spec(account_id: str, name: str, rng: random.Random) -> di
                   "commitment": "Full-time", "level": "Senior"}
     created = now_ms()
     return {
-        "id": account_id, "name": name, "webhookToggles": {"candidateStageChange": True},
+        "id": account_id, "name": name, "webhookToggles": {"candidateStageChange": True, "candidateArchiveChange": True},
         "users": [{"id": user_id, "name": f"{role} of {name}", "username": role.lower(),
                    "email": f"{role.lower()}@{domain}", "accessRole": access, "createdAt": created,
                    "deactivatedAt": None, "password": "sandbox"}

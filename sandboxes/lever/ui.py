@@ -16,12 +16,16 @@ from flask import (
 
 from . import oauth
 from .state import NotFound, SandboxState
-from .webhooks import STAGE_CHANGE, delivery_json, move_and_notify
+from .webhooks import ARCHIVE_CHANGE, STAGE_CHANGE, delivery_json, move_and_notify, notify_archive_change
 
 bp = Blueprint("lever_sandbox_ui", __name__)
 
 # Enough to click through; a benchmark-sized pipeline would make the page useless anyway.
 CARDS_PER_STAGE = 100
+
+
+#: The account's webhook toggles, as Lever's settings page names them.
+TOGGLES = ((STAGE_CHANGE, "Candidate Stage Change"), (ARCHIVE_CHANGE, "Candidate Archive Change"))
 
 
 def _state() -> SandboxState:
@@ -137,6 +141,17 @@ def opportunity(account_id, opportunity_id):
                                stage_names=stage_names)
 
 
+@bp.post("/accounts/<account_id>/opportunities/<opportunity_id>/archive")
+def archive(account_id, opportunity_id):
+    _account(account_id)
+    state = _state()
+    changed = state.set_archived(account_id, opportunity_id, request.form.get("archived") == "yes")
+    if changed is not None:
+        notify_archive_change(state, current_app.config, account_id, *changed)
+        flash("Candidate archived." if changed[0].archived else "Candidate unarchived.")
+    return redirect(url_for(".opportunity", account_id=account_id, opportunity_id=opportunity_id))
+
+
 @bp.post("/accounts/<account_id>/opportunities/<opportunity_id>/notes")
 def add_note(account_id, opportunity_id):
     acc = _account(account_id)
@@ -187,7 +202,8 @@ def webhooks(account_id):
                       if d.account_id == account_id]
         return render_template("lever_sandbox/webhooks.html", account=acc, hooks=hooks,
                                deliveries=deliveries,
-                               toggle_on=acc.webhook_toggles.get(STAGE_CHANGE, False))
+                               toggles=[(event, label, acc.webhook_toggles.get(event, False))
+                                        for event, label in TOGGLES])
 
 
 @bp.post("/accounts/<account_id>/webhook-toggle")
@@ -195,7 +211,10 @@ def set_toggle(account_id):
     state = _state()
     with state.lock:
         acc = _account(account_id)
-        acc.webhook_toggles[STAGE_CHANGE] = request.form.get("candidateStageChange") == "on"
+        # Each toggle's form sends only its own field.
+        for event, _ in TOGGLES:
+            if event in request.form:
+                acc.webhook_toggles[event] = request.form.get(event) == "on"
     return redirect(url_for(".webhooks", account_id=account_id))
 
 

@@ -17,6 +17,7 @@ from .limits import drop_delivery
 from .state import Delivery, Opportunity, SandboxState, new_id, now_ms
 
 STAGE_CHANGE = "candidateStageChange"
+ARCHIVE_CHANGE = "candidateArchiveChange"
 DELIVERY_TIMEOUT_SECONDS = 10
 SENDER_THREADS = 16
 
@@ -37,38 +38,56 @@ def matches(hook, event: str, opp: Opportunity) -> bool:
     return origins is None or opp.origin in origins
 
 
-def stage_change_payload(signature_token: str, opp: Opportunity, from_stage: str) -> dict:
+def _signed(signature_token: str, event: str, data: dict) -> dict:
+    """A delivery body as Lever sends it: dated now, a fresh token, signed."""
     triggered_at = now_ms()
     token = secrets.token_hex(16)
-    return {
-        "triggeredAt": triggered_at,
-        "event": STAGE_CHANGE,
-        "signature": sign(signature_token, token, triggered_at),
-        "token": token,
-        # candidateId is Lever's legacy name for the opportunity id.
-        "data": {"opportunityId": opp.id, "candidateId": opp.id, "contactId": opp.contact,
-                 "fromStageId": from_stage, "toStageId": opp.stage},
-    }
+    return {"triggeredAt": triggered_at, "event": event,
+            "signature": sign(signature_token, token, triggered_at), "token": token, "data": data}
+
+
+def stage_change_payload(signature_token: str, opp: Opportunity, from_stage: str) -> dict:
+    # candidateId is Lever's legacy name for the opportunity id.
+    return _signed(signature_token, STAGE_CHANGE, {
+        "opportunityId": opp.id, "candidateId": opp.id, "contactId": opp.contact,
+        "fromStageId": from_stage, "toStageId": opp.stage})
+
+
+def archive_change_payload(signature_token: str, opp: Opportunity, from_archived: dict | None) -> dict:
+    # Lever docs (/developer/documentation#webhooks): fromArchived/toArchived are null or
+    # {archivedAt, reason}.
+    return _signed(signature_token, ARCHIVE_CHANGE, {
+        "opportunityId": opp.id, "candidateId": opp.id, "contactId": opp.contact,
+        "fromArchived": from_archived, "toArchived": opp.archived})
 
 
 def notify_stage_changes(state: SandboxState, config, account_id: str,
                          changes: list[tuple[Opportunity, str]]) -> list[Delivery]:
     """Queue one delivery per (change, matching webhook) unless the account's toggle is off."""
+    return _notify(state, config, account_id, STAGE_CHANGE, changes, stage_change_payload)
+
+
+def notify_archive_change(state: SandboxState, config, account_id: str, opp: Opportunity,
+                          from_archived: dict | None) -> list[Delivery]:
+    """Queue a candidateArchiveChange delivery per matching webhook unless its toggle is off."""
+    return _notify(state, config, account_id, ARCHIVE_CHANGE, [(opp, from_archived)], archive_change_payload)
+
+
+def _notify(state: SandboxState, config, account_id: str, event: str, changes: list, payload) -> list[Delivery]:
     deliveries = []
     with state.lock:
         account = state.account(account_id)
-        # Lever help centre: the account's "Candidate Stage Change" toggle must be on, or
-        # nothing is sent.
-        if not account.webhook_toggles.get(STAGE_CHANGE):
+        # Lever help centre: the account's toggle for the event (e.g. "Candidate Stage Change")
+        # must be on, or nothing is sent.
+        if not account.webhook_toggles.get(event):
             return []
-        for opp, from_stage in changes:
+        for opp, before in changes:
             for hook in account.webhooks.values():
-                if not matches(hook, STAGE_CHANGE, opp):
+                if not matches(hook, event, opp):
                     continue
                 delivery = Delivery(
                     id=new_id(), account_id=account_id, webhook_id=hook.id, url=hook.url,
-                    event=STAGE_CHANGE,
-                    payload=stage_change_payload(hook.signature_token, opp, from_stage))
+                    event=event, payload=payload(hook.signature_token, opp, before))
                 state.deliveries.append(delivery)
                 deliveries.append(delivery)
         generation = state.generation

@@ -71,10 +71,10 @@ def test_fault_scenario(tmp_path, scenario):
     if scenario == "postgres":
         assert result["attempts_by_answer"].get("503", 0) > 0  # refused while down, redelivered after
     if scenario == "worker-kill":
-        assert all(r["webhooks_created"] == 1 and r["job_status"] == "finished" for r in result["rounds"])
+        assert all(r["webhooks_created"] == 2 and r["job_status"] == "finished" for r in result["rounds"])
     if scenario == "storm":
         assert result["lever_answers"].get("500", 0) > 0
-        assert result["webhooks_created"] == result["connections"]
+        assert result["webhooks_created"] == 2 * result["connections"]  # stage and archive changes
     if scenario in ("429-storm", "revoke", "hub-down"):
         assert not any(result["failed_jobs"].values())  # nothing failed for good
     if scenario == "429-storm":

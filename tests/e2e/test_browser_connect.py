@@ -34,9 +34,10 @@ def test_admin_connects_lever_and_sees_it_active(page, stack, admin_account):
     expect(card.locator(".hint-connected")).to_contain_text(STAGE_CHANGE_HINT)
     expect(card.get_by_role("link", name="Revoke…")).to_be_visible()
     expect(card.get_by_role("button", name="Connect")).to_have_count(0)
-    # The worker registered exactly one webhook in Lever, pointing at this hub.
+    # The worker registered exactly one webhook per event in Lever, each pointing at this hub.
     hooks = stack.sandbox.admin.webhooks(LEVER_ACCOUNT)
-    assert [h["url"].startswith(stack.hub_url + "/webhooks/wecp_lever/") for h in hooks] == [True]
+    assert sorted(h["event"] for h in hooks) == ["candidateArchiveChange", "candidateStageChange"]
+    assert all(h["url"].startswith(stack.hub_url + "/webhooks/wecp_lever/") for h in hooks)
 
 
 def test_revoke_in_the_hub_disconnects(page, stack, admin_account):
@@ -91,7 +92,7 @@ def test_the_card_says_who_accepts_then_ticks_its_checklist_by_itself(page, stac
     expect(steps.nth(0)).to_have_class(re.compile(r"\bdone\b"))
     expect(steps.nth(1)).to_have_class(re.compile(r"\btodo\b"))
     expect(steps.nth(1)).to_contain_text("Verify Connection")
-    [hook] = stack.sandbox.admin.webhooks(LEVER_ACCOUNT)
+    [hook] = [h for h in stack.sandbox.admin.webhooks(LEVER_ACCOUNT) if h["event"] == "candidateStageChange"]
     assert requests.post(hook["url"], data=b"", timeout=10).status_code == 200  # Lever's Verify Connection
     expect(steps.nth(1)).to_have_class(re.compile(r"\bdone\b"), timeout=15_000)
     expect(steps.nth(1)).to_contain_text("Verify Connection reached WeCP")

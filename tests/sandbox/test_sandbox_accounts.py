@@ -20,7 +20,7 @@ def test_generated_accounts_are_shaped_like_acme(sandbox):
         assert sorted(state["postings"].values()) == ["closed", "published", "published"]
         assert state["stages"][:4] == ["lead-new", "lead-reached-out", "lead-responded", "applicant-new"]
         assert state["stages"][-1] == "offer" and len(state["stages"]) == 9
-        assert state["webhook_toggles"] == {"candidateStageChange": True}
+        assert state["webhook_toggles"] == {"candidateStageChange": True, "candidateArchiveChange": True}
         assert sorted(set(state["opportunities"].values())) == ["applicant-new"]
         assert len(state["opportunities"]) == 4
     # Nothing is shared but Lever's built-in stage ids.

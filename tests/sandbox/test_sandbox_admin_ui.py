@@ -18,7 +18,7 @@ def test_seed_has_what_the_demo_needs(sandbox):
     assert set(state["postings"].values()) == {"published", "internal", "closed", "draft"}
     assert {"lead-new", "applicant-new", "offer", ASSESSMENT} <= set(state["stages"])
     assert FORMER in state["users"] and FORMER not in state["active_users"]
-    assert state["webhook_toggles"] == {"candidateStageChange": True}
+    assert state["webhook_toggles"] == {"candidateStageChange": True, "candidateArchiveChange": True}
     assert sandbox.admin.state("globex")["webhook_toggles"] == {"candidateStageChange": False}
 
 

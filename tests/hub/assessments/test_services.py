@@ -79,6 +79,41 @@ def test_completed_invitation_is_never_replaced(app, sample_test):
     assert created is False and again.id == invitation.id
 
 
+def test_cancelling_withdraws_only_an_unstarted_invitation_once_and_its_unsent_email(app, sample_test):
+    from hub.assessments.signals import invitation_cancelled
+
+    heard = []
+
+    def receiver(sender, **kwargs):
+        heard.append(kwargs)
+
+    invitation, _ = invite(sample_test)
+    assert services.unstarted_invitations(sample_test.organization_id, "tiny_example", "opp-1") == [invitation.id]
+    with invitation_cancelled.connected_to(receiver):
+        assert services.cancel_invitation(invitation.id, "archived") is True
+        assert services.cancel_invitation(invitation.id, "archived") is False  # once
+        db.session.commit()
+    assert heard == [{"invitation_id": invitation.id, "reason": "archived"}]
+    db.session.refresh(invitation)
+    assert invitation.status == "cancelled" and invitation.display_status() == "cancelled"
+    [email] = db.session.scalars(db.select(OutboundEmail)).all()
+    assert (email.status, email.outcome) == ("skipped", "cancelled")  # queued, never sent now
+    assert services.unstarted_invitations(sample_test.organization_id, "tiny_example", "opp-1") == []
+    with pytest.raises(services.InvitationCancelled):
+        services.start_invitation(invitation.token)
+    # The same key invites afresh (a candidate moved into the stage again).
+    again, created = invite(sample_test)
+    assert created is True and again.generation == 1 and again.status == "invited"
+
+
+def test_a_started_invitation_cannot_be_cancelled(app, sample_test):
+    invitation, _ = invite(sample_test)
+    services.start_invitation(invitation.token)
+    assert services.cancel_invitation(invitation.id, "archived") is False
+    db.session.refresh(invitation)
+    assert invitation.status == "started"
+
+
 def test_create_invitation_refuses_bad_input(app, sample_test):
     with pytest.raises(ValueError):
         invite(sample_test, email="not-an-address")

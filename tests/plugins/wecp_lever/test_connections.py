@@ -123,7 +123,8 @@ def test_connect_accept_makes_lever_active_with_its_webhook(app, admin_client, s
     assert conn.external_account_name == "acme.example"
     assert conn.data["fallback_user_id"] == OLIVIA  # the admin is no Lever user: first Super Admin
     hooks = sandbox.admin.webhooks("acme")
-    assert [(h["event"], h["url"]) for h in hooks] == [("candidateStageChange", webhook_url(conn))]
+    assert sorted((h["event"], h["url"]) for h in hooks) == [("candidateArchiveChange", webhook_url(conn)),
+                                                            ("candidateStageChange", webhook_url(conn))]
     assert conn.webhook_id == hooks[0]["id"]
     secret = hooks[0]["configuration"]["signatureToken"]
     assert conn.webhook_secret == secret and secret not in conn.webhook_secret_ciphertext
@@ -251,7 +252,7 @@ def test_revoked_in_lever_shows_revoked_then_reconnect_restores(pg_app, pg_clien
     assert sent[-2:] == [("connection_created", conn.id), ("connection_restored", conn.id)]
     # The webhook at the old URL was replaced by one at the new URL.
     hooks = sandbox.admin.webhooks("acme")
-    assert [h["url"] for h in hooks] == [webhook_url(conn)] and hooks[0]["id"] != first_webhook
+    assert [h["url"] for h in hooks] == [webhook_url(conn)] * 2 and first_webhook not in {h["id"] for h in hooks}
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Connection)) == 1
 
 
@@ -287,7 +288,7 @@ def test_idle_connections_are_refreshed(pg_app, sandbox):
 
 def test_revoke_in_the_hub_deletes_the_webhook_and_forgets_tokens(pg_app, pg_client, sandbox, sent):
     connect(pg_client, sandbox)
-    assert len(sandbox.admin.webhooks("acme")) == 1
+    assert len(sandbox.admin.webhooks("acme")) == 2  # stage and archive changes
     response = pg_client.post("/integrations/wecp_lever/revoke",
                               data={"csrf_token": csrf_token(pg_client, PAGE)})
     assert response.status_code == 302
@@ -295,6 +296,8 @@ def test_revoke_in_the_hub_deletes_the_webhook_and_forgets_tokens(pg_app, pg_cli
     conn = the_connection()
     assert conn.status == Connection.NOT_CONNECTED and conn.disconnected_at is not None
     assert conn.credentials_ciphertext is None and conn.webhook_secret_ciphertext is None
+    from plugins.wecp_lever.models import Webhook
+    assert db.session.scalars(db.select(Webhook)).all() == []  # the archive webhook's secret too
     assert sent[-1] == ("connection_disconnected", conn.id)
     event = db.session.scalar(db.select(AuditEvent).filter_by(action="connection.disconnected"))
     assert event.details["provider_cleanup_error"] is None
@@ -310,8 +313,10 @@ def test_no_token_or_signature_token_is_stored_in_clear(pg_app, pg_client, sandb
     old = json.loads(conn.credentials)
     access_token(conn.id)
     new = json.loads(the_connection().credentials)
+    from plugins.wecp_lever.models import Webhook
+    [archive_hook] = db.session.scalars(db.select(Webhook)).all()
     secrets = {old["access_token"], old["refresh_token"], new["access_token"],
-               new["refresh_token"], the_connection().webhook_secret, CLIENT_SECRET}
+               new["refresh_token"], the_connection().webhook_secret, archive_hook.secret, CLIENT_SECRET}
     found = []
     # The metadata also holds the tables of plugins another test imported; this app has only its own.
     present = set(sa.inspect(db.engine).get_table_names())

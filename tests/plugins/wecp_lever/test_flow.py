@@ -908,3 +908,111 @@ def test_a_score_corrected_after_its_note_posts_one_superseding_note(connected, 
     db.session.commit()
     assert post_note(correction.id)["found"] is True
     assert len(sandbox.admin.notes(ACCOUNT)) == 2
+
+
+# --- withdrawal: archived or gone from the posting before starting (#30 item 4) ----------------
+
+def deliver_archive(client, conn, opportunity_id, token=None):
+    """What Lever sends after an archive or unarchive, signed with that webhook's own token."""
+    from plugins.wecp_lever.models import Webhook
+
+    hook = db.session.scalar(db.select(Webhook).filter_by(connection_id=conn.id, event="candidateArchiveChange"))
+    body = sign_lever_delivery(hook.secret, {
+        "event": "candidateArchiveChange",
+        "data": {"opportunityId": opportunity_id, "candidateId": opportunity_id, "contactId": None,
+                 "fromArchived": None, "toArchived": {"archivedAt": 1, "reason": "withdrew"}}}, token=token)
+    return client.post(f"/webhooks/wecp_lever/{conn.endpoint_id}", data=json.dumps(body),
+                       content_type="application/json")
+
+
+def lever_calls(sandbox, since):
+    return [r for r in sandbox.admin.requests_log(since) if r["path"].startswith("/v1/")]
+
+
+def test_archiving_a_candidate_before_they_start_withdraws_the_invitation_once(connected, sandbox):
+    client, conn = connected
+    opp, invitation = _invited(client, conn, sandbox)
+    token = invitation_url(invitation.id).rsplit("/", 1)[1]
+    sandbox.admin.patch_opportunity(opp, archived={"archivedAt": 1, "reason": "withdrew"})
+    since = sandbox.admin.requests_log()[-1]["seq"]
+    assert deliver_archive(client, conn, opp, token="archive-1").status_code == 200
+    assert deliver_archive(client, conn, opp, token="archive-1").status_code == 200  # Lever's retry
+    assert deliver_archive(client, conn, opp, token="archive-2").status_code == 200  # a second event
+    [invitation] = invitations()
+    assert invitation.status == "cancelled" and invitation.cancelled_at is not None
+    # Lever is asked once (the event's data is not signed), and nothing is written there; the
+    # second event finds nothing waiting and asks nothing.
+    assert [r["path"] for r in lever_calls(sandbox, since)] == [f"/v1/opportunities/{opp}"]
+    rows = db.session.scalars(db.select(WebhookDelivery).filter_by(event="candidateArchiveChange")
+                              .order_by(WebhookDelivery.id)).all()
+    assert [r.outcome for r in rows] == ["withdrawn", "skipped"]
+    assert rows[0].summary == "1 invitation(s) withdrawn: the candidate was archived in Lever"
+    assert "no invitation of this candidate waits to be started" in rows[1].summary
+    [line] = db.session.scalars(db.select(Activity).filter_by(status="cancelled")).all()
+    assert line.opportunity_id == opp and line.candidate_name == "Ada Lovelace"
+    assert "withdrawn before the candidate started: the candidate was archived in Lever" in line.message
+    # The candidate's link says so kindly; Start is refused the same way.
+    page = client.get(f"/t/{token}")
+    assert page.status_code == 410 and "This invitation was withdrawn" in page.get_data(as_text=True)
+    assert "Start" not in page.get_data(as_text=True)
+    from hub.assessments.services import InvitationCancelled
+    with pytest.raises(InvitationCancelled):
+        start_invitation(token)
+    assert "Withdrawn" in client.get("/integrations/wecp_lever/").get_data(as_text=True)
+
+
+def test_an_archive_event_lever_does_not_confirm_or_for_someone_not_invited_changes_nothing(connected, sandbox):
+    client, conn = connected
+    opp, invitation = _invited(client, conn, sandbox)
+    other = new_candidate(sandbox, email="grace@example.com", name="Grace Hopper")
+    since = sandbox.admin.requests_log()[-1]["seq"]
+    deliver_archive(client, conn, other)  # never invited: Lever is not even asked
+    assert lever_calls(sandbox, since) == []
+    deliver_archive(client, conn, opp)  # signed, but Lever says the candidate is not archived
+    [invitation] = invitations()
+    assert invitation.status == "invited"
+    outcomes = [r.outcome for r in db.session.scalars(
+        db.select(WebhookDelivery).filter_by(event="candidateArchiveChange").order_by(WebhookDelivery.id))]
+    assert outcomes == ["skipped", "skipped"]
+    assert db.session.scalars(db.select(Activity).filter_by(status="cancelled")).all() == []
+
+
+def test_a_candidate_who_started_is_not_withdrawn(connected, sandbox):
+    client, conn = connected
+    opp, invitation = _invited(client, conn, sandbox)
+    start_invitation(invitation_url(invitation.id).rsplit("/", 1)[1])
+    db.session.commit()
+    sandbox.admin.patch_opportunity(opp, archived={"archivedAt": 1, "reason": "withdrew"})
+    since = sandbox.admin.requests_log()[-1]["seq"]
+    deliver_archive(client, conn, opp)
+    [invitation] = invitations()
+    assert invitation.status == "started"
+    assert lever_calls(sandbox, since) == []  # nothing waits to be started: nothing to check
+
+
+def test_leaving_the_posting_before_starting_withdraws_but_a_move_within_it_does_not(connected, sandbox):
+    client, conn = connected
+    opp, invitation = _invited(client, conn, sandbox)
+    move(sandbox, client, conn, opp, stage=SCREEN)  # onwards in the same posting
+    [invitation] = invitations()
+    assert invitation.status == "invited"
+    sandbox.admin.patch_opportunity(opp, posting_id=FRONTEND)  # the application moves elsewhere
+    move(sandbox, client, conn, opp, stage=NEW)
+    [invitation] = invitations()
+    assert invitation.status == "cancelled"
+    [line] = db.session.scalars(db.select(Activity).filter_by(status="cancelled")).all()
+    assert "the candidate left the job posting in Lever" in line.message
+
+
+def test_after_a_withdrawal_a_new_move_into_the_stage_invites_again(connected, sandbox):
+    client, conn = connected
+    opp, first = _invited(client, conn, sandbox)
+    sandbox.admin.patch_opportunity(opp, archived={"archivedAt": 1, "reason": "withdrew"})
+    deliver_archive(client, conn, opp)
+    sandbox.admin.patch_opportunity(opp, archived=None)  # unarchived: nothing comes back by itself
+    assert [i.status for i in invitations()] == ["cancelled"]
+    move(sandbox, client, conn, opp, stage=NEW)
+    time.sleep(0.002)  # a later move has a later time in Lever
+    move(sandbox, client, conn, opp)
+    statuses = sorted((i.generation, i.status) for i in invitations())
+    assert statuses == [(0, "cancelled"), (1, "invited")]

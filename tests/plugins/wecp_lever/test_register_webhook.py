@@ -9,6 +9,7 @@ from hub.connections import webhook_url
 from hub.extensions import db
 from hub.models import AuditEvent, Connection
 from plugins.wecp_lever.jobs import register_webhook
+from plugins.wecp_lever.models import Webhook
 from tests.conftest import csrf_token
 from tests.plugins.wecp_lever.test_connections import (  # noqa: F401
     CLIENT_ID,
@@ -28,7 +29,25 @@ def app_config(sandbox, request):
     return {"LEVER_SANDBOX_URL": sandbox.url, "HUB_QUEUE_MODE": mode, "LEVER_MAX_RETRIES": 0}
 
 
-def test_a_second_run_keeps_the_webhook(pg_app, pg_client, sandbox):
+def archive_hook():
+    return db.session.scalar(db.select(Webhook).filter_by(event="candidateArchiveChange"))
+
+
+def test_connecting_registers_a_stage_change_and_an_archive_change_webhook(pg_app, pg_client, sandbox):
+    connect(pg_client, sandbox)
+    conn = the_connection()
+    hooks = {h["event"]: h for h in sandbox.admin.webhooks("acme")}
+    assert sorted(hooks) == ["candidateArchiveChange", "candidateStageChange"]
+    assert hooks["candidateStageChange"]["id"] == conn.webhook_id
+    assert conn.webhook_secret == hooks["candidateStageChange"]["configuration"]["signatureToken"]
+    row = archive_hook()
+    assert row.webhook_id == hooks["candidateArchiveChange"]["id"] and row.connection_id == conn.id
+    assert row.secret == hooks["candidateArchiveChange"]["configuration"]["signatureToken"]
+    assert row.secret not in row.secret_ciphertext  # stored encrypted, like the connection's
+    assert {h["url"] for h in hooks.values()} == {webhook_url(conn)}
+
+
+def test_a_second_run_keeps_the_webhooks(pg_app, pg_client, sandbox):
     connect(pg_client, sandbox)
     conn = the_connection()
     first = sandbox.admin.webhooks("acme")
@@ -39,15 +58,31 @@ def test_a_second_run_keeps_the_webhook(pg_app, pg_client, sandbox):
 def test_a_webhook_whose_secret_we_lack_is_recreated(pg_app, pg_client, sandbox):
     connect(pg_client, sandbox)
     conn = the_connection()
-    old_id = conn.webhook_id
+    old_id, archive_id = conn.webhook_id, archive_hook().webhook_id
     conn.webhook_secret = None  # as after a crash between creating it and saving the token
     db.session.commit()
     assert register_webhook(conn.id) == {"outcome": "webhook_ready", "status": "done", "created": True}
-    hooks = sandbox.admin.webhooks("acme")
+    hooks = {h["event"]: h for h in sandbox.admin.webhooks("acme")}
     conn = the_connection()
-    assert [h["id"] for h in hooks] == [conn.webhook_id] and conn.webhook_id != old_id
-    assert hooks[0]["url"] == webhook_url(conn)
-    assert conn.webhook_secret == hooks[0]["configuration"]["signatureToken"]
+    assert len(sandbox.admin.webhooks("acme")) == 2
+    assert hooks["candidateStageChange"]["id"] == conn.webhook_id and conn.webhook_id != old_id
+    assert hooks["candidateStageChange"]["url"] == webhook_url(conn)
+    assert conn.webhook_secret == hooks["candidateStageChange"]["configuration"]["signatureToken"]
+    assert hooks["candidateArchiveChange"]["id"] == archive_id  # the other one is kept
+
+
+def test_a_connection_from_before_archive_webhooks_gets_one(pg_app, pg_client, sandbox):
+    connect(pg_client, sandbox)
+    conn = the_connection()
+    row = archive_hook()
+    old_archive_id = row.webhook_id
+    db.session.delete(row)  # its secret is unknown now: the webhook at our URL must be replaced
+    db.session.commit()
+    assert register_webhook(conn.id)["created"] is True
+    hooks = {h["event"]: h for h in sandbox.admin.webhooks("acme")}
+    assert len(sandbox.admin.webhooks("acme")) == 2 and hooks["candidateStageChange"]["id"] == conn.webhook_id
+    assert archive_hook().webhook_id == hooks["candidateArchiveChange"]["id"] != old_archive_id
+    assert archive_hook().secret == hooks["candidateArchiveChange"]["configuration"]["signatureToken"]
 
 
 def test_failure_to_delete_the_webhook_on_revoke_is_recorded_and_shown(pg_app, pg_client, sandbox):
@@ -78,4 +113,4 @@ def test_setting_up_until_a_worker_runs_the_on_connect_job(pg_app, pg_client, sa
                    timeout=120, capture_output=True)
     conn = the_connection()
     assert conn.status == Connection.ACTIVE
-    assert [h["url"] for h in sandbox.admin.webhooks("acme")] == [webhook_url(conn)]
+    assert [h["url"] for h in sandbox.admin.webhooks("acme")] == [webhook_url(conn)] * 2  # stage and archive changes
