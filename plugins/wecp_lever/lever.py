@@ -108,8 +108,30 @@ def _ms(value) -> int | None:
     raise TypeError(f"expected epoch milliseconds or a datetime, got {value!r}")
 
 
-#: Seconds at least that background work (tags) waits while other work holds the account's tokens.
-BACKGROUND_WAIT = 10.0
+#: Background work takes a turn only this close (seconds): further ahead it would hold up the
+#: invitations and notes that arrive meanwhile, so it waits for a background slot instead.
+BACKGROUND_HORIZON = 2.0
+
+# The end of the account's line of background work waiting (epoch seconds): the next one is
+# placed after it and after the queued calls, one call's time later.
+_BACKGROUND_SLOT = """
+local t = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), tonumber(ARGV[1])) + tonumber(ARGV[2])
+redis.call('SET', KEYS[1], tostring(t), 'EX', 3600)
+return tostring(t)
+"""
+
+
+def background_slot(connection_id: str, calls: int, wait: float) -> float:
+    """Seconds until background work of ``calls`` may try for its turn: after the account's
+    queued calls (due in ``wait`` s) and after the background work already waiting, one after
+    another at the account's rate. It reserves no tokens: invitations and notes that arrive
+    meanwhile still go first; the waiting ones come back in a line instead of all together
+    (each come-back that finds no turn costs a run of its job: docs/performance.md, B5)."""
+    bucket = account_bucket(connection_id)
+    now = time.time()
+    until = float(get_redis().eval(_BACKGROUND_SLOT, 1, f"{bucket.key}:background", now + max(0.0, wait),
+                                   calls / bucket.rate))
+    return max(0.0, until - now)
 
 
 def plan_calls(calls: int, *, background: bool = False) -> None:
@@ -117,9 +139,9 @@ def plan_calls(calls: int, *, background: bool = False) -> None:
 
     Its first call then reserves all of them at once, so a job given back to wait for its turn
     (see ``LeverClient.request``) runs its calls in one go when it comes back: no call is made
-    twice because a later one found no token. ``background`` work (tags) reserves nothing while
-    other work waits for the account's tokens: it comes back when they are free, so a bulk move's
-    invitations are not held up by its tags.
+    twice because a later one found no token. ``background`` work (tags) takes a turn only when
+    one is free within ``BACKGROUND_HORIZON`` seconds; while other work holds the account's tokens
+    longer than that it comes back later, so a bulk move's invitations are not held up by its tags.
     """
     g.lever_plan = max(1, int(calls))
     g.lever_background = background
@@ -171,17 +193,18 @@ def admission(calls: int, *, background: bool = False):
     when they are due. The job then runs once, on its turn, instead of running only to find the
     tokens taken and be given back (two runs: docs/performance.md, B5).
 
-    ``background`` work (tags) takes no turn in the queue: invitations stored after it must not
-    wait behind it. It runs now if the account's tokens are free now, and otherwise comes back
-    once the queued calls are done, spread out, without a first run that would only be given back.
+    ``background`` work (tags) takes a turn only if one is free within ``BACKGROUND_HORIZON``
+    seconds: invitations stored after it must not wait behind it. Otherwise it comes back once
+    the queued calls are done, in line with the background work waiting (``background_slot``),
+    without a first run that would only be given back.
     """
     def admit(row, job_id: str) -> float:
-        horizon = 0.0 if background else float(current_app.config.get("LEVER_MAX_DEFER", 600))
+        horizon = BACKGROUND_HORIZON if background else float(current_app.config.get("LEVER_MAX_DEFER", 600))
         reserved, wait = account_bucket(row.connection_id).reserve(calls, max_wait=horizon)
         if reserved:
             _keep_reservation(get_redis(), job_id, calls, wait)
             return wait
-        return max(wait, BACKGROUND_WAIT) * random.uniform(1.0, 1.5)
+        return background_slot(row.connection_id, calls, wait)
 
     return admit
 
@@ -221,7 +244,7 @@ class LeverClient:
         """
         url = self.base_url + path
         safe = method.upper() == "GET"
-        token = access_token(self.connection_id)
+        token = None
         refreshed = False
         attempt = 0
         deferrable = get_current_job() is not None
@@ -230,6 +253,8 @@ class LeverClient:
             if not (deferrable and self._prepaid()) and not self.bucket.acquire(timeout=self.max_wait):
                 raise RateLimited(429, "LocalRateLimit", "the shared Lever rate limit is saturated",
                                   method=method, path=path, retry_after=1.0)
+            # After the turn: a run given back to wait for it needs no token.
+            token = token or access_token(self.connection_id)
             try:
                 response = self.http.request(method, url, params=params, json=json,
                                              headers={"Authorization": f"Bearer {token}",
@@ -269,34 +294,47 @@ class LeverClient:
                 return None
             return response.json()
 
+    def ready(self) -> None:
+        """In a job: make sure this run's planned calls (``plan_calls``) are reserved and due now,
+        or raise ``Defer`` before the job does anything else (a run given back then costs no
+        other work). Elsewhere nothing: calls wait for their tokens."""
+        if get_current_job() is not None and g.get("lever_prepaid") is None:
+            g.lever_prepaid = self._reserve_run()
+
     def _prepaid(self) -> bool:
         """In a job: spend one of the calls reserved for this run of it, reserving them first
         (or raise ``Defer`` until they are due). False once the run made more calls than it
         planned: those take tokens as usual."""
-        job = get_current_job()
         prepaid = g.get("lever_prepaid")
         if prepaid is None:  # this run's first call
-            redis = get_redis()
-            # Reserved by an earlier run of this job, which was given back until they are due,
-            # or when its row was stored (``admission``).
-            prepaid = _take_reservation(redis, job.id)
-            if not prepaid:
-                calls = int(g.get("lever_plan", 1))
-                horizon = 0.0 if g.get("lever_background") else self.max_defer
-                reserved, wait = self.bucket.reserve(calls, max_wait=horizon)
-                if wait > 0:
-                    if reserved:
-                        _keep_reservation(redis, job.id, calls, wait)
-                    elif g.get("lever_background"):
-                        # Back once the queued calls are done, not every second meanwhile: each
-                        # give-back costs a run of the job.
-                        wait = max(wait, BACKGROUND_WAIT)
-                    raise Defer(wait, "waiting for the Lever rate limit")
-                prepaid = calls
+            prepaid = self._reserve_run()
         if prepaid <= 0:
+            g.lever_prepaid = 0
             return False
         g.lever_prepaid = prepaid - 1
         return True
+
+    def _reserve_run(self) -> int:
+        """The calls this run may make now: reserved by an earlier run of the job (given back
+        until they were due) or when its row was stored (``admission``), else reserved now.
+        Raises ``Defer`` when they are not due yet."""
+        job = get_current_job()
+        redis = get_redis()
+        prepaid = _take_reservation(redis, job.id)
+        if prepaid:
+            return prepaid
+        calls = int(g.get("lever_plan", 1))
+        background = bool(g.get("lever_background"))
+        reserved, wait = self.bucket.reserve(calls, max_wait=BACKGROUND_HORIZON if background else self.max_defer)
+        if wait > 0:
+            if reserved:
+                _keep_reservation(redis, job.id, calls, wait)
+            else:
+                # Background work: back once the queued calls are done, in line with the other
+                # background work waiting, not every second meanwhile.
+                wait = background_slot(self.connection_id, calls, wait)
+            raise Defer(wait, "waiting for the Lever rate limit")
+        return calls
 
     @staticmethod
     def _backoff(attempt: int) -> float:

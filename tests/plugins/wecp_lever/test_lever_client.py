@@ -365,7 +365,8 @@ def test_a_run_that_starts_well_after_its_reserved_turn_does_not_spend_it(connec
 
 def test_background_work_is_admitted_only_onto_free_tokens(connection, api, app):
     """A tag stored while invitations wait takes no turn ahead of later ones: it is scheduled
-    after the queued calls (spread out), reserving nothing; with free tokens it runs at once."""
+    after the queued calls, in line with the other tags waiting, reserving nothing; with free
+    tokens it runs at once."""
     app.config.update(LEVER_RATE_LIMIT=1.0, LEVER_RATE_BURST=2, LEVER_BURST_HEADROOM=1.0)
     row = mock.Mock(connection_id=connection.id)
     assert lever.admission(1, background=True)(row, "tag-now") == 0.0  # a free token: now
@@ -373,7 +374,11 @@ def test_background_work_is_admitted_only_onto_free_tokens(connection, api, app)
     drain(connection.id)
     assert bucket.reserve(3)[0]  # three invitations queued
     wait = lever.admission(1, background=True)(row, "tag-later")
-    assert lever.BACKGROUND_WAIT <= wait <= 1.5 * max(lever.BACKGROUND_WAIT, 4.0)
+    assert 2.5 < wait < 6  # after the three queued calls, and one call's time
+    # The next tag waiting is placed one call later, not at the same moment (they would find
+    # one turn between them and be given back again and again: docs/performance.md, B5).
+    second = lever.admission(1, background=True)(row, "tag-later-2")
+    assert 0.9 < second - wait < 1.4
     assert get_redis().get("hub:ratelimit:wecp_lever:prepaid:tag-later") is None
     reserved, next_turn = bucket.reserve(1)
-    assert reserved and next_turn < 4.5  # the next invitation is not behind the tag
+    assert reserved and next_turn < 4.5  # the next invitation is not behind the tags
