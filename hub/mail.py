@@ -15,12 +15,12 @@ import ssl
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
-from email.utils import formatdate, parseaddr
+from email.utils import formataddr, formatdate, parseaddr
 from typing import ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import sqlalchemy as sa
-from flask import Blueprint, abort, current_app, render_template
+from flask import Blueprint, abort, current_app, make_response, render_template
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .auth import admin_required, scoped
@@ -50,6 +50,10 @@ class OutboundEmail(_PresetId, DurableWork, db.Model):
     idempotency_key: Mapped[str] = mapped_column(sa.String(200), unique=True)
     to: Mapped[str] = mapped_column(sa.String(320))
     subject: Mapped[str] = mapped_column(sa.String(300))
+    #: The From display name (the address is always MAIL_FROM's) and the Reply-To, chosen when
+    #: the email was queued, so every attempt sends the same message.
+    from_name: Mapped[str | None] = mapped_column(sa.String(200))
+    reply_to: Mapped[str | None] = mapped_column(sa.String(320))
     text_ciphertext: Mapped[str] = mapped_column(sa.Text)
     html_ciphertext: Mapped[str | None] = mapped_column(sa.Text)
     #: ``smtp`` or ``outbox`` (no SMTP_URL configured: kept here, shown on /dev/outbox).
@@ -86,7 +90,8 @@ class Sent(Outcome):
 
 
 def queue_email(to: str, subject: str, text: str, html: str | None = None, *,
-                idempotency_key: str, organization_id: int | None = None) -> OutboundEmail:
+                idempotency_key: str, organization_id: int | None = None, from_name: str | None = None,
+                reply_to: str | None = None) -> OutboundEmail:
     """Store the email once per ``idempotency_key``, in the caller's transaction.
 
     Its ``send_email`` job is enqueued when that transaction commits. A second call with the
@@ -95,7 +100,8 @@ def queue_email(to: str, subject: str, text: str, html: str | None = None, *,
     # Subjects are built from text users and providers chose; a line break would start a header.
     subject = " ".join(subject.split())
     email = OutboundEmail(to=to, subject=subject, idempotency_key=idempotency_key,
-                          organization_id=organization_id)
+                          organization_id=organization_id,
+                          from_name=" ".join((from_name or "").split())[:200] or None, reply_to=reply_to or None)
     email.text = text
     email.html = html
     if schedule_once(send_email, email):
@@ -135,9 +141,14 @@ def send_email(email: OutboundEmail) -> Outcome:
 
 def build_message(email: OutboundEmail) -> EmailMessage:
     sender = current_app.config["MAIL_FROM"]
-    domain = parseaddr(sender)[1].rpartition("@")[2] or "wecp.local"
+    name, address = parseaddr(sender)
+    domain = address.rpartition("@")[2] or "wecp.local"
     msg = EmailMessage()
-    msg["From"] = sender
+    # The employer's name in front of our address (sending as their domain would fail SPF/DMARC);
+    # replies go to their recruiter when they gave one.
+    msg["From"] = formataddr((f"{email.from_name} via {name or 'WeCP'}", address)) if email.from_name else sender
+    if email.reply_to:
+        msg["Reply-To"] = email.reply_to
     msg["To"] = email.to
     msg["Subject"] = email.subject
     msg["Date"] = formatdate(localtime=False)
@@ -179,6 +190,31 @@ def outbox():
     emails = db.session.scalars(scoped(OutboundEmail).order_by(OutboundEmail.created_at.desc())
                                 .limit(50)).all()
     return render_template("hub/mail/outbox.html", emails=emails)
+
+
+#: The email's own HTML, shown in a frame of the outbox: no script, no form, no request anywhere
+#: (its images are not loaded), an origin of its own (``sandbox``), framed only by the hub.
+PREVIEW_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
+               "form-action 'none'; frame-ancestors 'self'; sandbox")
+
+
+@bp.route("/dev/outbox/<email_id>.html")
+@admin_required
+def outbox_html(email_id):
+    """Development only: the HTML part of one email of your organization, as a mail client shows it."""
+    if current_app.config.get("PRODUCTION"):
+        abort(404)
+    from .auth import get_scoped_or_404
+
+    email = get_scoped_or_404(OutboundEmail, email_id)
+    if not email.html:
+        abort(404)
+    response = make_response(email.html)
+    response.mimetype = "text/html"
+    response.headers["Content-Security-Policy"] = PREVIEW_CSP
+    response.headers["X-Frame-Options"] = "SAMEORIGIN"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
 
 
 def init_app(app) -> None:

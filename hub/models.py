@@ -33,6 +33,14 @@ class Organization(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: The name candidates' emails come from ("<name> via WeCP"); the organization's name if unset.
+    email_sender_name: Mapped[str | None] = mapped_column(sa.String(200))
+    #: Where candidates' replies go (a recruiter's address); None: the emails say not to reply.
+    email_reply_to: Mapped[str | None] = mapped_column(sa.String(320))
+
+    @property
+    def sender_name(self) -> str:
+        return (self.email_sender_name or "").strip() or self.name
 
 
 class User(db.Model):

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import Blueprint, current_app, g, make_response, render_template, url_for
+from flask import Blueprint, current_app, flash, g, make_response, redirect, render_template, request, url_for
 
-from .auth import login_required
+from .auth import admin_required, login_required
 from .extensions import db
 from .models import Connection, utcnow
 from .registry import all_plugins
@@ -158,6 +158,31 @@ def set_setting(org_id: int, plugin_key: str, key: str, value) -> None:
 @login_required
 def home():
     return render_template("hub/home.html")
+
+
+@bp.route("/settings/emails", methods=["GET", "POST"])
+@admin_required
+def emails():
+    """Who candidates' emails come from and where their replies go, for the organization."""
+    from .assessments.services import valid_email
+    from .models import Organization, audit
+
+    organization = db.session.get(Organization, g.user.organization_id)
+    error = None
+    if request.method == "POST":
+        name = " ".join(request.form.get("sender_name", "").split())[:200]
+        reply_to = request.form.get("reply_to", "").strip()
+        if reply_to and not valid_email(reply_to):
+            error = "Reply-To must be one email address, e.g. recruiting@acme.example."
+        else:
+            organization.email_sender_name, organization.email_reply_to = name or None, reply_to or None
+            audit("organization.email_settings", organization_id=organization.id, user_id=g.user.id,
+                  target=str(organization.id), reply_to_set=bool(reply_to))
+            db.session.commit()
+            flash("Saved. Emails queued from now on use these.", "success")
+            return redirect(url_for(".emails"))
+    return render_template("hub/email_settings.html", organization=organization, error=error,
+                           form=request.form if error else None), 400 if error else 200
 
 
 @bp.route("/settings/integrations")

@@ -47,9 +47,9 @@ def show(token):
     if invitation.status == STARTED:
         # The page shows the limit itself; the server allows GRACE more before refusing.
         submit_before = invitation.started_at + timedelta(minutes=invitation.test.time_limit_minutes)
-        return render_template("hub/assessments/candidate/questions.html", invitation=invitation,
+        return _page("hub/assessments/candidate/questions.html", invitation=invitation,
                                test=invitation.test, token=token, submit_before=submit_before)
-    return render_template("hub/assessments/candidate/intro.html", invitation=invitation,
+    return _page("hub/assessments/candidate/intro.html", invitation=invitation,
                            test=invitation.test, token=token)
 
 
@@ -80,7 +80,7 @@ def done(token):
     invitation = invitation_by_token(token)
     if invitation is None or invitation.status != COMPLETED:
         return redirect(url_for(".show", token=token))
-    return render_template("hub/assessments/candidate/done.html", invitation=invitation,
+    return _page("hub/assessments/candidate/done.html", invitation=invitation,
                            test=invitation.test)
 
 
@@ -91,8 +91,18 @@ def _closed_for(exc: InvitationError, token: str):
     return _closed(reason, invitation_by_token(token))
 
 
+def _page(template: str, **context):
+    """A candidate page, told who is asking (the employer, the job) and whether replying to the
+    invitation email reaches them."""
+    invitation = context.get("invitation")
+    organization = invitation.organization if invitation is not None else None
+    return render_template(template, employer=organization.sender_name if organization else None,
+                           job=invitation.job_title if invitation is not None else None,
+                           reply_to=organization.email_reply_to if organization else None, **context)
+
+
 def _closed(reason: str, invitation=None):
     """One clear page per way a link can no longer be used; 404 for unknown, 410 for the rest."""
     status = 404 if reason == "not_found" else 410
-    return render_template("hub/assessments/candidate/closed.html", reason=reason,
+    return _page("hub/assessments/candidate/closed.html", reason=reason,
                            invitation=invitation, test=invitation.test if invitation else None), status

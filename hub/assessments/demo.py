@@ -19,12 +19,12 @@ SAMPLE_TEST = {
          "options": ["2", "3", "4"], "correct": [1]},
         {"text": "Which of these types are mutable?", "kind": "multiple",
          "options": ["list", "tuple", "dict", "str"], "correct": [0, 2]},
-        {"text": "Which keyword defines a function?", "kind": "single",
-         "options": ["func", "def", "lambda only", "function"], "correct": [1]},
+        {"text": "Which keyword starts a function definition?", "kind": "single",
+         "options": ["func", "def", "function", "fn"], "correct": [1]},
         {"text": "What is the value of bool([])?", "kind": "single",
          "options": ["True", "False"], "correct": [1]},
-        {"text": "Which statements handle exceptions?", "kind": "multiple",
-         "options": ["try / except", "finally", "catch", "rescue"], "correct": [0, 1]},
+        {"text": "Which of these are Python keywords for handling exceptions?", "kind": "multiple",
+         "options": ["try", "except", "catch", "rescue"], "correct": [0, 1]},
     ],
 }
 

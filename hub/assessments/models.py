@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..crypto import EncryptedField
 from ..extensions import db
-from ..models import _PresetId, new_uuid, utcnow
+from ..models import Organization, _PresetId, new_uuid, utcnow
 
 #: Question kinds: one correct option (radio buttons) or several (checkboxes).
 KINDS = ("single", "multiple")
@@ -93,6 +93,8 @@ class Invitation(_PresetId, db.Model):
     #: Who asked for it, (a plugin key), and their reference (e.g. the ATS's candidate id).
     source: Mapped[str] = mapped_column(sa.String(64))
     source_ref: Mapped[str | None] = mapped_column(sa.String(200))
+    #: The job the candidate applied for, as the integration names it (an ATS posting's title).
+    job_title: Mapped[str | None] = mapped_column(sa.String(300))
     #: The caller's key: one live invitation per key. ``generation`` counts re-invitations after
     #: expiry, so the unique pair lets PostgreSQL settle concurrent creations.
     idempotency_key: Mapped[str] = mapped_column(sa.String(200))
@@ -110,6 +112,7 @@ class Invitation(_PresetId, db.Model):
 
     test: Mapped[AssessmentTest] = relationship()
     result: Mapped[Result | None] = relationship(back_populates="invitation", uselist=False)
+    organization: Mapped[Organization] = relationship()
 
     token = EncryptedField("token_ciphertext")
 

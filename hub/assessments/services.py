@@ -104,7 +104,8 @@ def valid_email(email: str) -> bool:
 
 
 def create_invitation(test_id: int, *, name: str, email: str, source: str,
-                      source_ref: str | None, idempotency_key: str) -> tuple[Invitation, bool]:
+                      source_ref: str | None, idempotency_key: str,
+                      job_title: str | None = None) -> tuple[Invitation, bool]:
     """Invite a candidate to a test and queue the invitation email; once per ``idempotency_key``.
 
     Returns ``(invitation, created)``. While an invitation for the key is live (invited,
@@ -136,6 +137,7 @@ def create_invitation(test_id: int, *, name: str, email: str, source: str,
             organization_id=test.organization_id, test_id=test.id,
             candidate_name=(name or "").strip()[:200], candidate_email=email,
             source=source, source_ref=source_ref, idempotency_key=idempotency_key,
+            job_title=" ".join((job_title or "").split())[:300] or None,
             generation=0 if latest is None else latest.generation + 1,
             status=INVITED, created_at=now, expires_at=now + timedelta(days=test.valid_days))
         token = new_link_token()
@@ -170,14 +172,20 @@ def resend_invitation(invitation_id: str) -> None:
 
 def _queue_invitation_email(invitation: Invitation, key_suffix: str = "", reminder: bool = False) -> None:
     test = invitation.test
+    organization = invitation.organization
+    employer = organization.sender_name
     context = {"invitation": invitation, "test": test, "url": invitation_url(invitation.id),
-               "company": current_app.config["HUB_COMPANY_NAME"], "reminder": reminder}
+               "company": current_app.config["HUB_COMPANY_NAME"], "employer": employer,
+               "job": invitation.job_title, "reply_to": organization.email_reply_to, "reminder": reminder}
+    # Who is asking, and for which job, before anything else: the subject is what people read.
+    for_job = f" for {invitation.job_title}" if invitation.job_title else ""
     queue_email(invitation.candidate_email,
-                f"{'Reminder: ' if reminder else ''}{context['company']}: your assessment “{test.title}”",
+                f"{'Reminder: ' if reminder else ''}{employer}: your assessment{for_job}, “{test.title}”",
                 render_template("hub/mail/invitation.txt", **context),
                 render_template("hub/mail/invitation.html", **context),
                 idempotency_key=f"invitation:{invitation.id}{key_suffix}",
-                organization_id=invitation.organization_id)
+                organization_id=invitation.organization_id, from_name=employer,
+                reply_to=organization.email_reply_to)
 
 
 def invitation_by_token(token: str) -> Invitation | None:
@@ -604,8 +612,10 @@ def get_result(result_id: str) -> ResultInfo | None:
 
 
 def invite(test_id: int, *, name: str, email: str, source: str, source_ref: str | None,
-           idempotency_key: str) -> tuple[str, bool]:
-    """``create_invitation`` for integrations: the invitation's id, and whether this call made it."""
+           idempotency_key: str, job_title: str | None = None) -> tuple[str, bool]:
+    """``create_invitation`` for integrations: the invitation's id, and whether this call made it.
+    ``job_title``: the job the candidate applied for (emails and pages name it)."""
     invitation, created = create_invitation(test_id, name=name, email=email, source=source,
-                                            source_ref=source_ref, idempotency_key=idempotency_key)
+                                            source_ref=source_ref, idempotency_key=idempotency_key,
+                                            job_title=job_title)
     return invitation.id, created

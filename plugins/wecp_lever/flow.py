@@ -339,7 +339,7 @@ def _invite(connection: Connection, opp: dict, application: dict, link: PostingL
                      f"a note in Lever says what to fix", delivery_id, always=True)
     invitation_id, created = assessments.invite(
         link.test_id, name=name, email=email, source=KEY, source_ref=opp["id"],
-        idempotency_key=f"{KEY}:{org_id}:{opp['id']}:{link.test_id}")
+        job_title=link.posting_text or None, idempotency_key=f"{KEY}:{org_id}:{opp['id']}:{link.test_id}")
     if not created:
         record("invitation", "skipped", f"already invited to “{test.title}” (still valid)",
                organization_id=org_id, opportunity_id=opp["id"], candidate_name=name,

@@ -18,9 +18,9 @@ CANDIDATE, CANDIDATE_EMAIL = "Radia Perlman", "radia.perlman@example.com"
 ANSWERS = {
     "What does len([1, 2, 3]) return?": ["3"],
     "Which of these types are mutable?": ["list", "dict"],
-    "Which keyword defines a function?": ["def"],
+    "Which keyword starts a function definition?": ["def"],
     "What is the value of bool([])?": ["False"],
-    "Which statements handle exceptions?": ["try / except", "finally"],
+    "Which of these are Python keywords for handling exceptions?": ["try", "except"],
 }
 
 

@@ -28,6 +28,16 @@ def test_a_candidate_archived_before_starting_finds_a_kind_message_at_390_px(pag
     connect_and_link(page, stack, admin_account, POSTING)
     opportunity, url = applied_and_invited(page, stack, POSTING_ID, "Katherine Johnson",
                                            "katherine.johnson@example.com")
+    # The email on a phone: who is asking and for which job, the button in reach, no sideways scroll.
+    email = stack.smtp.wait_for(lambda m: "katherine.johnson@example.com" in m["To"], timeout=5)
+    assert email["Subject"].startswith("Acme") and f"for {POSTING}" in email["Subject"]
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.set_content(email.get_body(("html",)).get_content())
+    expect(page.get_by_text(f"as part of your application for {POSTING}")).to_be_visible()
+    expect(page.get_by_role("link", name="Open the test")).to_be_in_viewport()
+    assert page.evaluate(NO_SIDEWAYS_SCROLL)
+    page.screenshot(path=str(stack.artifacts / "invitation-email-390.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
     # The recruiter archives the candidate in Lever; Lever's archive webhook reaches the hub and
     # a worker withdraws the invitation.
     page.goto(f"{stack.sandbox.url}/candidates/{opportunity}")

@@ -79,6 +79,23 @@ def test_without_smtp_the_email_stays_in_the_outbox(app, client, admin, make_use
     assert client.get("/dev/outbox").status_code == 404
 
 
+def test_the_outbox_shows_each_html_email_rendered_in_a_sandboxed_frame(app, client, admin, make_user):
+    own = _queue(organization_id=admin.organization_id)
+    other = _queue(key="other-org", organization_id=make_user(org="Other", email="o@other.example").organization_id)
+    sign_in(client, admin.email)
+    page = client.get("/dev/outbox").get_data(as_text=True)
+    assert f'<iframe class="email-preview" sandbox src="/dev/outbox/{own.id}.html"' in page
+    preview = client.get(f"/dev/outbox/{own.id}.html")
+    assert preview.status_code == 200 and preview.get_data(as_text=True) == "<p>Hello <b>Ada</b></p>"
+    csp = preview.headers["Content-Security-Policy"]
+    # Its own opaque origin, no script, nothing fetched, framed only by the hub.
+    assert "sandbox" in csp.split("; ") and "default-src 'none'" in csp and "frame-ancestors 'self'" in csp
+    assert "script-src" not in csp and preview.headers["X-Frame-Options"] == "SAMEORIGIN"
+    assert client.get(f"/dev/outbox/{other.id}.html").status_code == 404  # another organization's
+    app.config["PRODUCTION"] = True
+    assert client.get(f"/dev/outbox/{own.id}.html").status_code == 404
+
+
 def test_outbox_page_is_for_admins(app, make_user):
     member = make_user(role="member", email="member@acme.example")
     client = app.test_client()
@@ -213,7 +230,7 @@ def test_invitation_email_has_both_parts_and_escapes_the_name(app, admin, smtp_s
     html = message.get_body(("html",)).get_content()
     text = message.get_body(("plain",)).get_content()
     assert "<img" not in html and "&lt;img src=x" in html and url in html
-    assert url in text and "Python basics" in text and "WeCP" in message["Subject"]
+    assert url in text and "Python basics" in text and message["Subject"].startswith("Acme: ")  # the employer
     assert invitation.expires_at.strftime("%d %b %Y, %H:%M UTC") in text
     assert "20 minutes" in html
 

@@ -35,9 +35,9 @@ HUB_ACCESS = {
     # Admins and super admins only.
     "connections.connect": "admin", "connections.callback": "admin", "connections.revoke": "admin",
     "connections.confirm_revoke": "admin",
-    "webhooks.retry_failed": "admin", "mail.outbox": "admin", "work.index": "admin", "work.retry": "admin",
+    "webhooks.retry_failed": "admin", "mail.outbox": "admin", "mail.outbox_html": "admin", "work.index": "admin", "work.retry": "admin",
     "assessments.revoke_report_link": "admin", "assessments.new_report_link": "admin",
-    "assessments.regrade": "admin",
+    "assessments.regrade": "admin", "settings.emails": "admin",
 }
 # The job dashboard, every page and action of it: the hub's operators only (404 for all others).
 OPERATOR_BLUEPRINTS = ("rq_dashboard.",)

@@ -280,3 +280,39 @@ def test_demo_sample_test_is_valid_and_seeded_once(app, admin):
     db.session.commit()
     assert seed_sample_test(admin.organization_id).id == first.id
     assert first.title == SAMPLE_TITLE and len(first.questions) == 5
+
+
+def test_the_sample_test_marks_the_right_answers():
+    """The demo's sample questions, checked against Python itself: a wrong mark fails here."""
+    import keyword
+
+    from hub.assessments.demo import SAMPLE_TEST
+
+    questions = {q["text"]: q for q in SAMPLE_TEST["questions"]}
+
+    def marked(text):
+        q = questions[text]
+        return {q["options"][i] for i in q["correct"]}
+
+    def is_mutable(name):
+        value = {"list": [1], "tuple": (1,), "dict": {1: 1}, "str": "a"}[name]
+        try:
+            value[0] = value[0] if not isinstance(value, dict) else None
+            return True
+        except TypeError:
+            return False
+
+    assert marked("What does len([1, 2, 3]) return?") == {str(len([1, 2, 3]))}
+    mutable = questions["Which of these types are mutable?"]
+    assert marked("Which of these types are mutable?") == {o for o in mutable["options"] if is_mutable(o)}
+    starts = questions["Which keyword starts a function definition?"]["options"]
+    assert marked("Which keyword starts a function definition?") == {
+        o for o in starts if keyword.iskeyword(o) and compile(f"{o} f(): pass", "q", "exec")}
+    assert marked("What is the value of bool([])?") == {str(bool([]))}
+    handling = questions["Which of these are Python keywords for handling exceptions?"]["options"]
+    assert marked("Which of these are Python keywords for handling exceptions?") == {
+        o for o in handling if keyword.iskeyword(o)}
+    assert len(questions) == len(SAMPLE_TEST["questions"])  # every question is checked above
+    assert set(questions) == {"What does len([1, 2, 3]) return?", "Which of these types are mutable?",
+                              "Which keyword starts a function definition?", "What is the value of bool([])?",
+                              "Which of these are Python keywords for handling exceptions?"}

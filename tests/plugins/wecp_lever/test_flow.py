@@ -1016,3 +1016,12 @@ def test_after_a_withdrawal_a_new_move_into_the_stage_invites_again(connected, s
     move(sandbox, client, conn, opp)
     statuses = sorted((i.generation, i.status) for i in invitations())
     assert statuses == [(0, "cancelled"), (1, "invited")]
+
+
+def test_the_invitation_names_the_posting_as_the_job(connected, sandbox):
+    client, conn = connected
+    _, invitation = _invited(client, conn, sandbox)
+    link = db.session.scalar(db.select(PostingLink))
+    assert link.posting_text and invitation.job_title == link.posting_text
+    email = db.session.scalar(db.select(OutboundEmail).filter_by(idempotency_key=f"invitation:{invitation.id}"))
+    assert f"your assessment for {link.posting_text}, “Backend screen”" in email.subject
