@@ -14,10 +14,31 @@ def _create_app():
     return create_app()
 
 
-@click.group(cls=FlaskGroup, create_app=_create_app, add_version_option=False,
+class HubGroup(FlaskGroup):
+    """Flask's command group, listing the hub's own commands and options only. Flask's
+    development commands (run, shell, routes) and options (--app, --env-file, --debug) still
+    work; ``hub --help`` does not list them."""
+
+    FLASK_COMMANDS = ("run", "shell", "routes")
+    FLASK_OPTIONS = ("env_file", "app", "debug")
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        for param in self.params:
+            if param.name in self.FLASK_OPTIONS:
+                param.hidden = True
+
+    def list_commands(self, ctx):
+        return [name for name in super().list_commands(ctx) if name not in self.FLASK_COMMANDS]
+
+
+@click.group(cls=HubGroup, create_app=_create_app, add_version_option=False,
              load_dotenv=False, set_debug_flag=False)
 def main():
-    """WeCP Integration Hub."""
+    """WeCP Integration Hub: the service between WeCP and the applicant tracking systems.
+
+    `hub doctor` checks that everything it needs answers; each command has its own --help.
+    """
 
 
 @click.group("users")
@@ -246,9 +267,86 @@ def keys_rotate():
     click.echo(f"re-encrypted {changed} secret(s) under key 1 of {len(current_app.config['HUB_ENCRYPTION_KEYS'])}")
 
 
+@click.command("doctor", short_help="Check what the hub depends on; say what to fix.")
+@with_appcontext
+def doctor():
+    """Check the configuration, PostgreSQL, Redis, SMTP and each provider; say what to fix."""
+    results = list(_doctor_checks())
+    width = max(len(name) for name, _, _ in results)
+    for name, ok, detail in results:
+        click.echo(f"{'ok  ' if ok else 'FIX '} {name.ljust(width)}  {detail}")
+    failed = [name for name, ok, _ in results if not ok]
+    if failed:
+        raise click.ClickException(f"{len(failed)} of {len(results)} checks need fixing: {', '.join(failed)}")
+    click.echo(f"all {len(results)} checks passed")
+
+
+def _doctor_checks():
+    """(what, fine?, what was found or what to do) for each thing the hub depends on."""
+    import smtplib
+    from urllib.parse import urlsplit
+
+    import requests
+    import sqlalchemy as sa
+
+    from .extensions import get_redis
+    from .registry import all_plugins
+    from .schema import histories
+
+    cfg = current_app.config
+    if cfg.get("PRODUCTION"):
+        yield "configuration", True, "production settings accepted at start-up"
+    else:
+        yield "configuration", True, "development settings (HUB_ENV is not production)"
+    try:
+        db.session.execute(sa.text("SELECT 1"))
+        behind = []
+        with db.engine.connect() as conn:
+            from alembic.migration import MigrationContext
+
+            for history in histories():
+                current = set(MigrationContext.configure(
+                    conn, opts={"version_table": history.version_table}).get_current_heads())
+                if current != set(history.script().get_heads()):
+                    behind.append(history.key)
+        yield ("database", not behind, f"{db.engine.dialect.name} answers; schema up to date" if not behind
+               else f"schema behind for {', '.join(behind)}: run `hub db upgrade`")
+    except Exception as exc:
+        yield "database", False, f"cannot reach it ({type(exc).__name__}): check DATABASE_URL and that the server runs"
+    try:
+        get_redis().ping()
+        yield "redis", True, "answers PING"
+    except Exception as exc:
+        yield "redis", False, f"cannot reach it ({type(exc).__name__}): check REDIS_URL and that redis-server runs"
+    smtp_url = cfg.get("SMTP_URL")
+    if not smtp_url:
+        yield "smtp", not cfg.get("PRODUCTION"), "SMTP_URL not set: emails stay in the outbox (/dev/outbox)"
+    else:
+        url = urlsplit(smtp_url)
+        try:
+            cls = smtplib.SMTP_SSL if url.scheme == "smtps" else smtplib.SMTP
+            with cls(url.hostname or "127.0.0.1", url.port or (465 if url.scheme == "smtps" else 25), timeout=5) as server:
+                server.noop()
+            yield "smtp", True, f"{url.hostname}:{url.port or ''} answers"
+        except Exception as exc:
+            yield "smtp", False, f"{url.hostname} does not answer ({type(exc).__name__}): check SMTP_URL"
+    for plugin in all_plugins().values():
+        for provider in plugin.providers:
+            base = provider.setting(cfg, "API_BASE_URL")
+            name = f"{plugin.key}: {provider.title}"
+            if not base:
+                yield name, False, f"{provider.config_prefix}_API_BASE_URL is not set"
+                continue
+            try:
+                answer = requests.get(base, timeout=5)
+                yield name, True, f"{base} answers (HTTP {answer.status_code})"
+            except requests.RequestException as exc:
+                yield name, False, f"{base} cannot be reached ({type(exc).__name__}): check the network or the URL"
+
+
 def init_app(app) -> None:
     """Attach the hub's commands to ``app.cli`` (so ``flask --app wsgi`` and tests see them too)."""
-    for command in (users, operators, api_tokens, keys):
+    for command in (users, operators, api_tokens, keys, doctor):
         app.cli.add_command(command)
 
 

@@ -46,6 +46,7 @@ log = logging.getLogger("hub.inbox")
 
 #: ``hub events …`` commands.
 cli = Blueprint("events", __name__, cli_group="events")
+cli.cli.help = "Stored webhook deliveries: replay them."
 
 
 class WebhookDelivery(DurableWork, db.Model):

@@ -468,7 +468,7 @@ class Supervisor:
                     pass
 
 
-@click.command("worker")
+@click.command("worker", short_help="Run a worker for the hub's jobs (a supervised work process).")
 @click.option("--queues", default=",".join(QUEUES), show_default=True,
               help="Comma-separated queues, most urgent first.")
 @click.option("--burst", is_flag=True, help="Run in this process until the queues are empty (tests, one-off runs).")
