@@ -93,7 +93,7 @@ def take_sample_test(url: str) -> None:
                                timeout=10).text
     answers = {"csrf_token": hidden(questions, "csrf_token")}
     for block in questions.split("<fieldset")[1:]:
-        text = unescape(re.search(r'class="prewrap question-text">([^<]*)<', block).group(1))
+        text = unescape(re.search(r'class="prewrap question-text"[^>]*>([^<]*)<', block).group(1))
         for name, value, option in re.findall(
                 r'name="(q-[^"]+)" value="(\d+)">\s*<span>([^<]*)</span>', block):
             if unescape(option) in right.get(text, []):

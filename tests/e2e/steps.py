@@ -112,8 +112,15 @@ def take_test(page: Page, url: str, answers: dict[str, list[str]]) -> None:
         box = page.locator("fieldset.question").filter(has_text=question)
         for option in options:
             box.get_by_label(option, exact=True).check()
+    asked = []
+
+    def confirm(dialog):
+        asked.append(dialog.message)
+        dialog.accept()
+    page.once("dialog", confirm)  # the page asks before the one submission
     page.get_by_role("button", name="Submit answers").click()
     expect(page.get_by_role("heading", name=re.compile(r"^Thank you"))).to_be_visible()
+    assert len(asked) == 1 and "You can submit only once" in asked[0]
 
 
 def seed_sample_test(email: str):

@@ -32,14 +32,15 @@ def test_the_candidate_journey(app, candidate, sample_test):
     assert intro.status_code == 200
     assert "Python basics" in html and "WeCP" in html and "20 minutes" in html
     assert invitation.expires_at.strftime("%d %b %Y, %H:%M UTC") in html
-    assert "Ada &lt;Lovelace&gt;" in html and "<script" not in html
+    ours = '<script src="/static/candidate.js" defer></script>'  # the pages' own static script
+    assert "Ada &lt;Lovelace&gt;" in html and "<script" not in html.replace(ours, "")
     assert candidate.post(path + "/start").status_code == 400  # CSRF applies without sign-in
 
     response = candidate.post(path + "/start", data={"csrf_token": _csrf(html)})
     assert response.status_code == 302 and response.headers["Location"] == path
     questions = candidate.get(path).get_data(as_text=True)
     assert "Question 1 of 3" in questions and 'type="radio"' in questions
-    assert 'type="checkbox"' in questions and "<script" not in questions
+    assert 'type="checkbox"' in questions and "<script" not in questions.replace(ours, "")
     q1, q2, q3 = sample_test.questions
     response = candidate.post(path + "/submit", data={
         "csrf_token": _csrf(questions), f"q-{q1.id}": "1", f"q-{q2.id}": ["0", "2"],
