@@ -13,6 +13,9 @@ from html import unescape
 
 import requests
 
+#: Markup inside a question or an option (e.g. <code>): not part of its text.
+TAGS = re.compile(r"<[^>]+>")
+
 #: The demo's sign-in (a development database only).
 DEMO_ORG = "Acme Hiring"
 DEMO_ADMIN = "admin@acme.example"
@@ -86,17 +89,20 @@ def take_sample_test(url: str) -> None:
     """As the candidate (no WeCP account): Start, answer every question right, Submit."""
     from hub.assessments.demo import SAMPLE_TEST
 
-    right = {q["text"]: [q["options"][i] for i in q["correct"]] for q in SAMPLE_TEST["questions"]}
+    def plain(text: str) -> str:  # as the page shows it: `code` marks are not text
+        return text.replace("`", "")
+
+    right = {plain(q["text"]): [plain(q["options"][i]) for i in q["correct"]] for q in SAMPLE_TEST["questions"]}
     candidate = requests.Session()
     intro = candidate.get(url, timeout=10).text
     questions = candidate.post(f"{url}/start", data={"csrf_token": hidden(intro, "csrf_token")},
                                timeout=10).text
     answers = {"csrf_token": hidden(questions, "csrf_token")}
     for block in questions.split("<fieldset")[1:]:
-        text = unescape(re.search(r'class="prewrap question-text"[^>]*>([^<]*)<', block).group(1))
+        text = unescape(TAGS.sub("", re.search(r'class="prewrap question-text"[^>]*>(.*?)</p>', block, re.S).group(1)))
         for name, value, option in re.findall(
-                r'name="(q-[^"]+)" value="(\d+)">\s*<span>([^<]*)</span>', block):
-            if unescape(option) in right.get(text, []):
+                r'name="(q-[^"]+)" value="(\d+)">\s*<span>(.*?)</span>', block, re.S):
+            if unescape(TAGS.sub("", option)) in right.get(text, []):
                 answers.setdefault(name, []).append(value)
     done = candidate.post(f"{url}/submit", data=answers, timeout=10)
     if "Thank you" not in done.text:

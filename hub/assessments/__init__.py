@@ -6,6 +6,10 @@ name to ``app.extensions["hub.test_page_panels"]`` (rendered with ``test`` in th
 """
 from __future__ import annotations
 
+import re
+
+from markupsafe import Markup, escape
+
 
 def init_app(app) -> None:
     from . import api, candidate, views
@@ -17,6 +21,17 @@ def init_app(app) -> None:
     app.register_blueprint(api.bp)
     app.register_blueprint(candidate.bp)
     app.jinja_env.filters.setdefault("hub_datetime", format_datetime)
+    app.jinja_env.filters.setdefault("hub_code", inline_code)
+
+
+#: `code` in a question or an option: shown as code (monospace, kept as typed).
+_INLINE_CODE = re.compile(r"`([^`\n]+)`")
+
+
+def inline_code(text) -> Markup:
+    """Text of a question or an option, escaped, with each `backticked` part as <code>."""
+    escaped = str(escape(text or ""))  # escaping leaves backticks alone
+    return Markup(_INLINE_CODE.sub(lambda m: f"<code>{m.group(1)}</code>", escaped))
 
 
 def format_datetime(value) -> str:

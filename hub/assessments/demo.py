@@ -15,16 +15,16 @@ SAMPLE_TEST = {
     "time_limit_minutes": 15,
     "valid_days": 7,
     "questions": [
-        {"text": "What does len([1, 2, 3]) return?", "kind": "single",
+        {"text": "What does `len([1, 2, 3])` return?", "kind": "single",
          "options": ["2", "3", "4"], "correct": [1]},
         {"text": "Which of these types are mutable?", "kind": "multiple",
-         "options": ["list", "tuple", "dict", "str"], "correct": [0, 2]},
+         "options": ["`list`", "`tuple`", "`dict`", "`str`"], "correct": [0, 2]},
         {"text": "Which keyword starts a function definition?", "kind": "single",
-         "options": ["func", "def", "function", "fn"], "correct": [1]},
-        {"text": "What is the value of bool([])?", "kind": "single",
+         "options": ["`func`", "`def`", "`function`", "`fn`"], "correct": [1]},
+        {"text": "What is the value of `bool([])`?", "kind": "single",
          "options": ["True", "False"], "correct": [1]},
         {"text": "Which of these are Python keywords for handling exceptions?", "kind": "multiple",
-         "options": ["try", "except", "catch", "rescue"], "correct": [0, 1]},
+         "options": ["`try`", "`except`", "`catch`", "`rescue`"], "correct": [0, 1]},
     ],
 }
 

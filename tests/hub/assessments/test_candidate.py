@@ -111,3 +111,21 @@ def test_a_link_shows_only_its_own_invitation(candidate, sample_test):
     grace, _ = invite(sample_test, key="g", name="Grace Hopper", email="grace@example.com")
     page = candidate.get(_path(ada)).get_data(as_text=True)
     assert "Ada Lovelace" in page and "Grace Hopper" not in page
+
+
+def test_code_in_a_question_is_shown_as_code_and_nothing_else_becomes_markup(app, candidate, admin):
+    from hub.assessments import inline_code
+    from tests.hub.assessments.conftest import make_test
+
+    assert str(inline_code("What does `len(x)` return for <b>x</b>?")) == \
+        "What does <code>len(x)</code> return for &lt;b&gt;x&lt;/b&gt;?"
+    assert str(inline_code("`<script>alert(1)</script>`")) == "<code>&lt;script&gt;alert(1)&lt;/script&gt;</code>"
+    assert str(inline_code("a ` alone")) == "a ` alone"
+    test = make_test(admin.organization_id, questions=[
+        {"text": "What does `len([1, 2])` return?", "kind": "single", "options": ["`1`", "`2`"], "correct": [1]}])
+    invitation, _ = invite(test)
+    path = _path(invitation)
+    intro = candidate.get(path).get_data(as_text=True)
+    candidate.post(path + "/start", data={"csrf_token": _csrf(intro)})
+    page = candidate.get(path).get_data(as_text=True)
+    assert "What does <code>len([1, 2])</code> return?" in page and "<span><code>2</code></span>" in page
