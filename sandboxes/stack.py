@@ -89,11 +89,14 @@ def running(pid: int) -> bool:
     return stat is not None and stat[0] != "Z"
 
 
-def stop_group(proc: subprocess.Popen, timeout: float = 8.0, again_after: float = 1.0) -> bool:
+def stop_group(proc: subprocess.Popen, timeout: float = 8.0, again_after: float = 2.5) -> bool:
     """Stop the process group of ``proc``: SIGTERM, SIGTERM again, then SIGKILL what is left.
 
     The second SIGTERM turns an RQ worker's warm shutdown (wait for the running job) into a
-    cold one (kill its work horse). True if the group ended without SIGKILL.
+    cold one (stop the job). RQ ignores a second signal that comes less than a second after the
+    first it handled (``Worker.request_force_stop``: a pool's duplicate), and a busy machine can
+    handle the first one late: the second comes well after that second. True if the group ended
+    without SIGKILL.
     """
     pgid = proc.pid
     started = time.monotonic()

@@ -42,7 +42,8 @@ def next_steps(hub_url: str, sandbox_url: str) -> list[str]:
         "Settings › Integrations › Lever › Connect, sign in to the sandbox and Accept.",
         'Tests › "Sample: Python basics" › Link job posting from Lever: pick a posting and the '
         '"Assessment" stage.',
-        "In the sandbox, open that posting's pipeline and move a candidate to \"Assessment\".",
+        "In the sandbox, open that posting's pipeline, click \"New candidate applies\" (candidates who "
+        "applied before the link are left alone), then move the new candidate to \"Assessment\".",
         "Open the invitation in the email outbox, take the test, then see the note in the sandbox.",
     ]
 

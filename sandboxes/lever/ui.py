@@ -94,8 +94,34 @@ def pipeline(account_id, posting_id):
                     and o.application.posting_id == posting_id]
             opps.sort(key=lambda o: (o.created_at, o.id))
             columns.append((stage, opps[:CARDS_PER_STAGE], max(0, len(opps) - CARDS_PER_STAGE)))
+        applied = sum(1 for o in acc.opportunities.values() if o.application and o.application.posting_id == posting_id)
+        suggestion = {"name": f"Applicant {applied + 1}", "email": f"applicant{applied + 1}@example.com"}
         return render_template("lever_sandbox/pipeline.html", account=acc, posting=posting,
-                               columns=columns)
+                               columns=columns, first_stage=_applied_stage(acc), suggestion=suggestion)
+
+
+def _applied_stage(acc):
+    """Where a new application lands: Lever's "New applicant" stage, else the first stage."""
+    return next((s for s in acc.stages if s.id == "applicant-new"), acc.stages[0])
+
+
+@bp.post("/accounts/<account_id>/postings/<posting_id>/apply")
+def apply(account_id, posting_id):
+    """Someone applies to the posting now (no webhook: Lever sends none for an application to
+    the integration's stage-change subscription)."""
+    acc = _account(account_id)
+    name = " ".join(request.form.get("name", "").split())[:200]
+    email = request.form.get("email", "").strip()[:320]
+    if not name or "@" not in email:
+        flash("A new candidate needs a name and an email address.")
+    else:
+        try:
+            _state().add_candidates(account_id, posting_id, _applied_stage(acc).id,
+                                    candidates=[{"name": name, "emails": [email]}])
+            flash(f"{name} applied. Move them to the linked stage to send the test.")
+        except NotFound as exc:
+            flash(str(exc))
+    return redirect(url_for(".pipeline", account_id=account_id, posting_id=posting_id))
 
 
 @bp.post("/accounts/<account_id>/move")

@@ -103,3 +103,36 @@ def test_no_serious_accessibility_violation_on_the_candidate_pages_the_report_an
     page.goto(report)
     expect(page.get_by_role("heading").first).to_be_visible()
     assert serious_violations(page) == []
+
+
+def test_the_demo_s_next_steps_followed_by_hand_end_with_the_email_and_the_note(page, stack, admin_account):
+    """The demo's own words (sandboxes/lever/standin.py next_steps), step by step in a browser:
+    a candidate who applies after the link is invited; the score lands as a note."""
+    from sandboxes.lever.standin import next_steps
+    from tests.e2e.steps import move_in_lever, take_test
+    from tests.e2e.test_browser_journey import ANSWERS
+    from tests.stack import wait_until
+
+    steps = next_steps(stack.hub_url, stack.sandbox.url)
+    assert "New candidate applies" in steps[2]
+    connect_and_link(page, stack, admin_account, POSTING)  # steps 1 and 2
+    # Step 3: the pipeline's "New candidate applies", then move them to Assessment.
+    page.goto(f"{stack.sandbox.url}/accounts/acme/postings/{POSTING_ID}")
+    form = page.locator("form.apply")
+    form.get_by_label("Name").fill("Annie Jump Cannon")
+    form.get_by_label("Email").fill("annie.cannon@example.com")
+    form.get_by_role("button", name="New candidate applies").click()
+    expect(page.get_by_text("Annie Jump Cannon applied.")).to_be_visible()
+    move_in_lever(page, stack.sandbox.url, POSTING_ID, "Annie Jump Cannon", "Assessment")
+    # Step 4: the invitation arrives; the candidate takes the test; the note is in Lever.
+    email = stack.smtp.wait_for(lambda m: "annie.cannon@example.com" in m["To"], timeout=30)
+    url = re.search(r"http://\S+/t/\S+", email.get_body(("plain",)).get_content()).group(0)
+    take_test(page, url, ANSWERS)
+    page.goto(f"{stack.sandbox.url}/accounts/acme/postings/{POSTING_ID}")
+    page.get_by_role("link", name="Annie Jump Cannon").click()
+    candidate_page = page.url
+
+    def noted():
+        page.goto(candidate_page)
+        return page.get_by_text("View a detailed report on WeCP").count() > 0
+    wait_until(noted, 30, 0.5, "the result note on the candidate's Lever page")

@@ -35,6 +35,23 @@ def test_add_named_candidates_without_webhooks(sandbox, receiver):
     assert sandbox.admin.deliveries() == []
 
 
+def test_a_new_candidate_applies_from_the_pipeline_page(sandbox, receiver):
+    """The demo's step 3: someone applies now (after any link), in "New applicant", no webhook."""
+    def new_applicants():
+        return sum(1 for stage in sandbox.admin.state(ACME)["opportunities"].values() if stage == "applicant-new")
+
+    before = new_applicants()
+    pipeline = requests.get(sandbox.url + f"/accounts/{ACME}/postings/{BACKEND}").text
+    assert "New candidate applies" in pipeline
+    page = requests.post(sandbox.url + f"/accounts/{ACME}/postings/{BACKEND}/apply",
+                         data={"name": "Grace  Hopper", "email": "grace@example.com"})
+    assert page.status_code == 200 and "Grace Hopper applied." in page.text and "Grace Hopper</a>" in page.text
+    assert new_applicants() == before + 1
+    assert sandbox.admin.deliveries() == []
+    refused = requests.post(sandbox.url + f"/accounts/{ACME}/postings/{BACKEND}/apply", data={"name": "x", "email": ""})
+    assert "needs a name and an email" in refused.text and new_applicants() == before + 1
+
+
 def test_generated_candidates_have_created_at_now(sandbox):
     before = int(time.time() * 1000)
     ids = sandbox.admin.add_candidates(ACME, BACKEND, "applicant-new", count=3)
