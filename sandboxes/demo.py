@@ -72,6 +72,7 @@ def main(ctx, port, sandbox_port, redis_port, workers, scripted, data_dir):
         stack = HubStack(run_dir, database=os.environ.get("DATABASE_URL") or f"sqlite:///{run_dir / 'demo.sqlite3'}",
                          redis_url=redis_url, sandboxes="process", smtp=False, workers=workers,
                          port=port, sandbox_port=sandbox_port, config={"HUB_QUEUE_MODE": queue_mode},
+                         keep_sandbox_state=True,
                          plugins=[p.strip() for p in os.environ.get("HUB_PLUGINS", "").split(",") if p.strip()]
                          or None)
         stack.start()

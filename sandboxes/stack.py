@@ -355,7 +355,8 @@ class HubStack:
       may stop; default a fresh database on the server that answers (dropped at the end).
     - ``redis_url``: a running Redis; default a private redis-server (a scenario may stop it).
     - ``sandboxes``: ``"thread"`` (in this process, fast: tests), ``"process"`` (each its own
-      process, all its state there: benchmarks) or ``None``.
+      process, all its state there: benchmarks) or ``None``; ``keep_sandbox_state`` keeps a
+      process sandbox's state in the run directory across restarts (the demo).
     - ``smtp``: a real SMTP server (aiosmtpd) the hub sends to; ``False`` keeps emails in the
       hub's outbox.
     - ``web``: start gunicorn (``web_workers`` × ``threads``); ``workers``: `hub worker` count.
@@ -369,7 +370,7 @@ class HubStack:
                  web_workers: int = 2, threads: int = 4, workers: int = 1,
                  sandbox_config: dict | None = None, config: dict | None = None,
                  plugins: list[str] | None = None, port: int | None = None,
-                 sandbox_port: int | None = None):
+                 sandbox_port: int | None = None, keep_sandbox_state: bool = False):
         self.procs = Stack(run_dir)
         self.artifacts = self.procs.run_dir
         self._database, self.redis_url = database, redis_url
@@ -384,6 +385,7 @@ class HubStack:
         self.workers: list[subprocess.Popen] = []
         self.database_url = None
         self.port, self.sandbox_port = port, sandbox_port
+        self.keep_sandbox_state = keep_sandbox_state
 
     # --- start / stop ---------------------------------------------------------------------
     def start(self) -> HubStack:
@@ -415,7 +417,8 @@ class HubStack:
                     self._owned.append(handle.stop)
                 else:
                     port = self.sandbox_port + i if self.sandbox_port else free_port()
-                    handle = standin.start_process(self.procs, port, self.hub_url, self._base_env())
+                    handle = standin.start_process(self.procs, port, self.hub_url, self._base_env(),
+                                                   keep_state=self.keep_sandbox_state)
                 standin.prepare(handle, self.hub_url)
                 handle.standin = standin
                 self.sandboxes[standin.PLUGIN_KEY] = handle

@@ -4,12 +4,15 @@ from __future__ import annotations
 import copy
 import os
 import time
+from pathlib import Path
 
 from flask import Flask, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from . import persist
 from .limits import request_fault, retry_after_header
 from .state import DEFAULT_SEED_PATH, Client, SandboxState, now_ms, read_seed
+from .webhooks import STAGE_CHANGE
 
 DEFAULT_CLIENT = {
     "client_id": "wecp-hub-demo",
@@ -36,6 +39,10 @@ DEFAULT_CONFIG = {
     "SANDBOX_REQUIRE_PERFORM_AS_FOR_NOTES": True,
     "SANDBOX_DEACTIVATED_PERFORM_AS": "reject",
     "SANDBOX_WEBHOOK_REQUIRE_HTTPS": False,
+    # A JSON file the state is kept in across restarts (the demo's); None keeps it in memory only.
+    "SANDBOX_STATE_FILE": None,
+    # Seeded accounts start with "Candidate Stage Change" off, as a new Lever account does.
+    "SANDBOX_STAGE_CHANGE_OFF": False,
 }
 
 # Keys the admin API may change at run time (PATCH /_sandbox/config).
@@ -71,6 +78,10 @@ def create_app(config: dict | None = None) -> Flask:
     app.extensions["lever_sandbox"] = state
     register_configured_clients(app)
     state.reset(read_seed(app.config["SANDBOX_SEED"]))
+    state_file = app.config["SANDBOX_STATE_FILE"]
+    if not (state_file and persist.load(state, Path(state_file))) and app.config["SANDBOX_STAGE_CHANGE_OFF"]:
+        for account in state.accounts.values():
+            account.webhook_toggles[STAGE_CHANGE] = False
 
     from . import admin, api, oauth, ui
     for module in (oauth, api, admin, ui):
@@ -78,6 +89,8 @@ def create_app(config: dict | None = None) -> Flask:
 
     app.before_request(_start_request)
     app.after_request(_log_request)
+    if state_file:
+        app.after_request(_keep_state)
     app.register_error_handler(HTTPException, _http_error)
     return app
 
@@ -112,6 +125,13 @@ def _start_request():
         return jsonify({"code": "InternalServerError" if status >= 500 else "InjectedFault",
                         "message": "Fault injected by the Lever sandbox"}), status, headers
     return None
+
+
+def _keep_state(response):
+    """Every request that may have changed something is written to the state file."""
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        persist.save(current_app.extensions["lever_sandbox"], Path(current_app.config["SANDBOX_STATE_FILE"]))
+    return response
 
 
 def _log_request(response):

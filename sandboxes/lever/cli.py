@@ -7,9 +7,14 @@ from werkzeug.serving import run_simple
 from .app import DEFAULT_CLIENT, create_app
 
 
-def build_config(seed, client_id, client_secret, redirect_uris, access_token_ttl) -> dict:
+def build_config(seed, client_id, client_secret, redirect_uris, access_token_ttl,
+                 state_file=None, stage_change_off=False) -> dict:
     """Turn command-line options into create_app config; unset options keep the defaults."""
     config: dict = {}
+    if state_file:
+        config["SANDBOX_STATE_FILE"] = str(state_file)
+    if stage_change_off:
+        config["SANDBOX_STAGE_CHANGE_OFF"] = True
     if seed:
         config["SANDBOX_SEED"] = seed
     if client_id or client_secret or redirect_uris:
@@ -34,11 +39,16 @@ def build_config(seed, client_id, client_secret, redirect_uris, access_token_ttl
 @click.option("--redirect-uri", "redirect_uris", multiple=True,
               help="Allowed redirect URI; repeat for several.")
 @click.option("--access-token-ttl", type=int, help="Access token lifetime in seconds (3600).")
+@click.option("--state-file", type=click.Path(dir_okay=False),
+              help="Keep accounts, authorized apps, tokens and webhooks in this JSON file across "
+                   "restarts (read at start when it exists).")
+@click.option("--stage-change-off", is_flag=True,
+              help="Seeded accounts start with Candidate Stage Change off, as a new Lever account does.")
 def lever_sandbox_command(host, port, seed, client_id, client_secret, redirect_uris,
-                          access_token_ttl):
+                          access_token_ttl, state_file, stage_change_off):
     """Run the Lever sandbox (OAuth, REST v1, webhooks, UI) in this one process."""
     app = create_app(build_config(seed, client_id, client_secret, redirect_uris,
-                                  access_token_ttl))
+                                  access_token_ttl, state_file, stage_change_off))
     click.echo(f"Lever sandbox on http://{host}:{port}/ (audience http://{host}:{port}/v1/)")
     # One process on purpose: all state lives in memory in this process.
     run_simple(host, port, app, threaded=True, use_reloader=False)

@@ -59,6 +59,30 @@ def connect_lever(http: requests.Session, hub_url: str, sandbox_url: str,
         raise StepFailed(flash.group(1) if flash else f"no confirmation (HTTP {back.status_code})")
 
 
+def switch_stage_change_on(http: requests.Session, sandbox_url: str, account: str = "acme") -> None:
+    """In the sandbox's Webhooks settings, turn "Candidate Stage Change" on (the demo's Lever
+    starts with it off, as a new account does; on already is fine)."""
+    http.post(f"{sandbox_url}/accounts/{account}/webhook-toggle",
+              data={"candidateStageChange": "on"}, timeout=10).raise_for_status()
+    toggles = requests.get(f"{sandbox_url}/_sandbox/accounts/{account}/state",
+                           timeout=10).json()["data"]["webhook_toggles"]
+    if not toggles.get("candidateStageChange"):
+        raise StepFailed("Candidate Stage Change is still off in the sandbox")
+
+
+def wait_for_first_event(http: requests.Session, hub_url: str, timeout: float = 30.0) -> None:
+    """The Lever card's checklist ticks "Lever sends stage changes" once one has arrived."""
+    deadline = time.monotonic() + timeout
+    while True:
+        page = http.get(f"{hub_url}/settings/integrations", timeout=10).text
+        step = re.search(r'<li class="step (done|todo)">(?:(?!</li>).)*?Lever sends stage changes', page, re.S)
+        if step and step.group(1) == "done":
+            return
+        if time.monotonic() > deadline:
+            raise StepFailed("the Lever card's checklist does not tick “Lever sends stage changes”")
+        time.sleep(0.3)
+
+
 def link_sample_test(http: requests.Session, hub_url: str, posting: str = "Backend Engineer",
                      stage: str = "Assessment") -> tuple[str, str]:
     """Tests › the sample test › Link job posting from Lever: pick the posting and stage.
@@ -126,11 +150,15 @@ def run_journey(hub_url: str, sandbox_url: str, env: dict | None = None, *,
          lambda: connect_lever(http, hub_url, sandbox_url)),
         ("Lever shows Active (webhook registered by a worker)",
          lambda: wait_for_status(http, hub_url, PLUGIN_KEY, "Active")),
+        ("switch Candidate Stage Change on in Lever (the sandbox's Webhooks settings)",
+         lambda: switch_stage_change_on(http, sandbox_url)),
         ("link the sample test to a Lever posting at stage Assessment",
          lambda: found.update(linked=link_sample_test(http, hub_url))),
         ("a new candidate is moved to Assessment in Lever",
          lambda: found.update(opportunity=move_new_candidate(sandbox_url, *found["linked"],
                                                              candidate_email))),
+        ("the Lever card confirms the first stage change arrived",
+         lambda: wait_for_first_event(http, hub_url)),
         ("the invitation email arrives",
          lambda: found.update(link=invitation_link(http, hub_url, candidate_email))),
         ("the candidate takes the test", lambda: take_sample_test(found["link"])),

@@ -21,10 +21,13 @@ __all__ = ["PLUGIN_KEY", "TITLE", "DEFAULT_PORT", "argv", "hub_settings", "sign_
            "start_thread", "start_process", "prepare", "reset"]
 
 
-def argv(port: int, hub_url: str) -> list[str]:
+def argv(port: int, hub_url: str, state_file=None) -> list[str]:
+    """The sandbox's command; with a ``state_file`` (the demo), it keeps its state across
+    restarts and starts as a new Lever account does, Candidate Stage Change off."""
     callback = f"{hub_url}/integrations/{PLUGIN_KEY}/connect/callback"
+    keep = ["--state-file", str(state_file), "--stage-change-off"] if state_file else []
     return [sys.executable, "-m", "sandboxes.lever", "--port", str(port), "--client-id", CLIENT_ID,
-            "--client-secret", CLIENT_SECRET, "--redirect-uri", callback]
+            "--client-secret", CLIENT_SECRET, "--redirect-uri", callback, *keep]
 
 
 def hub_settings(sandbox_url: str) -> dict[str, str]:
@@ -40,6 +43,9 @@ def sign_in() -> str:
 def next_steps(hub_url: str, sandbox_url: str) -> list[str]:
     return [
         "Settings › Integrations › Lever › Connect, sign in to the sandbox and Accept.",
+        "In the sandbox, open Acme › Webhooks & deliveries and turn “Candidate Stage Change” on: this Lever starts "
+        "with it off, as a new account does, and sends no stage changes until it is on. The Lever "
+        "card's checklist ticks “Lever sends stage changes” when the first one arrives (step 4).",
         'Tests › "Sample: Python basics" › Link job posting from Lever: pick a posting and the '
         '"Assessment" stage.',
         "In the sandbox, open that posting's pipeline, click \"New candidate applies\" (candidates who "
@@ -65,11 +71,13 @@ def start_thread(config: dict | None = None):
     return start_sandbox(config)
 
 
-def start_process(procs, port: int, hub_url: str, env: dict) -> ProcessSandbox:
-    """The sandbox as a child of ``procs`` (a ``sandboxes.stack.Stack``), once it answers."""
+def start_process(procs, port: int, hub_url: str, env: dict, *, keep_state: bool = False) -> ProcessSandbox:
+    """The sandbox as a child of ``procs`` (a ``sandboxes.stack.Stack``), once it answers;
+    ``keep_state`` keeps its state in the run directory across restarts (the demo)."""
     from ..stack import wait_http
 
-    proc = procs.start(f"{PLUGIN_KEY}-sandbox", argv(port, hub_url), env)
+    state_file = procs.run_dir / f"{PLUGIN_KEY}-sandbox.json" if keep_state else None
+    proc = procs.start(f"{PLUGIN_KEY}-sandbox", argv(port, hub_url, state_file), env)
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/", timeout=60, proc=proc, log=procs.run_dir / f"{PLUGIN_KEY}-sandbox.log")
     return ProcessSandbox(proc, url)

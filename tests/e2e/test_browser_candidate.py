@@ -109,14 +109,42 @@ def test_the_demo_s_next_steps_followed_by_hand_end_with_the_email_and_the_note(
     """The demo's own words (sandboxes/lever/standin.py next_steps), step by step in a browser:
     a candidate who applies after the link is invited; the score lands as a note."""
     from sandboxes.lever.standin import next_steps
-    from tests.e2e.steps import move_in_lever, take_test
+    from tests.e2e.steps import (
+        LEVER_ACCOUNT,
+        connect_lever,
+        lever_card,
+        link_posting,
+        move_in_lever,
+        open_integrations,
+        seed_sample_test,
+        sign_in,
+        take_test,
+        wait_for_status,
+    )
     from tests.e2e.test_browser_journey import ANSWERS
     from tests.stack import wait_until
 
+    def first_event_ticked() -> bool:
+        open_integrations(page, stack.hub_url)
+        step = lever_card(page).locator("li.step", has_text="Lever sends stage changes")
+        return "done" in (step.get_attribute("class") or "").split()
+
     steps = next_steps(stack.hub_url, stack.sandbox.url)
-    assert "New candidate applies" in steps[2]
-    connect_and_link(page, stack, admin_account, POSTING)  # steps 1 and 2
-    # Step 3: the pipeline's "New candidate applies", then move them to Assessment.
+    assert "Candidate Stage Change" in steps[1] and "New candidate applies" in steps[3]
+    # The demo's Lever starts with Candidate Stage Change off (``--stage-change-off``).
+    stack.sandbox.admin.set_toggle(LEVER_ACCOUNT, False)
+    title = stack.query(seed_sample_test(admin_account[0]))
+    sign_in(page, stack.hub_url, *admin_account)
+    connect_lever(page, stack.hub_url)  # step 1
+    wait_for_status(page, stack.hub_url, "Active")
+    # Step 2: the sandbox's Webhooks & deliveries page, "Turn on".
+    page.goto(f"{stack.sandbox.url}/accounts/{LEVER_ACCOUNT}")
+    page.get_by_role("link", name="Webhooks & deliveries").click()
+    page.locator("form.toggle", has_text="Candidate Stage Change").get_by_role("button", name="Turn on").click()
+    expect(page.locator("form.toggle", has_text="Candidate Stage Change")).to_contain_text("ON")
+    assert not first_event_ticked()
+    link_posting(page, stack.hub_url, title, POSTING, "Assessment")  # step 3
+    # Step 4: the pipeline's "New candidate applies", then move them to Assessment.
     page.goto(f"{stack.sandbox.url}/accounts/acme/postings/{POSTING_ID}")
     form = page.locator("form.apply")
     form.get_by_label("Name").fill("Annie Jump Cannon")
@@ -124,7 +152,9 @@ def test_the_demo_s_next_steps_followed_by_hand_end_with_the_email_and_the_note(
     form.get_by_role("button", name="New candidate applies").click()
     expect(page.get_by_text("Annie Jump Cannon applied.")).to_be_visible()
     move_in_lever(page, stack.sandbox.url, POSTING_ID, "Annie Jump Cannon", "Assessment")
-    # Step 4: the invitation arrives; the candidate takes the test; the note is in Lever.
+    # The hub confirms the first stage change: the card's checklist ticks it.
+    wait_until(first_event_ticked, 30, 0.5, "the checklist's tick for the first stage change")
+    # Step 5: the invitation arrives; the candidate takes the test; the note is in Lever.
     email = stack.smtp.wait_for(lambda m: "annie.cannon@example.com" in m["To"], timeout=30)
     url = re.search(r"http://\S+/t/\S+", email.get_body(("plain",)).get_content()).group(0)
     take_test(page, url, ANSWERS)

@@ -24,8 +24,9 @@ WELCOME = "WeCP Integration Hub demo is running"
 class Demo:
     """`python -m sandboxes.demo` in its own session, as a terminal would run it; output collected."""
 
-    def __init__(self, tmp_path, *args: str):
-        self.port, self.sandbox_port, self.redis_port = free_port(), free_port(), free_port()
+    def __init__(self, tmp_path, *args: str, ports: tuple[int, int, int] | None = None):
+        self.port, self.sandbox_port, self.redis_port = ports or (free_port(), free_port(), free_port())
+        self.data_dir = tmp_path / "demo"
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("HUB_", "LEVER_", "SMTP_"))
                and k not in ("DATABASE_URL", "REDIS_URL")}
@@ -67,8 +68,8 @@ class Demo:
 def demo_run(tmp_path):
     started = []
 
-    def start(*args):
-        demo = Demo(tmp_path, *args)
+    def start(*args, ports=None):
+        demo = Demo(tmp_path, *args, ports=ports)
         started.append(demo)
         return demo
     yield start
@@ -147,8 +148,36 @@ def test_scripted_demo_walks_the_journey_and_stops(demo_run):
     demo = demo_run("--scripted")
     code = demo.wait_exit(120)
     assert code == 0, demo.text
-    for step in ("sign in to WeCP", "connect Lever", "Lever shows Active", "link the sample test",
-                 "a new candidate is moved", "the invitation email arrives",
-                 "the candidate takes the test", "the score is a note in Lever"):
+    for step in ("sign in to WeCP", "connect Lever", "Lever shows Active",
+                 "switch Candidate Stage Change on", "link the sample test",
+                 "a new candidate is moved", "the Lever card confirms the first stage change",
+                 "the invitation email arrives", "the candidate takes the test",
+                 "the score is a note in Lever"):
         assert f"✓ {step}" in demo.text, demo.text
-    assert "✗" not in demo.text and "8 of 8 steps passed" in demo.text
+    assert "✗" not in demo.text and "10 of 10 steps passed" in demo.text
+
+
+def test_a_restarted_demo_is_still_connected(demo_run):
+    """The sandbox keeps its grants, webhooks and switches in the data directory: after a
+    restart the Lever card is Active and a new candidate moved in Lever is invited (before, the
+    restarted sandbox had forgotten the hub's tokens and the card said "Revoked")."""
+    from sandboxes.journey import DEMO_PASSWORD, invitation_link, sign_in
+    from sandboxes.lever.journey import link_sample_test, move_new_candidate
+
+    first = demo_run("--scripted")
+    assert first.wait_exit(120) == 0, first.text
+    assert (first.data_dir / "wecp_lever-sandbox.json").exists()
+    again = demo_run(ports=(first.port, first.sandbox_port, first.redis_port))
+    wait_until(lambda: WELCOME in again.text or again.proc.poll() is not None, 90,
+               what="the restarted demo's welcome")
+    assert again.proc.poll() is None, again.text
+    hub, sandbox = f"http://127.0.0.1:{again.port}", f"http://127.0.0.1:{again.sandbox_port}"
+    http = requests.Session()
+    sign_in(http, hub, DEMO_ADMIN, DEMO_PASSWORD)
+    card = http.get(f"{hub}/settings/integrations", timeout=10).text
+    assert 'id="integration-wecp_lever" data-status="Active"' in " ".join(card.split()), card
+    posting, stage = link_sample_test(http, hub)  # linked by the first run already
+    move_new_candidate(sandbox, posting, stage, "after.restart@example.com")
+    assert "/t/" in invitation_link(http, hub, "after.restart@example.com")
+    os.killpg(again.proc.pid, signal.SIGINT)
+    assert again.wait_exit(15) == 0, again.text
