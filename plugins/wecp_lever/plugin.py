@@ -232,8 +232,6 @@ class WecpLeverPlugin(Plugin):
                 pass  # already gone: what we wanted
             except LeverError as exc:
                 problems.append(exc.for_admin())
-        for row in extra:
-            db.session.delete(row)  # its secret is of no use once the webhook is gone
         if problems:
             return f"the webhooks could not be deleted in Lever ({'; '.join(problems)}); delete them in " \
                    f"Lever (Settings › Integrations and API › Webhooks)"
@@ -247,6 +245,7 @@ class WecpLeverPlugin(Plugin):
             invitation_started,
             result_regraded,
         )
+        from hub.signals import connection_disconnected
 
         app.jinja_env.globals["wecp_lever_links"] = _links_of_test
         app.jinja_env.globals["wecp_lever_connection"] = _connection_of_test
@@ -256,6 +255,7 @@ class WecpLeverPlugin(Plugin):
         invitation_cancelled.connect(flow.on_invitation_cancelled)
         invitation_started.connect(flow.on_invitation_started)
         result_regraded.connect(flow.on_result_regraded)
+        connection_disconnected.connect(forget_webhook_secrets)
 
     def production_problems(self, config) -> list[str]:
         problems = []
@@ -298,3 +298,16 @@ def _links_of_test(test):
     from .links import links_of_test
 
     return links_of_test(test.organization_id, test.id)
+
+
+def forget_webhook_secrets(sender, connection, **kwargs) -> None:
+    """A disconnected connection's webhook signature tokens are of no use: forget them, whether
+    its webhooks were deleted in Lever (``on_disconnect``) or access was revoked there first."""
+    from hub.extensions import db
+
+    from .models import Webhook
+
+    if connection.plugin_key != WecpLeverPlugin.key:
+        return
+    db.session.execute(db.delete(Webhook).where(Webhook.connection_id == connection.id))
+    db.session.commit()

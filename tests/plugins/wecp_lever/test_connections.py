@@ -305,6 +305,24 @@ def test_revoke_in_the_hub_deletes_the_webhook_and_forgets_tokens(pg_app, pg_cli
     assert "Not connected" in page and ">Connect</button>" in page
 
 
+def test_revoke_in_the_hub_after_lever_revoked_access_forgets_the_signature_tokens(pg_app, pg_client, sandbox):
+    from plugins.wecp_lever.models import Webhook
+
+    connect(pg_client, sandbox)
+    conn = the_connection()
+    assert db.session.scalars(db.select(Webhook)).all() != []
+    sandbox.admin.revoke_app("acme", CLIENT_ID)
+    with pytest.raises(ConnectionUnusable):
+        LeverClient(conn.id).list_users()
+    response = pg_client.post("/integrations/wecp_lever/revoke",
+                              data={"csrf_token": csrf_token(pg_client, PAGE)})
+    assert response.status_code == 302
+    db.session.expire_all()
+    # Lever's webhooks could not be deleted (no access), but their secrets are no longer kept.
+    assert db.session.scalars(db.select(Webhook)).all() == []
+    assert the_connection().webhook_secret_ciphertext is None
+
+
 def test_no_token_or_signature_token_is_stored_in_clear(pg_app, pg_client, sandbox):
     connect(pg_client, sandbox)
     conn = the_connection()
