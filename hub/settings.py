@@ -130,8 +130,14 @@ def get_setting(org_id: int, plugin_key: str, key: str):
     from .registry import get_plugin
 
     setting = next(s for s in get_plugin(plugin_key).settings if s.key == key)
-    row = db.session.scalar(db.select(IntegrationSetting).filter_by(
-        organization_id=org_id, plugin_key=plugin_key, key=key))
+    # One query for all of the organization's values of the plugin, kept for the rest of the job
+    # or request (a note reads four of them); ``set_setting`` drops the copy.
+    cache = g.setdefault("hub_settings", {})
+    rows = cache.get((org_id, plugin_key))
+    if rows is None:
+        rows = cache[(org_id, plugin_key)] = {row.key: row for row in db.session.scalars(
+            db.select(IntegrationSetting).filter_by(organization_id=org_id, plugin_key=plugin_key))}
+    row = rows.get(key)
     if row is None:
         return setting.default
     return row.secret_value if setting.secret else row.value
@@ -143,6 +149,7 @@ def set_setting(org_id: int, plugin_key: str, key: str, value) -> None:
     from .registry import get_plugin
 
     setting = next(s for s in get_plugin(plugin_key).settings if s.key == key)
+    g.get("hub_settings", {}).pop((org_id, plugin_key), None)
     row = db.session.scalar(db.select(IntegrationSetting).filter_by(
         organization_id=org_id, plugin_key=plugin_key, key=key))
     if row is None:

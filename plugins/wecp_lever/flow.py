@@ -168,10 +168,9 @@ def handle_delivery(delivery, connection: Connection) -> Outcome:
                                 via="webhook", delivery_id=delivery.id)
 
 
-def _links(organization_id: int, stage_id: str, posting_id: str | None = None) -> list[PostingLink]:
+def _links(organization_id: int, stage_id: str) -> list[PostingLink]:
+    """The organization's links to this stage, of every posting (a stage has few)."""
     query = db.select(PostingLink).filter_by(organization_id=organization_id, stage_id=stage_id)
-    if posting_id is not None:
-        query = query.filter_by(posting_id=posting_id)
     return list(db.session.scalars(query.order_by(PostingLink.id)))
 
 
@@ -202,7 +201,9 @@ def process_stage_change(connection: Connection, opportunity_id: str, stage_id: 
                          "the opportunity no longer exists in Lever", delivery_id)
     opp = opportunity
     withdrawn = _withdraw_if_gone(org_id, opp, waiting, delivery_id) if waiting else None
-    if not _links(org_id, stage_id):
+    # Read again after the Lever call: a link removed meanwhile no longer invites.
+    stage_links = _links(org_id, stage_id)
+    if not stage_links:
         return withdrawn or skip("no_linked_test", f"no test is linked to stage {stage_id}")
     if opp.get("stage") != stage_id:
         return _skip(org_id, opp, "not_in_stage", f"no longer in that stage (now in {opp.get('stage')})",
@@ -210,7 +211,7 @@ def process_stage_change(connection: Connection, opportunity_id: str, stage_id: 
     application = _application(opp)
     if application is None:
         return _skip(org_id, opp, "no_posting", "the opportunity has no job posting", delivery_id)
-    links = _links(org_id, stage_id, application["posting"])
+    links = [link for link in stage_links if link.posting_id == application["posting"]]
     if not links:
         return _skip(org_id, opp, "no_linked_test", "no test is linked to this posting and stage",
                      delivery_id)
@@ -552,8 +553,9 @@ def _connection_of(org_id: int) -> Connection | None:
     return db.session.scalar(db.select(Connection).filter_by(organization_id=org_id, plugin_key=KEY))
 
 
-def note_text(note: Note) -> tuple[str, str]:
-    """The note's plain text and the marker by which a re-run recognises it in Lever."""
+def note_text(note: Note, result=None) -> tuple[str, str]:
+    """The note's plain text and the marker by which a re-run recognises it in Lever
+    (``result``: the note's result, when the caller has read it already)."""
     if note.reason in (Note.NO_EMAIL, Note.INVALID_EMAIL):
         test = assessments.get_test(note.test_id)
         problem = ("has an email address WeCP cannot send to (it is malformed); correct it"
@@ -561,7 +563,7 @@ def note_text(note: Note) -> tuple[str, str]:
         text = (f"WeCP could not invite this candidate to “{test.title}”: the Lever profile {problem} "
                 f"and move the candidate into the stage again.")
         return text, text
-    result = assessments.get_result(note.result_id)
+    result = result or assessments.get_result(note.result_id)
     url = assessments.report_url(result.id)
     verdict = "Passed" if result.passed else "Failed"
     if note.reason == Note.CORRECTION:
@@ -596,20 +598,21 @@ def post_note(note: Note) -> Outcome:
     that may have reached Lever (``attempts > 1``) looks for the note by its marker first.
     """
     connection = _usable(note.connection_id)
-    text, marker = note_text(note)
+    result = assessments.get_result(note.result_id) if note.result_id else None
+    text, marker = note_text(note, result)
     plan_calls(NOTE_CALLS + 1 if note.attempts > 1 else NOTE_CALLS)  # a rerun searches first
     client = LeverClient(connection.id)
     if note.attempts > 1:
         for existing in client.list_notes(note.opportunity_id):
             if marker in _note_value(existing):
-                return _posted(connection, note, existing.get("id"), None,
+                return _posted(connection, note, result, existing.get("id"), None,
                                NotePosted(role=note.perform_as_role or "", found=True))
     opp = client.get_opportunity(note.opportunity_id)
     author, role = resolve_author(connection, _application(opp) or {})
     note.perform_as, note.perform_as_role = author, role
     created = client.add_note(note.opportunity_id, text, perform_as=author)
-    return _posted(connection, note, (created or {}).get("noteId") or (created or {}).get("id"), opp,
-                   NotePosted(role=role))
+    return _posted(connection, note, result, (created or {}).get("noteId") or (created or {}).get("id"),
+                   opp, NotePosted(role=role))
 
 
 def _note_value(note: dict) -> str:
@@ -620,11 +623,10 @@ def _note_value(note: dict) -> str:
     return " ".join(str(f.get("value", "")) for f in note.get("fields") or [] if isinstance(f, dict))
 
 
-def _posted(connection: Connection, note: Note, lever_note_id, opp: dict | None,
+def _posted(connection: Connection, note: Note, result, lever_note_id, opp: dict | None,
             outcome: NotePosted) -> NotePosted:
     """Record the note posted, with the result's tags and move the settings ask for."""
     note.lever_note_id = lever_note_id
-    result = assessments.get_result(note.result_id) if note.result_id else None
     record("note", "ok", outcome.describe(), organization_id=note.organization_id,
            opportunity_id=note.opportunity_id, result_id=note.result_id,
            invitation_id=result.invitation_id if result else None)

@@ -33,3 +33,41 @@ def test_lever_environment_presets(monkeypatch):
     assert create_app(SAFE).config["LEVER_API_BASE_URL"] == "https://lever.proxy.internal/v1"
 
 
+
+
+def test_a_job_reads_an_organization_s_settings_in_one_query_and_sees_its_own_changes(app):
+    """A note reads four settings: one query for all of them; a change made with ``set_setting``
+    is seen at once (the copy is dropped), and a new job or request reads afresh."""
+    from flask import g
+    from sqlalchemy import event
+
+    from hub.extensions import db
+    from hub.models import Organization
+    from hub.settings import get_setting, set_setting
+
+    org = Organization(name="Settings")
+    db.session.add(org)
+    db.session.commit()
+    org_id = org.id
+    set_setting(org_id, "wecp_lever", "review_from", 40)
+    db.session.commit()
+    queries = []
+
+    def count(*args, **kwargs):
+        queries.append(args[2])
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        values = [get_setting(org_id, "wecp_lever", key)
+                  for key in ("review_from", "review_to", "tag_results", "advance_on_pass_stage")]
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert values[0] == 40 and len(queries) == 1
+    set_setting(org_id, "wecp_lever", "review_from", 55)
+    assert get_setting(org_id, "wecp_lever", "review_from") == 55
+    db.session.commit()
+    with app.app_context():  # another job changes it
+        set_setting(org_id, "wecp_lever", "review_from", 60)
+        db.session.commit()
+    with app.app_context():  # the next job reads afresh
+        assert "hub_settings" not in g
+        assert get_setting(org_id, "wecp_lever", "review_from") == 60
