@@ -136,6 +136,11 @@ class WorkKind:
     #: may run. Its job is then enqueued for that moment and runs once, instead of running now
     #: only to be given back (``Defer``) and run again. None: enqueued at once.
     admit: Callable[[DurableWork, str], float] | None = None
+    #: Readiness, called in the row's own job before it is claimed, with the row's connection id:
+    #: raise ``Defer`` when the run could only be given back now (e.g. no rate-limit token within
+    #: its horizon). The job is then rescheduled without claiming the row or recording anything:
+    #: a give-back costs a read instead of two write transactions (docs/performance.md, B5).
+    ready: Callable[[str], None] | None = None
 
     @property
     def has_connection(self) -> bool:
@@ -147,7 +152,8 @@ class WorkKind:
 
 def durable(model: type, *, queue: str = "default", lease: timedelta = timedelta(minutes=6),
             max_attempts: int = 12, timeout: int | None = None, title: str = "", follow_on: bool = False,
-            admit: Callable[[DurableWork, str], float] | None = None):
+            admit: Callable[[DurableWork, str], float] | None = None,
+            ready: Callable[[str], None] | None = None):
     """Declare a kind of durable work: ``perform(row) -> Outcome`` for rows of ``model``.
 
     Returns the registered job (called with a row id), with ``.kind`` attached. List it in the
@@ -157,7 +163,7 @@ def durable(model: type, *, queue: str = "default", lease: timedelta = timedelta
         kind = WorkKind(name=f"{perform.__module__}.{perform.__qualname__}", model=model,
                         perform=perform, queue=queue, lease=lease, max_attempts=max_attempts,
                         title=title or perform.__name__.replace("_", " ").capitalize(),
-                        follow_on=follow_on, admit=admit)
+                        follow_on=follow_on, admit=admit, ready=ready)
 
         def runner(row_id):
             return run(kind, row_id)
@@ -276,8 +282,12 @@ def run(kind: WorkKind, row_id, here: bool = False) -> Outcome | Retry | None:
     pending for its own job and returns None.
     """
     model = kind.model
-    now = utcnow()
     rq_job = get_current_job()
+    if kind.ready is not None and rq_job is not None and not here and kind.has_connection:
+        wait = _not_ready_for(kind, row_id)
+        if wait is not None:
+            return deferred_retry(wait)
+    now = utcnow()
     # RQ runs one execution of a job id at a time: a run of the row's own job that finds the row
     # running is that job again after its earlier execution died (RQ retries an abandoned job
     # once its heartbeat lapses), so it takes over at once. Any other run waits out the lease.
@@ -351,6 +361,21 @@ def run(kind: WorkKind, row_id, here: bool = False) -> Outcome | Retry | None:
         raise WorkFailed(f"{kind.name} row {row_id}: {type(exc).__name__}") from None
     finish(row, outcome)
     return outcome
+
+
+def _not_ready_for(kind: WorkKind, row_id) -> float | None:
+    """Seconds to give the job back for, asked before its row is claimed; None: go on."""
+    connection_id = db.session.scalar(sa.select(kind.model.connection_id).where(kind.model.id == row_id))
+    db.session.rollback()
+    if connection_id is None:
+        return None  # no such row: the claim says so
+    try:
+        kind.ready(connection_id)
+    except Defer as exc:
+        return exc.seconds
+    except RedisError as exc:  # the run decides, as it would have without this check
+        log.warning("hub.outbox.ready_unknown kind=%s row=%s error=%s", kind.name, row_id, type(exc).__name__)
+    return None
 
 
 def finish(row: DurableWork, outcome: Outcome) -> None:

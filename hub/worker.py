@@ -240,27 +240,15 @@ def interval_seconds(app, job: PeriodicJob) -> float:
     return float(app.config["HUB_PERIODIC_INTERVALS"].get(job.name, job.interval.total_seconds()))
 
 
-#: Bumped when a connection is made or restored (after its commit): the schedulers then read
-#: the usable connections again within a slot they had settled.
-CONNECTIONS_GENERATION_KEY = "hub:connections:generation"
-
-
-def _connections_changed(sender, connection=None, **extra) -> None:
-    try:
-        get_redis().incr(CONNECTIONS_GENERATION_KEY)
-    except RedisError as exc:  # its periodic jobs start with the next slot instead
-        log.warning("hub.worker.generation_not_bumped error=%s", type(exc).__name__)
-
-
 def enqueue_periodic_jobs(app, now: float | None = None, tried: dict | None = None) -> list[str]:
     """Enqueue each periodic job whose time slot has no run yet; returns the job ids enqueued.
 
     The slot is ``now // interval``; ``SET NX`` on a key per job and slot lets exactly one worker
     in the fleet enqueue it, and the deterministic job id keeps a slot to one job. ``tried``
     (the scheduler thread's own) remembers the slot this process already settled for each job,
-    so a tick inside it costs one Redis GET and no query: a per-connection job reads the usable
-    connections again within its slot only when one was made or restored since
-    (``CONNECTIONS_GENERATION_KEY``), so that connection gets its run at once.
+    so a tick inside it costs no round trip to Redis. The usable connections' ids are read once
+    per tick for every per-connection job of a plugin (one Core query, not the rows), so a
+    connection made during a slot gets its run at once.
     """
     from .models import Connection
 
@@ -268,12 +256,9 @@ def enqueue_periodic_jobs(app, now: float | None = None, tried: dict | None = No
     redis = get_redis(app)
     enqueued = []
     usable: dict[str | None, list[str]] = {}  # plugin key → its usable connections, read once
-    generation = redis.get(CONNECTIONS_GENERATION_KEY) if tried is not None else None
     for job, plugin_key in periodic_jobs(app):
         interval = interval_seconds(app, job)
         slot = int(now // interval)
-        if tried is not None and tried.get((job.name, plugin_key, "*")) == (slot, generation):
-            continue
         targets: list[str | None] = [None]
         if job.per_connection:
             if plugin_key not in usable:
@@ -302,8 +287,6 @@ def enqueue_periodic_jobs(app, now: float | None = None, tried: dict | None = No
             args = (connection_id,) if connection_id else ()
             enqueue(job.func, *args, queue=job.queue_name, job_id=job_id, retry=False)
             enqueued.append(job_id)
-        if tried is not None:
-            tried[(job.name, plugin_key, "*")] = (slot, generation)
     db.session.rollback()
     return enqueued
 
@@ -534,8 +517,4 @@ def _forget_worker(worker: HubWorker) -> None:
 
 
 def init_app(app) -> None:
-    from .signals import connection_created, connection_restored
-
     app.cli.add_command(worker_command)
-    connection_created.connect(_connections_changed, weak=False)
-    connection_restored.connect(_connections_changed, weak=False)

@@ -652,18 +652,24 @@ def _posted(connection: Connection, note: Note, result, lever_note_id, opp: dict
     return outcome
 
 
-@durable(Tag, queue="sync", title="Lever tags", admit=admission(1, background=True))
+def _tag_turn(connection_id: str) -> None:
+    """A tag's turn: after the invitations and notes waiting for the same tokens (``Defer``
+    until then). Asked before its row is claimed, so a run given back (most tags of a bulk move
+    are, while its invitations hold the account's tokens) costs nothing else
+    (docs/performance.md, B5); asked again in the run, where it is already settled."""
+    plan_calls(1, background=True)
+    LeverClient(connection_id).ready()
+
+
+@durable(Tag, queue="sync", title="Lever tags", admit=admission(1, background=True), ready=_tag_turn)
 def tag_opportunity(tag: Tag) -> Outcome:
     """Add the stored tags (adding a tag Lever already has is a no-op there: a rerun is harmless).
 
     On the ``sync`` queue: in a bulk move every invitation email comes first.
     """
     connection = _usable(tag.connection_id)
-    plan_calls(1, background=True)  # after the invitations and notes waiting for the same tokens
+    _tag_turn(connection.id)
     client = LeverClient(connection.id)
-    # Its turn first: a run given back (most tags of a bulk move are, while its invitations
-    # hold the account's tokens) then costs nothing else (docs/performance.md, B5).
-    client.ready()
     author = tag.perform_as or resolve_author(connection, tag.application or {})[0]
     client.add_tags(tag.opportunity_id, tag.tags, perform_as=author)
     return Tagged(count=len(tag.tags))

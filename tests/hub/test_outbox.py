@@ -234,3 +234,43 @@ def test_a_kind_with_admission_is_enqueued_for_the_moment_it_may_run(app):
         broken = add("broken")
     assert seen == [("later", KIND.job_id(later)), ("now", KIND.job_id(now)), ("broken", KIND.job_id(broken))]
     assert queued() == [KIND.job_id(now), KIND.job_id(broken)]
+
+
+def test_a_kind_not_ready_is_given_back_before_its_row_is_claimed(app):
+    """``ready`` is asked in the row's own job before the claim: a run it gives back (``Defer``)
+    writes nothing (no claim, no attempt spent, no second transaction to undo it), and the run
+    that finds it ready goes on as usual. A row without a connection is not asked."""
+    from rq import Retry
+    from sqlalchemy import event
+
+    from hub.jobs import Defer
+
+    conn = make_connection()
+    row_id, loose = add("tag", connection_id=conn.id), add("loose")
+    asked = []
+
+    def ready(connection_id):
+        asked.append(connection_id)
+        if len(asked) == 1:
+            raise Defer(2.5, "no token yet")
+
+    writes = []
+
+    def count(conn_, cursor, statement, *args):
+        if not statement.lstrip().upper().startswith("SELECT"):
+            writes.append(statement)
+    with mock.patch.object(KIND, "ready", ready), a_try_with_retries_left():
+        event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            result = outbox.run(KIND, row_id)
+        finally:
+            event.remove(db.engine, "before_cursor_execute", count)
+        assert isinstance(result, Retry) and result.intervals == [3]
+        assert [w for w in writes if "UPDATE" in w.upper() or "INSERT" in w.upper()] == []
+        assert (reload(row_id).status, reload(row_id).attempts) == ("pending", 0)
+        assert outbox.run(KIND, row_id).status == "done"
+        db.session.commit()  # as the job does
+        assert outbox.run(KIND, loose).status == "done"
+        db.session.commit()
+    assert asked == [conn.id, conn.id]
+    assert (reload(row_id).status, reload(row_id).attempts) == ("done", 1) and effects() == 2

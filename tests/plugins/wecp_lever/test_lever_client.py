@@ -316,6 +316,34 @@ def test_background_work_reserves_nothing_while_others_wait_for_the_tokens(conne
     assert reserved and 3.5 < wait < 4.5
 
 
+def test_a_tag_given_back_for_its_turn_is_not_claimed(connection, api, app, monkeypatch):
+    """Most tags of a bulk move are given back while its invitations hold the tokens: their
+    turn is asked before the row is claimed, so such a run writes nothing (no attempt spent)."""
+    from rq import Retry
+
+    from hub import outbox
+    from plugins.wecp_lever.flow import tag_opportunity
+    from plugins.wecp_lever.models import Tag
+
+    app.config.update(LEVER_RATE_LIMIT=1.0, LEVER_RATE_BURST=1)
+    tag = Tag(organization_id=connection.organization_id, connection_id=connection.id, key="invited:x",
+              opportunity_id="opp-1", tags=["WeCP: invited"], perform_as="u-1", status="pending")
+    db.session.add(tag)
+    db.session.commit()
+    kind = outbox.kind_of(tag_opportunity)
+    job = FakeJob(kind.job_id(tag.id))
+    monkeypatch.setattr(lever, "get_current_job", lambda: job)
+    monkeypatch.setattr(outbox, "get_current_job", lambda: job)
+    drain(connection.id)
+    assert LeverClient(connection.id).bucket.reserve(3)[0]  # invitations' reads queued up
+    before = tag.due_at
+    with app.app_context():
+        assert isinstance(outbox.run(kind, tag.id), Retry)
+    db.session.expire_all()
+    # Untouched: a claimed run given back would have moved its due time (and written twice).
+    assert (tag.status, tag.attempts, tag.due_at) == ("pending", 0, before) and len(api.calls) == 0
+
+
 def test_work_admitted_when_stored_runs_once_on_its_turn(connection, api, in_job, slept, app):
     """``admission``: a note's calls are reserved when its row is stored; its job, enqueued for
     then, spends them without reserving again or being given back."""
