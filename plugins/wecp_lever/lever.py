@@ -250,7 +250,10 @@ class LeverClient:
         deferrable = get_current_job() is not None
         while True:
             attempt += 1
-            if not (deferrable and self._prepaid()) and not self.bucket.acquire(timeout=self.max_wait):
+            if deferrable:
+                if not self._prepaid():
+                    self._extra_token()
+            elif not self.bucket.acquire(timeout=self.max_wait):
                 raise RateLimited(429, "LocalRateLimit", "the shared Lever rate limit is saturated",
                                   method=method, path=path, retry_after=1.0)
             # After the turn: a run given back to wait for it needs no token.
@@ -313,6 +316,21 @@ class LeverClient:
             return False
         g.lever_prepaid = prepaid - 1
         return True
+
+    def _extra_token(self) -> None:
+        """In a job, a call beyond the run's plan (e.g. the users list behind a cache miss): a
+        token free now, else the job is given back with every call of this run and this one
+        reserved for its next run. It never waits for the token in the job: a worker held for
+        ``LEVER_MAX_WAIT`` seconds is a worker other work waits for."""
+        if self.bucket.try_acquire() == 0:
+            g.lever_extra = g.get("lever_extra", 0) + 1
+            return
+        calls = int(g.get("lever_plan", 1)) + g.get("lever_extra", 0) + 1
+        reserved, wait = self.bucket.reserve(calls, max_wait=self.max_defer)
+        if reserved:
+            _keep_reservation(get_redis(), get_current_job().id, calls, wait)
+        g.pop("lever_prepaid", None)
+        raise Defer(max(wait, 0.1), "waiting for the Lever rate limit (a call beyond the plan)")
 
     def _reserve_run(self) -> int:
         """The calls this run may make now: reserved by an earlier run of the job (given back

@@ -1,6 +1,7 @@
 """Unit tests of the Lever API client against recorded shapes (responses), real Redis and SQLite."""
 import json
 import pathlib
+import time
 from datetime import datetime, timedelta
 from unittest import mock
 from urllib.parse import parse_qs, urlsplit
@@ -287,6 +288,34 @@ def test_a_429_in_a_job_gives_the_worker_back_for_retry_after(connection, api, i
     with pytest.raises(Defer) as deferred:
         in_job("job-2", lambda: LeverClient(connection.id).get_opportunity("opp-1"))
     assert deferred.value.seconds == 7.0 and slept == [] and len(api.calls) == 1
+
+
+def test_a_call_beyond_the_plan_never_waits_in_the_job(connection, api, in_job, slept, app):
+    """A job planned one call but made two (a cache miss behind the author): with no token for
+    the second it is given back at once, not held for LEVER_MAX_WAIT, and its next run has both
+    calls reserved. Before, the call waited in the job up to 30 s, then failed (RateLimited)."""
+    from hub.jobs import Defer
+
+    app.config.update(LEVER_RATE_LIMIT=2.0, LEVER_RATE_BURST=1)
+    api.get(f"{API}/users", json={"data": [], "hasNext": False})
+    api.get(f"{API}/opportunities/opp-1", json={"data": {"id": "opp-1"}})
+
+    def job():
+        lever.plan_calls(1)
+        client = LeverClient(connection.id)
+        client.list_users()
+        drain(connection.id)  # another worker takes the rest meanwhile
+        return client.get_opportunity("opp-1")
+    started = time.monotonic()
+    with pytest.raises(Defer) as deferred:
+        in_job("job-extra", job)
+    assert time.monotonic() - started < 5 and slept == []
+    assert 0 < deferred.value.seconds <= 1.5 and len(api.calls) == 1
+    # Its next run has both calls reserved: not given back, no token taken from the bucket.
+    time.sleep(deferred.value.seconds)
+    assert in_job("job-extra", lambda: (lever.plan_calls(1), LeverClient(connection.id).list_users(),
+                                        LeverClient(connection.id).get_opportunity("opp-1"))[2]) == {"id": "opp-1"}
+    assert len(api.calls) == 3
 
 
 def test_outside_a_job_a_call_waits_for_its_token(connection, api, app):
