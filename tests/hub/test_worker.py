@@ -169,11 +169,13 @@ def test_kill_9_of_the_work_process_hands_its_job_back_at_once(pg_app, workers, 
 def test_a_job_past_its_timeout_is_stopped_and_the_worker_goes_on(pg_app, workers):
     """A job stuck past its timeout: stopped by the timeout signal, or, when it cannot hear it
     (stuck outside Python), its process is killed by the supervisor; the next job runs."""
-    pg_app.config.update(FAST_CONFIG, HUB_JOB_TIMEOUT=2)  # jobs get their timeout when enqueued
+    # Jobs get their timeout and retries when enqueued; one retry is enough to show the worker
+    # goes on (each run of the deaf job costs its timeout, the grace and a new process).
+    pg_app.config.update(FAST_CONFIG, HUB_JOB_TIMEOUT=2, HUB_RETRY_INTERVALS=[1])
     pg_app.extensions.pop("hub.queues", None)
     client = pg_app.test_client()
     conn = make_connection()
-    (supervisor,) = workers.start(1, HUB_JOB_HEARTBEAT_GRACE="2", **FAST)
+    (supervisor,) = workers.start(1, HUB_JOB_HEARTBEAT_GRACE="2", **{**FAST, "HUB_RETRY_INTERVALS": "1"})
     r = get_redis()
     hung = post(client, conn, "hung", sleep=60)
     deaf = post(client, conn, "deaf", sleep=60, deaf=True)
