@@ -164,7 +164,10 @@ def job(queue: str = "default", *, retry: bool = True, timeout: int | None = Non
                 db.session.rollback()
                 if get_current_job() is None:
                     raise  # called in this process (inline, tests): the caller sees it whole
-                log.warning("hub.jobs.failed job=%s error=%s", name, type(exc).__name__, exc_info=True)
+                # Durable work logged its cause already, in one line (``already_logged``): its
+                # traceback here would show only where that was turned into this failure.
+                log.warning("hub.jobs.failed job=%s error=%s", name, type(exc).__name__,
+                            exc_info=not getattr(exc, "already_logged", False))
                 raise JobFailed(f"{name} failed: {type(exc).__name__}") from None
             except BaseException:
                 db.session.rollback()

@@ -81,6 +81,9 @@ class Refused(Exception):
 class WorkFailed(RuntimeError):
     """Raised to RQ when a run failed and will be retried: names the work, never its data."""
 
+    #: ``run`` logged the attempt's failure (kind, row, error type) before raising this.
+    already_logged = True
+
 
 class DurableWork:
     """Columns of a row of durable work. Mix into a model; see the module docstring."""

@@ -34,6 +34,7 @@ from redis.exceptions import RedisError
 from rq import SimpleWorker
 from rq.exceptions import StopRequested
 from rq.executions import WORKER_EXECUTIONS_KEY_TEMPLATE
+from rq.job_lifecycle import call_exception_handlers
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 from rq.worker_registration import clean_worker_registry
@@ -41,7 +42,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import configure_mappers
 
 from .extensions import db, get_redis
-from .jobs import QUEUES, enqueue, get_queue, safe_job_id
+from .jobs import QUEUES, JobFailed, enqueue, get_queue, safe_job_id
 from .plugin import PeriodicJob
 from .registry import all_plugins
 
@@ -79,6 +80,16 @@ class HubWorker(SimpleWorker):
     max_rss = 0
     max_jobs = 0
     jobs_done = 0
+
+    def handle_exception(self, job, *exc_info) -> None:
+        """A job failed through the hub's job wrapper (``JobFailed``), which logged it already
+        (the whole exception, redacted; one line for durable work): one line here, not RQ's
+        ERROR and the wrapper's traceback once more. Anything else: RQ's own handling."""
+        if len(exc_info) > 1 and isinstance(exc_info[1], JobFailed):
+            log.warning("hub.worker.job_failed job=%s retries_left=%s", job.id, job.retries_left)
+            call_exception_handlers(self._exc_handlers, job, *exc_info)
+            return
+        super().handle_exception(job, *exc_info)
 
     def request_stop(self, signum, frame):
         self.stop_asked = True

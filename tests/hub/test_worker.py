@@ -291,3 +291,19 @@ def test_the_work_loop_has_its_own_redis_client_with_a_timeout_longer_than_its_w
     assert worker.connection is not get_redis()
     assert loop > worker.dequeue_timeout
     assert get_redis().connection_pool.connection_kwargs["socket_timeout"] == 5
+
+
+def test_an_attempt_that_fails_and_is_retried_logs_warnings_without_a_traceback(pg_app, workers):
+    """The outbox says which work failed and why (one line); the job wrapper and the worker add
+    one line each. Before: RQ's ERROR with a traceback, and the wrapper's traceback of the
+    ``WorkFailed`` that only showed where the failure was turned into it."""
+    pg_app.config.update(FAST_CONFIG)
+    pg_app.extensions.pop("hub.queues", None)
+    client = pg_app.test_client()
+    conn = make_connection()
+    (supervisor,) = workers.start(1, **FAST)
+    flaky = post(client, conn, "flaky", fail=1)
+    wait_for(lambda: status_of(flaky) == "done", 60, message="the flaky delivery to succeed on its retry")
+    log = open(supervisor.log_path).read()
+    assert "hub.outbox.attempt_failed" in log and "hub.jobs.failed" in log and "hub.worker.job_failed" in log
+    assert " ERROR " not in log and "Traceback" not in log, log
