@@ -368,12 +368,13 @@ def run(kind: WorkKind, row_id, here: bool = False) -> Outcome | Retry | None:
 
 def _not_ready_for(kind: WorkKind, row_id) -> float | None:
     """Seconds to give the job back for, asked before its row is claimed; None: go on."""
-    connection_id = db.session.scalar(sa.select(kind.model.connection_id).where(kind.model.id == row_id))
+    found = db.session.execute(sa.select(kind.model.connection_id, kind.model.status)
+                               .where(kind.model.id == row_id)).first()
     db.session.rollback()
-    if connection_id is None:
-        return None  # no such row: the claim says so
+    if found is None or found.connection_id is None or found.status not in (PENDING, RUNNING):
+        return None  # nothing to wait for: the claim says what became of the row
     try:
-        kind.ready(connection_id)
+        kind.ready(found.connection_id)
     except Defer as exc:
         return exc.seconds
     except RedisError as exc:  # the run decides, as it would have without this check
