@@ -63,6 +63,9 @@ CONFIG = {
     "HUB_WORKER_LOG_LEVEL": "WARNING",
     # How often each worker's scheduler thread wakes up (seconds).
     "HUB_SCHEDULER_TICK": 1.0,
+    # How often the scheduler reads which connections are usable, for their periodic jobs (seconds):
+    # a connection made meanwhile gets its first periodic runs within this.
+    "HUB_SCHEDULER_CONNECTIONS_EVERY": 10.0,
     # Durable work still pending this many seconds after it was due, without a job, is enqueued
     # again by the sweeper (Redis was down when it was stored, or lost the job since).
     "HUB_SWEEP_AFTER_SECONDS": 10,

@@ -21,6 +21,7 @@ import importlib
 import logging
 import multiprocessing
 import os
+import resource
 import signal
 import threading
 import time
@@ -52,13 +53,10 @@ log = logging.getLogger("hub.worker")
 SCHEDULER_TICK_LOCK = threading.Lock()
 
 
-def rss_bytes() -> int:
-    """This process's resident memory (Linux ``/proc``; 0 where it cannot be read)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
+def peak_rss_bytes() -> int:
+    """The most resident memory this process has held (``getrusage``: one system call, asked
+    after every job; reading ``/proc/self/statm`` instead cost ~1 % of a busy worker's CPU)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: kB
 
 
 class HubWorker(SimpleWorker):
@@ -157,7 +155,9 @@ class HubWorker(SimpleWorker):
                 pass  # the claim lapses if Redis stays away; the job's outcome is in the database
 
     def _recycle_if_needed(self) -> None:
-        rss = rss_bytes()
+        # The peak, not the current size: memory a job once took stays the process's on Linux
+        # (the allocator rarely returns it), so a peak past the limit is a process to replace.
+        rss = peak_rss_bytes()
         if self.max_rss and rss > self.max_rss:
             log.warning("hub.worker.recycle reason=memory rss_mb=%d", rss // 2**20)
             self._stop_requested = True
@@ -251,18 +251,50 @@ def interval_seconds(app, job: PeriodicJob) -> float:
     return float(app.config["HUB_PERIODIC_INTERVALS"].get(job.name, job.interval.total_seconds()))
 
 
-def enqueue_periodic_jobs(app, now: float | None = None, tried: dict | None = None) -> list[str]:
+class UsableConnections:
+    """The usable connections' ids of each plugin, read again at most every ``every`` seconds.
+
+    The scheduler thread asks every tick (once a second); a query each time was about a third of
+    an idle worker's CPU with 100 connections (docs/performance.md, B7). A connection made
+    meanwhile gets its periodic runs within ``every`` seconds instead of at the next tick.
+    """
+
+    def __init__(self, every: float):
+        self.every = every
+        self.read: dict[str | None, tuple[float, list[str]]] = {}
+
+    def of(self, plugin_key: str | None, now: float) -> list[str]:
+        read_at, ids = self.read.get(plugin_key, (None, []))
+        if read_at is None or not 0 <= now - read_at < self.every:
+            ids = usable_connection_ids(plugin_key)
+            self.read[plugin_key] = (now, ids)
+        return ids
+
+
+def usable_connection_ids(plugin_key: str | None) -> list[str]:
+    """One Core query: the ids of the connections that may run work (not the rows)."""
+    from .models import Connection
+
+    query = sa.select(Connection.id).where(
+        Connection.disconnected_at.is_(None), Connection.revoked_at.is_(None),
+        Connection.credentials_ciphertext.is_not(None))
+    if plugin_key:
+        query = query.where(Connection.plugin_key == plugin_key)
+    return list(db.session.scalars(query))
+
+
+def enqueue_periodic_jobs(app, now: float | None = None, tried: dict | None = None,
+                          connections: UsableConnections | None = None) -> list[str]:
     """Enqueue each periodic job whose time slot has no run yet; returns the job ids enqueued.
 
     The slot is ``now // interval``; ``SET NX`` on a key per job and slot lets exactly one worker
     in the fleet enqueue it, and the deterministic job id keeps a slot to one job. ``tried``
     (the scheduler thread's own) remembers the slot this process already settled for each job,
     so a tick inside it costs no round trip to Redis. The usable connections' ids are read once
-    per tick for every per-connection job of a plugin (one Core query, not the rows), so a
-    connection made during a slot gets its run at once.
+    per call for every per-connection job of a plugin (one Core query, not the rows), or from
+    ``connections`` (the scheduler thread's), so a connection made during a slot gets its run in
+    that slot.
     """
-    from .models import Connection
-
     now = time.time() if now is None else now
     redis = get_redis(app)
     enqueued = []
@@ -273,17 +305,13 @@ def enqueue_periodic_jobs(app, now: float | None = None, tried: dict | None = No
         targets: list[str | None] = [None]
         if job.per_connection:
             if plugin_key not in usable:
-                query = sa.select(Connection.id).where(
-                    Connection.disconnected_at.is_(None), Connection.revoked_at.is_(None),
-                    Connection.credentials_ciphertext.is_not(None))
-                if plugin_key:
-                    query = query.where(Connection.plugin_key == plugin_key)
-                usable[plugin_key] = list(db.session.scalars(query))
+                usable[plugin_key] = (connections.of(plugin_key, now) if connections is not None
+                                      else usable_connection_ids(plugin_key))
             targets = usable[plugin_key]
         for connection_id in targets:
-            job_id = safe_job_id("periodic", job.name, connection_id or "hub", slot)
             if tried is not None and tried.get((job.name, connection_id)) == slot:
                 continue
+            job_id = safe_job_id("periodic", job.name, connection_id or "hub", slot)
             claimed = redis.set(f"hub:periodic:{job_id}", os.getpid(), nx=True, px=int(interval * 2000))
             if tried is not None:
                 tried[(job.name, connection_id)] = slot
@@ -312,6 +340,7 @@ class Scheduler(threading.Thread):
         self.stopping = threading.Event()
         #: (periodic job, connection) → the slot this process settled (``enqueue_periodic_jobs``).
         self.tried: dict[tuple, int] = {}
+        self.connections = UsableConnections(float(app.config["HUB_SCHEDULER_CONNECTIONS_EVERY"]))
 
     #: Seconds between promotions of due jobs within a tick: jobs given back to wait for a
     #: rate-limit slot are due at sub-second times.
@@ -343,7 +372,7 @@ class Scheduler(threading.Thread):
     def run_once(self) -> None:
         recover_abandoned_jobs(self.app, self.tick)
         promote_scheduled_jobs(self.app)
-        enqueue_periodic_jobs(self.app, tried=self.tried)
+        enqueue_periodic_jobs(self.app, tried=self.tried, connections=self.connections)
 
     def stop(self) -> None:
         self.stopping.set()

@@ -153,3 +153,13 @@ def test_accounts_benchmark(tmp_path):
     accounts = run["per_account"]
     assert len({a["account"] for a in accounts}) == orgs
     assert all(a["lever"]["calls"] > 0 and a["all_emailed_seconds"] is not None for a in accounts)
+
+
+def test_idle_benchmark(tmp_path):
+    result, line = run_bench(tmp_path, "bench.idle")
+    assert line.startswith("B7 idle:") and result["ok"], line
+    assert result["settings"]["connections"] == 3 and len(result["worker_cpu_ms_per_second"]) == 2
+    # Every worker spends something while idle (its scheduler runs): read from /proc, never zero.
+    assert all(ms > 0 for ms in result["worker_cpu_ms_per_second"])
+    assert result["wall_seconds"] >= result["settings"]["seconds"]
+    assert result["postgres_cpu_ms_per_second"] >= 0 and result["redis_cpu_ms_per_second"] >= 0

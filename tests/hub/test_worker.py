@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 from rq.job import Job
 
 from hub.extensions import db, get_redis
@@ -14,7 +15,7 @@ from hub.inbox import WebhookDelivery, job_id
 from hub.jobs import get_queue
 from hub.models import utcnow
 from hub.plugin import PeriodicJob
-from hub.worker import HubWorker, enqueue_periodic_jobs
+from hub.worker import HubWorker, UsableConnections, enqueue_periodic_jobs
 from tests.hub.conftest import hub_test_plugins
 from tests.plugins import tiny_example
 from tests.stack import children_of
@@ -84,6 +85,33 @@ def test_the_scheduler_settles_a_slot_once_and_still_sees_a_connection_added_in_
         f"periodic-tests-plugins-tiny_example-tick-{added.id}-100000"]
     # Without the memory, the same tick would have claimed the settled slots again.
     assert len(enqueue_periodic_jobs(app, now + 3)) == 3
+
+
+def test_the_scheduler_reads_the_usable_connections_every_few_seconds_not_every_tick(app):
+    """The scheduler thread's ``UsableConnections``: one query per plugin every ``every``
+    seconds; a connection made in between gets its periodic runs within that."""
+    app.config["HUB_PERIODIC_JOB_MODULES"] = ["tests.hub.test_worker"]
+    for key in get_redis(app).scan_iter("hub:periodic:*"):  # another test's claims of these slots
+        get_redis(app).delete(key)
+    first = make_connection()
+    now, tried, connections = 1_000_000.0, {}, UsableConnections(every=5)
+    assert enqueue_periodic_jobs(app, now, tried=tried, connections=connections) == [
+        "periodic-tests-plugins-tiny_example-tick-hub-16666",
+        f"periodic-tests-plugins-tiny_example-tick-{first.id}-100000"]
+    added = make_connection(org_name="Added")
+    queries = []
+
+    def seen(conn, cursor, statement, *args):
+        queries.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        assert enqueue_periodic_jobs(app, now + 2, tried=tried, connections=connections) == []
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", seen)
+    assert not [q for q in queries if "connections" in q.lower()]  # not read again
+    assert enqueue_periodic_jobs(app, now + 6, tried=tried, connections=connections) == [
+        f"periodic-tests-plugins-tiny_example-tick-{added.id}-100000"]
 
 
 def test_abandoned_jobs_are_noticed_after_the_grace_not_after_a_minute(app):
