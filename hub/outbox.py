@@ -209,7 +209,8 @@ def schedule(func: Callable, row: DurableWork, *, at_front: bool = False) -> Dur
     delay = _admit(kind, row)
     if delay > 0:
         row.due_at = utcnow() + timedelta(seconds=delay)
-    _enqueue_after_commit(kind, row.id, at_front=at_front, delay=delay)
+    _enqueue_after_commit(kind, row.id, at_front=at_front, delay=delay,
+                          connection_id=getattr(row, "connection_id", None))
     return row
 
 
@@ -239,8 +240,16 @@ def schedule_once(func: Callable, row: DurableWork, **options) -> bool:
         return False
 
 
-def _enqueue_after_commit(kind: WorkKind, row_id, at_front: bool = False, delay: float = 0.0) -> None:
+#: A job's ``meta`` key for its row's connection id, for a kind's ``ready`` (an id we made).
+META_CONNECTION = "hub_connection"
+
+
+def _enqueue_after_commit(kind: WorkKind, row_id, at_front: bool = False, delay: float = 0.0,
+                          connection_id: str | None = None) -> None:
     options = {"job_id": kind.job_id(row_id)}
+    if kind.ready is not None and connection_id:
+        # ``ready`` is asked before the row is read: its job carries the connection's id.
+        options["meta"] = {META_CONNECTION: connection_id}
     if at_front:
         options["at_front"] = True
     if delay > 0:
@@ -287,7 +296,7 @@ def run(kind: WorkKind, row_id, here: bool = False) -> Outcome | Retry | None:
     model = kind.model
     rq_job = get_current_job()
     if kind.ready is not None and rq_job is not None and not here and kind.has_connection:
-        wait = _not_ready_for(kind, row_id)
+        wait = _not_ready_for(kind, row_id, (rq_job.meta or {}).get(META_CONNECTION))
         if wait is not None:
             return deferred_retry(wait)
     now = utcnow()
@@ -366,15 +375,22 @@ def run(kind: WorkKind, row_id, here: bool = False) -> Outcome | Retry | None:
     return outcome
 
 
-def _not_ready_for(kind: WorkKind, row_id) -> float | None:
-    """Seconds to give the job back for, asked before its row is claimed; None: go on."""
-    found = db.session.execute(sa.select(kind.model.connection_id, kind.model.status)
-                               .where(kind.model.id == row_id)).first()
-    db.session.rollback()
-    if found is None or found.connection_id is None or found.status not in (PENDING, RUNNING):
-        return None  # nothing to wait for: the claim says what became of the row
+def _not_ready_for(kind: WorkKind, row_id, connection_id: str | None = None) -> float | None:
+    """Seconds to give the job back for, asked before its row is claimed; None: go on.
+
+    ``connection_id``: carried by the job (``META_CONNECTION``), so a give-back costs no read of
+    the row (a read and a rollback were ~4 % of a busy worker's CPU: docs/performance.md, B5);
+    a job enqueued without it (by the sweeper) reads it from the row.
+    """
+    if connection_id is None:
+        found = db.session.execute(sa.select(kind.model.connection_id, kind.model.status)
+                                   .where(kind.model.id == row_id)).first()
+        db.session.rollback()
+        if found is None or found.connection_id is None or found.status not in (PENDING, RUNNING):
+            return None  # nothing to wait for: the claim says what became of the row
+        connection_id = found.connection_id
     try:
-        kind.ready(found.connection_id)
+        kind.ready(connection_id)
     except Defer as exc:
         return exc.seconds
     except RedisError as exc:  # the run decides, as it would have without this check

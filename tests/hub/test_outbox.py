@@ -67,7 +67,7 @@ def last_try():
 
 
 def a_try_with_retries_left():
-    return mock.patch.object(outbox, "get_current_job", return_value=mock.Mock(retries_left=2))
+    return mock.patch.object(outbox, "get_current_job", return_value=mock.Mock(retries_left=2, meta={}))
 
 
 def test_the_job_is_enqueued_after_commit_never_before_and_not_after_a_rollback(app):
@@ -274,3 +274,34 @@ def test_a_kind_not_ready_is_given_back_before_its_row_is_claimed(app):
         db.session.commit()
     assert asked == [conn.id, conn.id]
     assert (reload(row_id).status, reload(row_id).attempts) == ("done", 1) and effects() == 2
+
+
+def test_a_job_given_back_by_ready_reads_nothing_from_the_database(app):
+    """The row's job carries its connection's id (``meta``): ``ready`` is asked without a read
+    of the row, so a run given back costs no database round trip at all."""
+    from rq import Retry
+    from sqlalchemy import event
+
+    from hub.jobs import Defer
+
+    conn = make_connection()
+
+    def ready(connection_id):
+        raise Defer(1.5, "no token yet")
+
+    statements = []
+
+    def count(conn_, cursor, statement, *args):
+        statements.append(statement)
+    with mock.patch.object(KIND, "ready", ready):
+        row_id = add("tag", connection_id=conn.id)
+        job = get_queue("default").fetch_job(KIND.job_id(row_id))
+        assert job.meta == {outbox.META_CONNECTION: conn.id}
+        with mock.patch.object(outbox, "get_current_job", return_value=job):
+            event.listen(db.engine, "before_cursor_execute", count)
+            try:
+                result = outbox.run(KIND, row_id)
+            finally:
+                event.remove(db.engine, "before_cursor_execute", count)
+    assert isinstance(result, Retry) and statements == []
+    assert (reload(row_id).status, reload(row_id).attempts) == ("pending", 0)

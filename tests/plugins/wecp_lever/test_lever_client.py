@@ -230,8 +230,8 @@ def test_expiring_token_is_refreshed_before_the_call(connection, api):
 # --- in a worker's job: given back, never waiting ---------------------------------------------
 
 class FakeJob:
-    def __init__(self, job_id):
-        self.id = job_id
+    def __init__(self, job_id, meta=None):
+        self.id, self.meta = job_id, meta or {}
 
 
 @pytest.fixture
