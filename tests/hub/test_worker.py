@@ -114,6 +114,37 @@ def test_the_scheduler_reads_the_usable_connections_every_few_seconds_not_every_
         f"periodic-tests-plugins-tiny_example-tick-{added.id}-100000"]
 
 
+def test_due_jobs_are_promoted_to_the_front_of_their_queue_and_only_those(app):
+    """The scheduler thread moves due retries and given-back jobs to their queue, ahead of new
+    work; a job not yet due stays, one another worker took from the registry is left to it, and
+    an entry whose job is gone is dropped."""
+    from datetime import UTC, datetime
+
+    from hub.worker import promote_scheduled_jobs
+
+    redis = get_redis(app)
+    queue = get_queue("default")
+    queue.empty()
+    registry = queue.scheduled_job_registry
+    for leftover in registry.get_job_ids():
+        registry.remove(leftover)
+    queue.enqueue("tests.plugins.tiny_example.tick", 0, job_id="new-work")
+    now = time.time()
+    for name, due in (("due-1", now - 2), ("due-2", now - 1), ("taken", now - 1), ("later", now + 60)):
+        queue.enqueue_at(datetime.fromtimestamp(due + 1, UTC), "tests.plugins.tiny_example.tick", 1, job_id=name)
+        redis.zadd(registry.key, {name: due})
+    gone = queue.enqueue_at(datetime.fromtimestamp(now, UTC), "tests.plugins.tiny_example.tick", 2, job_id="gone")
+    redis.zadd(registry.key, {"gone": now - 1})
+    gone.delete(remove_from_queue=False)
+    redis.zadd(registry.key, {"gone": now - 1})  # its entry outlived its hash
+    redis.zrem(registry.key, "taken")  # another worker claimed it first
+    assert promote_scheduled_jobs(app) == 2
+    assert queue.get_job_ids() == ["due-2", "due-1", "new-work"]  # ahead of new work, "taken" not here
+    assert queue.fetch_job("due-1").get_status() == "queued"
+    assert registry.get_job_ids() == ["later"]
+    assert promote_scheduled_jobs(app) == 0
+
+
 def test_abandoned_jobs_are_noticed_after_the_grace_not_after_a_minute(app):
     worker = HubWorker([get_queue("webhooks")], connection=get_redis(), job_monitoring_interval=5)
     worker.heartbeat_grace = 10
