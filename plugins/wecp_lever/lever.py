@@ -16,6 +16,7 @@ from rq import get_current_job
 
 from hub.connections import access_token, mark_revoked
 from hub.extensions import get_redis
+from hub.http import session as shared_session
 from hub.jobs import Defer
 from hub.outbox import Refused
 from hub.plugin import ConnectionUnusable
@@ -223,7 +224,8 @@ class LeverClient:
         config = current_app.config
         self.connection_id = connection_id
         self.base_url = config["LEVER_API_BASE_URL"].rstrip("/")
-        self.http = http or requests.Session()
+        # Kept alive between jobs, the environment read once (hub.http).
+        self.http = http or shared_session()
         self.timeout = float(config.get("LEVER_TIMEOUT", 20))
         self.max_retries = int(config.get("LEVER_MAX_RETRIES", 3))
         self.max_wait = float(config.get("LEVER_MAX_WAIT", 30))
