@@ -90,6 +90,15 @@ class HubWorker(SimpleWorker):
             return
         super().handle_exception(job, *exc_info)
 
+    def heartbeat(self, timeout: int | None = None, pipeline=None):
+        """RQ's worker heartbeat in one round trip: it sends three commands one by one (a
+        hash field and two expiries) before every job, ~8 % of a skipped delivery's CPU."""
+        if pipeline is not None:
+            return super().heartbeat(timeout, pipeline)
+        with self.connection.pipeline(transaction=False) as pipe:
+            super().heartbeat(timeout, pipe)
+            pipe.execute()
+
     def request_stop(self, signum, frame):
         self.stop_asked = True
         super().request_stop(signum, frame)

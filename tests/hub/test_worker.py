@@ -5,6 +5,7 @@ import json
 import os
 import time
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 import sqlalchemy as sa
@@ -143,6 +144,27 @@ def test_due_jobs_are_promoted_to_the_front_of_their_queue_and_only_those(app):
     assert queue.fetch_job("due-1").get_status() == "queued"
     assert registry.get_job_ids() == ["later"]
     assert promote_scheduled_jobs(app) == 0
+
+
+def test_the_worker_heartbeat_is_one_round_trip_with_the_same_effect(app):
+    """RQ's heartbeat before every job: its hash field and both expiries, sent together."""
+    import redis as redis_lib
+
+    worker = HubWorker([get_queue("webhooks")], connection=get_redis(), name="beat-test")
+    get_redis().sadd(worker.executions_key, "a-job-it-runs")
+    sent = []
+    original = redis_lib.Redis.execute_command
+
+    def counting(self, *args, **options):
+        sent.append(args[0])
+        return original(self, *args, **options)
+    with mock.patch.object(redis_lib.Redis, "execute_command", counting):
+        worker.heartbeat(timeout=120)
+    assert sent == []  # nothing sent one command at a time: one pipeline
+    redis = get_redis()
+    assert redis.hget(worker.key, "last_heartbeat") is not None
+    assert 0 < redis.ttl(worker.key) <= 120 and 0 < redis.ttl(worker.executions_key) <= 120
+    redis.delete(worker.key, worker.executions_key)
 
 
 def test_abandoned_jobs_are_noticed_after_the_grace_not_after_a_minute(app):
