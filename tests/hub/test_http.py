@@ -57,15 +57,15 @@ def test_the_environment_is_read_once_per_host_as_requests_would(monkeypatch):
     monkeypatch.setenv("NO_PROXY", "api.direct.example")
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/our-bundle.pem")
     session = http._Session()
-    settings = session.merge_environment_settings("https://api.lever.example/v1/x", {}, None, True, None)
+    settings = session.merge_environment_settings("https://api.provider.example/v1/x", {}, None, True, None)
     assert settings["proxies"]["https"] == "http://proxy.internal:3128"
     assert settings["verify"] == "/etc/ssl/our-bundle.pem"
     direct = session.merge_environment_settings("https://api.direct.example/v1/x", {}, None, True, None)
     assert "https" not in direct["proxies"]
     # Read once: a later change needs a restart, and costs no lookups per request meanwhile.
     monkeypatch.setenv("HTTPS_PROXY", "http://other.internal:3128")
-    again = session.merge_environment_settings("https://api.lever.example/v1/y", {}, None, True, None)
+    again = session.merge_environment_settings("https://api.provider.example/v1/y", {}, None, True, None)
     assert again["proxies"]["https"] == "http://proxy.internal:3128"
     # What a caller passes still wins.
-    explicit = session.merge_environment_settings("https://api.lever.example/v1/z", {}, None, False, None)
+    explicit = session.merge_environment_settings("https://api.provider.example/v1/z", {}, None, False, None)
     assert explicit["verify"] is False
