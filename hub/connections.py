@@ -307,8 +307,7 @@ def refresh_idle_connections() -> dict:
     rows = db.session.execute(db.select(
         Connection.id, Connection.plugin_key, Connection.provider,
         sa.func.coalesce(Connection.last_refresh_at, Connection.connected_at, Connection.created_at),
-    ).where(Connection.disconnected_at.is_(None), Connection.revoked_at.is_(None),
-            Connection.credentials_ciphertext.is_not(None))).all()
+    ).where(Connection.usable)).all()
     counts = {"refreshed": 0, "revoked": 0, "failed": 0}
     for connection_id, plugin_key, provider_name, last in rows:
         provider = _provider_of(plugin_key, provider_name)
@@ -351,9 +350,7 @@ def remind_renewals() -> dict:
 
     now = utcnow()
     counts = {"emails": 0}
-    for conn in db.session.scalars(db.select(Connection).where(
-            Connection.disconnected_at.is_(None), Connection.revoked_at.is_(None),
-            Connection.credentials_ciphertext.is_not(None))):
+    for conn in db.session.scalars(db.select(Connection).where(Connection.usable)):
         provider = _provider_of(conn.plugin_key, conn.provider)
         lapses = renewal_due(provider, conn, conn.status) if provider is not None else None
         due = [ahead for ahead in RENEWAL_REMINDERS if lapses is not None and lapses - ahead <= now < lapses]

@@ -10,6 +10,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -206,10 +207,17 @@ class Connection(_PresetId, db.Model):
             return self.SETTING_UP
         return self.ACTIVE
 
-    @property
+    @hybrid_property
     def usable(self) -> bool:
-        """True when work for this connection may run now (not revoked, not disconnected)."""
+        """True when work for this connection may run now (not revoked, not disconnected); in a
+        query, the same condition in SQL (``select(Connection.id).where(Connection.usable)``)."""
         return self.disconnected_at is None and self.revoked_at is None and self.credentials_ciphertext is not None
+
+    @usable.inplace.expression
+    @classmethod
+    def _usable_expression(cls):
+        return sa.and_(cls.disconnected_at.is_(None), cls.revoked_at.is_(None),
+                       cls.credentials_ciphertext.is_not(None))
 
 
 class IntegrationSetting(_PresetId, db.Model):

@@ -504,9 +504,7 @@ def _sweep_kind(kind: WorkKind) -> dict:
     if kind.has_connection:
         from .models import Connection
 
-        usable = sa.select(Connection.id).where(
-            Connection.revoked_at.is_(None), Connection.disconnected_at.is_(None),
-            Connection.credentials_ciphertext.is_not(None))
+        usable = sa.select(Connection.id).where(Connection.usable)
         counts["resumed"] += requeue(kind, sa.and_(model.status == PAUSED, model.connection_id.in_(usable)))
     db.session.rollback()
     return counts

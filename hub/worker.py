@@ -296,9 +296,7 @@ def usable_connection_ids(plugin_key: str | None) -> list[str]:
     """One Core query: the ids of the connections that may run work (not the rows)."""
     from .models import Connection
 
-    query = sa.select(Connection.id).where(
-        Connection.disconnected_at.is_(None), Connection.revoked_at.is_(None),
-        Connection.credentials_ciphertext.is_not(None))
+    query = sa.select(Connection.id).where(Connection.usable)
     if plugin_key:
         query = query.where(Connection.plugin_key == plugin_key)
     return list(db.session.scalars(query))
