@@ -8,6 +8,8 @@ the CSRF token. Jobs carry ids, keys and outcome codes only (``hub.jobs.check_ar
 """
 from __future__ import annotations
 
+import re
+
 from flask import abort, current_app, g, request
 from flask_wtf.csrf import generate_csrf
 from rq.serializers import JSONSerializer
@@ -33,7 +35,10 @@ def _allowed() -> bool:
 
 
 def _on_dashboard() -> bool:
-    return request.path == URL_PREFIX or request.path.startswith(URL_PREFIX + "/")
+    # Routing merges repeated slashes (``/admin//rq/`` redirects to ``/admin/rq/``), so every
+    # spelling of a dashboard path is one: each must answer as an unknown path does (#39).
+    path = re.sub("/{2,}", "/", request.path)
+    return path == URL_PREFIX or path.startswith(URL_PREFIX + "/")
 
 
 def _hide():

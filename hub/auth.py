@@ -137,6 +137,9 @@ def safe_next(target: str | None) -> str:
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") \
             or "\\" in target:
         return url_for("settings.index")
+    # A line break in a Location header is a 500 (or a header injection): only printable text.
+    if len(target) > 2048 or not target.isprintable() or any(c.isspace() for c in target):
+        return url_for("settings.index")
     return target
 
 
@@ -244,7 +247,26 @@ def account(new_token: str | None = None, error: str | None = None, status: int 
     tokens = db.session.scalars(db.select(ApiToken).filter_by(user_id=g.user.id)
                                 .order_by(ApiToken.created_at.desc())).all()
     return render_template("hub/account.html", tokens=tokens, new_token=new_token, error=error,
-                           lifetimes=ApiToken.LIFETIMES), status
+                           lifetimes=ApiToken.LIFETIMES,
+                           active_tokens=sum(1 for t in tokens if t.status == "active")), status
+
+
+def revoke_own_tokens(user: User) -> int:
+    """Revoke every active API token of ``user`` (each audited); how many were active.
+
+    API tokens are not sessions: a password change or "sign out everywhere" leaves them working
+    unless the user asks, in the same step, for them to end too (issue #39, 10). They are meant
+    for scripts that must not stop when a person signs out; the account page says so.
+    """
+    active = [t for t in db.session.scalars(db.select(ApiToken).filter_by(user_id=user.id, revoked_at=None))
+              if t.status == "active"]
+    for token in active:
+        revoke_api_token(token)
+    return len(active)
+
+
+def _tokens_ended(count: int) -> str:
+    return f" Your API tokens were revoked ({count})." if count else ""
 
 
 @bp.route("/account/password", methods=["POST"])
@@ -264,8 +286,9 @@ def change_own_password():
         db.session.rollback()
         return account(error="The password could not be changed now (the session store is "
                              "unreachable). Try again.", status=503)
+    revoked = revoke_own_tokens(user) if request.form.get("revoke_tokens") == "1" else 0
     db.session.commit()
-    flash(f"Password changed. Your other sessions were signed out ({ended}).", "success")
+    flash(f"Password changed. Your other sessions were signed out ({ended}).{_tokens_ended(revoked)}", "success")
     return redirect(url_for("auth.account"))
 
 
@@ -311,9 +334,11 @@ def sign_out_everywhere():
         return redirect(url_for("auth.account"))
     audit("user.signed_out_everywhere", organization_id=user.organization_id, user_id=user.id,
           sessions=ended)
+    revoked = revoke_own_tokens(user) if request.form.get("revoke_tokens") == "1" else 0
     db.session.commit()
     session.rotate()
-    flash(f"Signed out everywhere ({ended} session{'s' if ended != 1 else ''} ended).", "info")
+    flash(f"Signed out everywhere ({ended} session{'s' if ended != 1 else ''} ended).{_tokens_ended(revoked)}",
+          "info")
     return redirect(url_for("auth.login"))
 
 

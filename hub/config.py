@@ -1,8 +1,15 @@
 """Configuration: defaults, environment overrides, and the checks production insists on."""
 from __future__ import annotations
 
+import base64
+import binascii
+import ipaddress
 import logging
+import math
 import os
+import re
+from collections import Counter
+from urllib.parse import urlsplit
 
 log = logging.getLogger("hub.config")
 
@@ -36,6 +43,11 @@ ENVIRONMENT = {
     "HUB_LINK_LOOKUPS_PER_MINUTE": "120",
     # How many proxies in front of the hub set X-Forwarded-For/-Proto/-Host; 0 trusts none.
     "HUB_TRUSTED_PROXIES": "0",
+    # "Resend invitation": one invitation at most once every 10 minutes and 5 times a day, one
+    # organization at most 100 resends an hour (the page says so beside the button).
+    "HUB_RESEND_INTERVAL_SECONDS": "600",
+    "HUB_RESENDS_PER_INVITATION_PER_DAY": "5",
+    "HUB_RESENDS_PER_ORGANIZATION_PER_HOUR": "100",
     # A signed-in session ends after this long without a request (8 hours) ...
     "HUB_SESSION_IDLE_SECONDS": "28800",
     # ... and this long after sign-in whatever its use (7 days).
@@ -46,10 +58,17 @@ ENVIRONMENT = {
 INTEGERS = {"MAX_CONTENT_LENGTH", "HUB_WEBHOOK_MAX_BYTES", "HUB_LOGIN_ATTEMPTS_PER_MINUTE",
             "HUB_LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE", "HUB_TRUSTED_PROXIES",
             "HUB_API_CALLS_PER_MINUTE", "HUB_LINK_LOOKUPS_PER_MINUTE",
-            "HUB_SESSION_IDLE_SECONDS", "HUB_SESSION_MAX_SECONDS"}
+            "HUB_SESSION_IDLE_SECONDS", "HUB_SESSION_MAX_SECONDS", "HUB_RESEND_INTERVAL_SECONDS",
+            "HUB_RESENDS_PER_INVITATION_PER_DAY", "HUB_RESENDS_PER_ORGANIZATION_PER_HOUR"}
 
 #: A development-only encryption key so a fresh clone runs; production refuses it.
 DEV_ENCRYPTION_KEY = "ZGV2LW9ubHkta2V5LWRvLW5vdC11c2UtaW4tcHJvZCE="
+
+#: The values ``HUB_ENV`` may take (any case, surrounding spaces ignored); anything else is refused.
+ENVIRONMENTS = ("development", "testing", "production")
+
+_GENERATE_SECRET = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+_URLSAFE_KEY = re.compile(r"[A-Za-z0-9_-]{43}=")
 
 
 class ConfigError(RuntimeError):
@@ -61,7 +80,7 @@ def load(app, overrides: dict | None = None) -> None:
     for key, default in ENVIRONMENT.items():
         value = os.environ.get(key, default)
         if key in INTEGERS and value is not None:
-            value = int(value)
+            value = _integer(key, value)
         app.config[key] = value
     # Flask's own defaults leave SameSite unset; ours apply unless a caller overrides them.
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
@@ -83,7 +102,17 @@ def load(app, overrides: dict | None = None) -> None:
         keys = [k.strip() for k in keys.split(",") if k.strip()]
     cfg["HUB_ENCRYPTION_KEYS"] = keys
     cfg["HUB_BASE_URL"] = cfg["HUB_BASE_URL"].rstrip("/")
-    cfg["PRODUCTION"] = cfg["HUB_ENV"] == "production"
+    # "Production" or "production " must not quietly run development (issue #39, 5).
+    env = str(cfg["HUB_ENV"] or "").strip().lower()
+    if env not in ENVIRONMENTS:
+        raise ConfigError(f"HUB_ENV must be one of {', '.join(ENVIRONMENTS)}, not {cfg['HUB_ENV']!r}")
+    cfg["HUB_ENV"] = env
+    cfg["PRODUCTION"] = env == "production"
+    # A negative count would take the client's address from a header the caller writes.
+    if not 0 <= int(cfg["HUB_TRUSTED_PROXIES"]) <= 10:
+        raise ConfigError("HUB_TRUSTED_PROXIES must be 0 (no proxy) or the number of proxies in front "
+                          f"of the hub (at most 10), not {cfg['HUB_TRUSTED_PROXIES']!r}")
+    cfg["SMTP_URL"] = (cfg.get("SMTP_URL") or "").strip()
     trusted = cfg.get("HUB_TRUSTED_HOSTS")
     if isinstance(trusted, str):
         trusted = [h.strip() for h in trusted.split(",") if h.strip()]
@@ -112,32 +141,119 @@ def _sqlalchemy_url(url: str) -> str:
     return url
 
 
-def _key_problem(text: str) -> str | None:
-    """Why an encryption key is unusable, or None."""
-    import base64
-    import binascii
-
+def _integer(key: str, value) -> int:
     try:
-        key = base64.urlsafe_b64decode(text.encode())
-    except (binascii.Error, ValueError):
-        return "is not urlsafe base64"
-    if len(key) != 32:
-        return "is not 32 bytes"
-    if len(set(key)) < 8:
-        return "is not random (all zeros or a repeated pattern)"
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be a whole number, not {value!r}") from None
+
+
+def decode_key(text: str) -> bytes:
+    """An encryption key's 32 bytes, decoded strictly: exactly what ``hub keys generate`` prints
+    (43 urlsafe base64 characters and ``=``). Quotes, spaces, stray characters or another
+    spelling of the same bytes raise ``ValueError``: lenient decoding let the published
+    development key through in disguise (issue #39, 3)."""
+    if not isinstance(text, str) or not _URLSAFE_KEY.fullmatch(text):
+        hint = " (remove the quotes around it)" if isinstance(text, str) and text[:1] in "\"'" else ""
+        raise ValueError(f"is not 32 bytes written as 43 urlsafe base64 characters and '='{hint}")
+    try:
+        key = base64.b64decode(text, altchars=b"-_", validate=True)
+    except binascii.Error:
+        raise ValueError("is not urlsafe base64") from None
+    if base64.urlsafe_b64encode(key).decode() != text:
+        raise ValueError("is not in its one canonical spelling (hub keys generate)")
+    return key
+
+
+def not_random(data: bytes | str, *, run: int, distinct: int, repeat: int) -> str | None:
+    """Why ``data`` is not what a random generator makes, or None.
+
+    Refused: fewer than ``distinct`` different symbols; ``run`` symbols in a row with the same
+    step (``aaaa…``, ``abcd…``, ``0123…``, ``bytes(range(32))``); a stretch of ``repeat`` symbols
+    that occurs twice (a repeated pattern); and under 80 bits of entropy by the symbols' own
+    frequencies. The thresholds keep a false refusal of generated values far below one in a
+    million (a run of 6 equal steps in 32 random bytes: ~10⁻⁸)."""
+    symbols = list(data.encode() if isinstance(data, str) else data)
+    if len(set(symbols)) < distinct:
+        return "has too few different characters"
+    steps = [b - a for a, b in zip(symbols, symbols[1:])]
+    length = 1
+    for before, step in zip(steps, steps[1:]):
+        length = length + 1 if step == before else 1
+        if length >= run - 1:
+            return "holds a run (like abcdef, 012345 or aaaaaa)"
+    seen = set()
+    for i in range(len(symbols) - repeat + 1):
+        chunk = tuple(symbols[i:i + repeat])
+        if chunk in seen:
+            return "repeats a pattern"
+        seen.add(chunk)
+    counts = Counter(symbols)
+    bits = -sum(n * math.log2(n / len(symbols)) for n in counts.values())
+    if bits < 80:
+        return "has too little entropy"
+    return None
+
+
+def _key_problem(text: str) -> str | None:
+    """Why an encryption key is unusable in production, or None."""
+    try:
+        key = decode_key(text)
+    except ValueError as exc:
+        return str(exc)
+    if key == decode_key(DEV_ENCRYPTION_KEY):
+        return "is the published development key"
+    problem = not_random(key, run=6, distinct=20, repeat=4)
+    if problem:
+        return f"is not random: it {problem}"
+    return None
+
+
+def endpoint_problem(name: str, url: str) -> str | None:
+    """Why a provider endpoint may not be used in production, or None: it must be https and name
+    a public host (loopback, private and link-local addresses are for development stand-ins)."""
+    parts = urlsplit((url or "").strip())
+    if parts.scheme != "https" or not parts.hostname:
+        return f"{name} must be an https:// URL in production, not {url!r}"
+    host = parts.hostname.rstrip(".").lower()
+    if host == "localhost" or host.endswith((".localhost", ".local")):
+        return f"{name} names a local host ({host}) in production"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if not address.is_global:
+        return f"{name} names a loopback or private address ({host}) in production"
+    return None
+
+
+def _smtp_problem(url: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        return ("SMTP_URL must be smtp://[user:pass@]host[:port][?starttls=1] or smtps://…, "
+                f"not a {parts.scheme or 'scheme-less'} URL")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        return "SMTP_URL has a port that is not a number"
     return None
 
 
 def _check_production(cfg) -> None:
     problems = []
     secret = cfg["SECRET_KEY"] or ""
-    if secret == DEV_SECRET_KEY or len(secret) < 32:
-        problems.append("SECRET_KEY must be set to a random value of at least 32 characters")
-    elif len(set(secret)) < 16:
-        problems.append("SECRET_KEY has too little variety to be random (python -c 'import secrets; "
-                        "print(secrets.token_urlsafe(48))')")
+    if isinstance(secret, bytes):
+        secret = secret.decode("latin-1")
+    if secret.strip() == DEV_SECRET_KEY or len(secret) < 32:
+        problems.append(f"SECRET_KEY must be set to a random value of at least 32 characters ({_GENERATE_SECRET})")
+    elif len(set(secret)) < 8:
+        problems.append(f"SECRET_KEY has too little variety to be random ({_GENERATE_SECRET})")
+    else:
+        problem = not_random(secret, run=8, distinct=8, repeat=8)
+        if problem:
+            problems.append(f"SECRET_KEY is not random: it {problem} ({_GENERATE_SECRET})")
     keys = cfg["HUB_ENCRYPTION_KEYS"]
-    if not keys or DEV_ENCRYPTION_KEY in keys:
+    if not keys:
         problems.append("HUB_ENCRYPTION_KEYS must hold at least one key (hub keys generate)")
     else:
         for i, key in enumerate(keys, 1):
@@ -146,13 +262,16 @@ def _check_production(cfg) -> None:
                 problems.append(f"HUB_ENCRYPTION_KEYS: key {i} {problem} (hub keys generate)")
     if not cfg["TRUSTED_HOSTS"]:
         problems.append("HUB_TRUSTED_HOSTS must name the host names the hub answers to")
-    if not cfg["SMTP_URL"]:
-        if cfg.get("HUB_MAIL_OUTBOX_ONLY") == "1":
-            log.warning("hub.config.no_smtp: HUB_MAIL_OUTBOX_ONLY=1 in production: no email leaves "
-                        "the hub; candidates receive no invitation")
-        else:
-            problems.append("SMTP_URL must be set, or no candidate ever receives an email (to keep "
-                            "emails in the outbox on purpose, set HUB_MAIL_OUTBOX_ONLY=1)")
+    if cfg["SMTP_URL"]:
+        problem = _smtp_problem(cfg["SMTP_URL"])
+        if problem:
+            problems.append(problem)
+    elif cfg.get("HUB_MAIL_OUTBOX_ONLY") == "1":
+        log.warning("hub.config.no_smtp: HUB_MAIL_OUTBOX_ONLY=1 in production: no email leaves "
+                    "the hub; candidates receive no invitation")
+    else:
+        problems.append("SMTP_URL must be set, or no candidate ever receives an email (to keep "
+                        "emails in the outbox on purpose, set HUB_MAIL_OUTBOX_ONLY=1)")
     if not cfg["HUB_BASE_URL"].startswith("https://"):
         problems.append("HUB_BASE_URL must be an https:// URL (providers deliver webhooks over HTTPS only)")
     if cfg["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):

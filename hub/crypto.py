@@ -9,6 +9,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from flask import current_app
 
+from .config import decode_key
+
 PREFIX = "enc1"
 
 
@@ -21,10 +23,11 @@ def generate_key() -> str:
 
 
 def _decode_key(text: str) -> bytes:
-    key = base64.urlsafe_b64decode(text.encode())
-    if len(key) != 32:
-        raise ValueError("encryption keys must be 32 bytes, urlsafe-base64 encoded (hub keys generate)")
-    return key
+    try:
+        return decode_key(text)
+    except ValueError as exc:
+        raise ValueError(f"an encryption key {exc}: keys are 32 bytes, urlsafe-base64 encoded "
+                         "(hub keys generate)") from None
 
 
 def _key_id(key: bytes) -> str:

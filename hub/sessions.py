@@ -7,6 +7,12 @@ when it is idle for ``HUB_SESSION_IDLE_SECONDS`` (the key's TTL, renewed by each
 everywhere, a password change and deactivating a user delete the keys at once, so every web
 process sees it on its next request. Each signed-in person has an index of their sessions
 (``end_sessions``). Without Redis nobody is signed in (``/readyz`` says Redis is down).
+
+A visitor who has not signed in costs Redis nothing: their session (the CSRF secret of the sign-in
+form, a flashed message) travels in the cookie itself, signed with ``SECRET_KEY`` and valid for
+``HUB_SESSION_IDLE_SECONDS``. Anyone may make as many of those as they like; none is stored. Only
+a session that names who signed in (``OWNERS``) is kept in Redis, under a fresh id: signing in
+rotates the session, so an anonymous cookie never becomes a signed-in one.
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ import secrets
 import time
 
 from flask.sessions import SessionInterface, SessionMixin
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from redis.exceptions import RedisError
 from werkzeug.datastructures import CallbackDict
 
@@ -41,6 +48,18 @@ def _index(owner: str, owner_id) -> str:
     return f"hub:sessions:{owner}:{owner_id}"
 
 
+def _signed(app) -> URLSafeTimedSerializer:
+    """The signer of anonymous sessions' cookies (a salt of its own: no other signed value of the
+    hub's opens as a session)."""
+    return URLSafeTimedSerializer(app.secret_key, salt="hub.sessions.anonymous",
+                                  signer_kwargs={"key_derivation": "hmac", "digest_method": hashlib.sha256})
+
+
+def _owned(data) -> bool:
+    """Whether a session's data names who signed in: only those are kept in Redis."""
+    return any(data.get(owner) is not None for owner in OWNERS)
+
+
 class ServerSession(CallbackDict, SessionMixin):
     """A session whose data lives in Redis under ``sid``."""
 
@@ -53,6 +72,8 @@ class ServerSession(CallbackDict, SessionMixin):
         self.created = created
         #: The id this session had before ``rotate``: its key is deleted when the response goes.
         self.previous_sid: str | None = None
+        #: Whether the request brought it as a signed cookie (an anonymous visitor's session).
+        self.in_cookie = False
         self.modified = False
 
     def rotate(self) -> None:
@@ -72,7 +93,7 @@ class RedisSessionInterface(SessionInterface):
             return self.make_null_session(app)  # deliveries never carry or make a session
         sid = request.cookies.get(self.get_cookie_name(app), "")
         if not _SID.fullmatch(sid):
-            return ServerSession()
+            return self._open_anonymous(app, sid)
         try:
             raw = get_redis(app).get(_key(sid))
         except RedisError:
@@ -87,6 +108,20 @@ class RedisSessionInterface(SessionInterface):
             return ServerSession()
         return ServerSession(data, sid=sid, created=created)
 
+    @staticmethod
+    def _open_anonymous(app, value: str) -> ServerSession:
+        if not value:
+            return ServerSession()
+        try:
+            data = _signed(app).loads(value, max_age=app.config["HUB_SESSION_IDLE_SECONDS"])
+        except BadSignature:  # altered, expired or made with another SECRET_KEY: a new visitor
+            return ServerSession()
+        if not isinstance(data, dict) or _owned(data):
+            return ServerSession()  # never written so; a signed cookie never names a user
+        session = ServerSession(data)
+        session.in_cookie = True
+        return session
+
     def save_session(self, app, session, response) -> None:
         if not isinstance(session, ServerSession):
             return  # the null session of webhook intake
@@ -98,10 +133,13 @@ class RedisSessionInterface(SessionInterface):
         if not session:
             if session.sid:
                 self._delete(app, session.sid, None)
-            if session.sid or session.previous_sid or session.modified:
+            if session.sid or session.previous_sid or session.modified or session.in_cookie:
                 response.delete_cookie(name, domain=domain, path=path, secure=self.get_cookie_secure(app),
                                        samesite=self.get_cookie_samesite(app),
                                        httponly=self.get_cookie_httponly(app))
+            return
+        if not _owned(session):
+            self._save_anonymous(app, session, response)
             return
         now = time.time()
         fresh = not session.sid
@@ -127,6 +165,17 @@ class RedisSessionInterface(SessionInterface):
             return
         response.set_cookie(name, session.sid, max_age=ttl if session.permanent else None,
                             domain=domain, path=path, secure=self.get_cookie_secure(app),
+                            httponly=self.get_cookie_httponly(app), samesite=self.get_cookie_samesite(app))
+
+    def _save_anonymous(self, app, session: ServerSession, response) -> None:
+        """Nobody signed in: the data goes in the signed cookie and nothing in Redis."""
+        if session.sid:  # it named somebody before this request: its key goes
+            self._delete(app, session.sid, None)
+        elif not session.modified and session.in_cookie:
+            return  # the cookie the browser holds is still right
+        value = _signed(app).dumps(dict(session))
+        response.set_cookie(self.get_cookie_name(app), value, domain=self.get_cookie_domain(app),
+                            path=self.get_cookie_path(app), secure=self.get_cookie_secure(app),
                             httponly=self.get_cookie_httponly(app), samesite=self.get_cookie_samesite(app))
 
     @staticmethod

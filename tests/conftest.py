@@ -11,8 +11,9 @@ from hub import create_app, schema
 from hub.extensions import db, get_redis
 from tests.services import PostgresDatabase, RedisServer
 
-TEST_KEYS = ["dGVzdC1rZXktMS0wMTIzNDU2Nzg5YWJjZGVmZ2hpams=",
-             "dGVzdC1rZXktMi0wMTIzNDU2Nzg5YWJjZGVmZ2hpams="]
+#: Two keys as ``hub keys generate`` makes them (production's randomness checks accept them).
+TEST_KEYS = ["ipDF_WVYPhsdYIS79lUifxq3NmPu4WX_kKMJBYCx8Kk=",
+             "eKhT6d49If5SaICcczXx0_vzDSf9WmCY02wAiM92UBQ="]
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +38,7 @@ def sqlite_url(tmp_path_factory):
 def base_config(database_url: str, redis_url: str, **extra) -> dict:
     config = {
         "TESTING": True,
-        "SECRET_KEY": "test-secret-key-that-is-long-enough-0123456789",
+        "SECRET_KEY": "6Ud4M981COiz_fBAFwSFXhPrzEUI3nxiEkdtbuq_V4Ii_xdCRCI0PCpKGdjlRn1h",
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "HUB_ENCRYPTION_KEYS": [TEST_KEYS[0]],

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -98,9 +99,29 @@ class ReportLinkRevoked(Exception):
 # Invitations
 
 
+#: Unicode categories no address holds: controls, format characters (zero-width spaces and
+#: joiners, bidi overrides that make ``a@\u202eevil.example`` read backwards on a page),
+#: surrogates, private use, unassigned, and every kind of space or line separator.
+_NOT_IN_AN_ADDRESS = {"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"}
+
+
 def valid_email(email: str) -> bool:
-    """One address WeCP can send to: no spaces, line breaks, lists or display-name syntax."""
-    return isinstance(email, str) and len(email) <= 320 and _EMAIL.fullmatch(email) is not None
+    """One address WeCP can send to: no spaces, line breaks, lists or display-name syntax, no
+    invisible, bidi or format characters, no full-width or other compatibility forms (``ａdmin``
+    shows as ``admin``: NFKC must leave the address as it is), and a domain IDNA can encode.
+    Letters of any script stay allowed (``josé@example.com``)."""
+    if not isinstance(email, str) or len(email) > 320 or _EMAIL.fullmatch(email) is None:
+        return False
+    if any(unicodedata.category(c) in _NOT_IN_AN_ADDRESS for c in email):
+        return False
+    if unicodedata.normalize("NFKC", email) != email:
+        return False
+    domain = email.rpartition("@")[2]
+    try:
+        encoded = domain.encode("idna")
+    except UnicodeError:  # an empty label (a..b), a label over 63 characters, a bad character
+        return False
+    return "." in domain.strip(".") and len(encoded) <= 253
 
 
 def create_invitation(test_id: int, *, name: str, email: str, source: str,
@@ -116,7 +137,7 @@ def create_invitation(test_id: int, *, name: str, email: str, source: str,
     Raises ``LookupError`` for an unknown test and ``ValueError`` for a missing email.
     """
     email = (email or "").strip()
-    if len(email) > 320 or not _EMAIL.fullmatch(email):
+    if not valid_email(email):
         raise ValueError("a candidate email address is required")
     if not idempotency_key or len(idempotency_key) > 200:
         raise ValueError("idempotency_key must have 1 to 200 characters")
@@ -162,12 +183,51 @@ def invitation_email(invitation_id: str):
     return email_by_key(f"invitation:{invitation_id}")
 
 
+class ResendRefused(ValueError):
+    """Sending the invitation again now would pass a resend limit; the text says which and when."""
+
+
+def resend_limits(config) -> tuple[int, int, int]:
+    """(seconds between two resends of one invitation, resends of one invitation a day, resends
+    in one organization an hour): the page states them beside the button."""
+    return (config["HUB_RESEND_INTERVAL_SECONDS"], config["HUB_RESENDS_PER_INVITATION_PER_DAY"],
+            config["HUB_RESENDS_PER_ORGANIZATION_PER_HOUR"])
+
+
 def resend_invitation(invitation_id: str) -> None:
-    """Email a live invitation again (same link); every call sends one more email."""
+    """Email a live invitation again (same link), within the resend limits.
+
+    One member clicking could queue dozens of emails to one candidate (issue #39, 9). The limits
+    are read from the emails already queued (the database every web process shares), and a
+    resend's key names its interval, so two clicks at once in one interval queue one email.
+    Raises ``ResendRefused`` past a limit, ``ValueError`` for an invitation that is not open.
+    """
     invitation = db.session.get(Invitation, invitation_id)
     if invitation is None or invitation.status not in (INVITED, STARTED) or invitation.is_expired():
         raise ValueError("Only an open invitation (not completed or expired) can be sent again.")
-    _queue_invitation_email(invitation, key_suffix=f":resend:{utcnow().isoformat()}")
+    interval, per_day, per_hour = resend_limits(current_app.config)
+    now = utcnow()
+    resends = OutboundEmail.idempotency_key.startswith(f"invitation:{invitation.id}:resend:")
+    recent = db.session.scalars(db.select(OutboundEmail.created_at).where(
+        resends, OutboundEmail.created_at >= now - timedelta(days=1))
+        .order_by(OutboundEmail.created_at.desc())).all()
+    if recent and recent[0] > now - timedelta(seconds=interval):
+        after = recent[0] + timedelta(seconds=interval)
+        raise ResendRefused(f"This invitation was sent again at {recent[0]:%H:%M} UTC; it can be sent again "
+                            f"from {after:%H:%M} UTC (one resend every {interval // 60 or 1} minutes at most).")
+    if len(recent) >= per_day:
+        raise ResendRefused(f"This invitation was sent again {len(recent)} times in the last 24 hours, the most "
+                            f"allowed; it can be sent again from {recent[-1] + timedelta(days=1):%H:%M} UTC.")
+    in_org = db.session.scalar(db.select(sa.func.count(OutboundEmail.id)).where(
+        OutboundEmail.organization_id == invitation.organization_id,
+        OutboundEmail.idempotency_key.like("invitation:%:resend:%"),
+        OutboundEmail.created_at >= now - timedelta(hours=1)))
+    if in_org >= per_hour:
+        raise ResendRefused(f"Your organization sent {in_org} invitations again in the last hour, the most "
+                            "allowed; try again later.")
+    # Two clicks at once both pass the checks above and make the same key: one email is queued.
+    window = int((now - datetime(1970, 1, 1)).total_seconds() // max(1, interval))
+    _queue_invitation_email(invitation, key_suffix=f":resend:{window}:{len(recent)}")
 
 
 def _queue_invitation_email(invitation: Invitation, key_suffix: str = "", reminder: bool = False) -> None:

@@ -67,7 +67,7 @@ def lines(org_id: int, filters: Filters) -> list[dict]:
         query = query.where(Activity.status == filters.status)
     if filters.since:
         query = query.where(Activity.created_at >= filters.since)
-    if filters.until:
+    if filters.until and filters.until.date() < datetime.max.date():  # 9999-12-31: no end (#39, 7)
         query = query.where(Activity.created_at < filters.until + timedelta(days=1))
     if filters.posting:
         # A posting's lines: those of the candidates moved into one of its linked stages.

@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import timedelta
 
+from hub.config import endpoint_problem
 from hub.plugin import CardAlert, OAuth2Provider, PeriodicJob, Plugin, Setting, SetupStep
 
 from . import flow, jobs
@@ -264,6 +265,12 @@ class WecpLeverPlugin(Plugin):
         for key in ("LEVER_CLIENT_ID", "LEVER_CLIENT_SECRET"):
             if not (config.get(key) or "").strip():
                 problems.append(f"{key} must be set (the OAuth app registered with Lever)")
+        if config.get("LEVER_ENV") != "local":
+            # Tokens and candidates' data travel to these: never in clear, never to this machine.
+            for key in LEVER_ENVIRONMENTS["production"]:
+                problem = endpoint_problem(key, config.get(key) or "")
+                if problem:
+                    problems.append(problem)
         return problems
 
     def configure(self, config) -> None:

@@ -1,7 +1,7 @@
 """Pages of the Lever integration: link a test to a posting, the activity log, its settings."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
 
 from hub.assessments import services as assessments
 from hub.auth import admin_required, get_scoped_or_404, login_required
@@ -51,7 +51,8 @@ def index():
                            health=activity.queue_health(org_id),
                            names=activity.candidate_names(org_id, {r.opportunity_id for r in (*notes, *tags)}),
                            failed_emails=delivery_problems(org_id), stage_options=stage_options,
-                           stage_problem=stage_problem, pass_stage_key=PASS_STAGE)
+                           stage_problem=stage_problem, pass_stage_key=PASS_STAGE,
+                           resend_limits=assessments.resend_limits(current_app.config))
 
 
 #: The setting whose value is one of Lever's stages, picked from Lever's list.
@@ -151,6 +152,8 @@ def resend(invitation_id):
     except ValueError as exc:
         flash(str(exc), "error")
     else:
+        audit("invitation.resent", organization_id=invitation.organization_id, user_id=g.user.id,
+              target=f"invitation:{invitation.id}")
         db.session.commit()
         flash(f"The invitation to {invitation.candidate_email} is being sent again.", "success")
     return redirect(url_for(".index"))

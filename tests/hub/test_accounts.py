@@ -118,3 +118,41 @@ def test_the_cli_lists_and_revokes_tokens(app, admin, runner):
     assert bearer(app, plaintext) == 401
     assert "revoked" in runner.invoke(args=["api-tokens", "list", "--email", admin.email]).output
     assert db.session.scalar(db.select(User)).active
+
+
+def _new_token(client, name: str) -> str:
+    page = client.post("/account/tokens", data={"csrf_token": csrf_token(client, "/account"),
+                                                "name": name, "days": "30"}).get_data(as_text=True)
+    return re.search(r'<pre id="new-token">([^<]+)</pre>', page).group(1)
+
+
+def test_api_tokens_end_with_a_password_change_or_sign_out_everywhere_only_when_asked(app, client, admin):
+    """Issue #39, 10, decided: tokens are for scripts and are not sessions. The account page says
+    they survive, and both steps offer to revoke them at once (ticked on "Sign out everywhere")."""
+    sign_in(client, admin.email)
+    kept, ended = _new_token(client, "kept"), _new_token(client, "ended")
+    page = client.get("/account").get_data(as_text=True)
+    assert "a token keeps working after you sign out, sign out everywhere or change your password" in page
+    assert 'id="password_revoke_tokens"> Also revoke my API tokens (2 active)' in page
+    assert 'id="everywhere_revoke_tokens" checked> Also revoke my API tokens (2 active)' in page
+    form = {"csrf_token": csrf_token(client, "/account"), "current_password": "correct horse battery",
+            "new_password": "brand new password", "confirm_password": "brand new password"}
+    client.post("/account/password", data=form)  # box not ticked: tokens keep working
+    assert bearer(app, kept) == 200 and bearer(app, ended) == 200
+    form.update(csrf_token=csrf_token(client, "/account"), current_password="brand new password",
+                new_password="another new password", confirm_password="another new password", revoke_tokens="1")
+    client.post("/account/password", data=form)
+    assert bearer(app, kept) == 401 and bearer(app, ended) == 401
+    revoked = db.session.scalars(db.select(AuditEvent).filter_by(action="api_token.revoked")).all()
+    assert len(revoked) == 2
+
+    # Sign out everywhere: without the box, the token stays; with it, it ends with the sessions.
+    sign_in(client, admin.email, "another new password")
+    script = _new_token(client, "script")
+    client.post("/account/sign-out-everywhere", data={"csrf_token": csrf_token(client, "/account")})
+    assert bearer(app, script) == 200
+    sign_in(client, admin.email, "another new password")
+    response = client.post("/account/sign-out-everywhere", data={"csrf_token": csrf_token(client, "/account"),
+                                                                 "revoke_tokens": "1"})
+    assert response.status_code == 302 and bearer(app, script) == 401
+    assert "Your API tokens were revoked (1)." in client.get("/login").get_data(as_text=True)

@@ -34,6 +34,32 @@ def test_anonymous_callers_get_404(client):
     assert_hidden(client, csrf_token(client))
 
 
+def spellings(path: str) -> list[str]:
+    """Ways of writing a path that routing reads as that path: a slash doubled at each place,
+    all of them doubled, a trailing one."""
+    slashes = [i for i, c in enumerate(path) if c == "/"]
+    doubled = [path[:i] + "/" + path[i:] for i in slashes]
+    return doubled + [path.replace("/", "//"), path.rstrip("/") + "//"]
+
+
+@pytest.mark.parametrize("role", [None, "admin"])
+def test_every_spelling_of_a_dashboard_path_answers_as_an_unknown_path(client, make_user, role):
+    """Issue #39, 2: ``/admin//rq/`` answered 308 or 405 (routing merges slashes) where an unknown
+    path answers 404, which told that the dashboard exists."""
+    if role:
+        sign_in(client, make_user(role=role).email)
+    for method in METHODS:
+        # PATH_INFO as a server passes it: the test client would read a leading "//" as a host.
+        unknown = client.open("/", method=method, environ_overrides={"PATH_INFO": "//no//such-place/"})
+        assert unknown.status_code == 404
+        for path in ["/admin/rq", "/admin/rq/", "/admin/rq/0/view/workers", "/admin/rq/requeue/webhooks"]:
+            for spelling in spellings(path):
+                response = client.open("/", method=method, environ_overrides={"PATH_INFO": spelling})
+                assert (response.status_code, response.headers.get("Allow"), response.headers.get("Location")) \
+                    == (404, None, None), (method, spelling, response.status_code)
+                assert response.data == unknown.data, (method, spelling)
+
+
 @pytest.mark.parametrize("role", ["member", "admin", "super_admin"])
 def test_organization_users_get_404_whatever_their_role(client, make_user, role):
     user = make_user(role=role)

@@ -17,6 +17,7 @@ from tests.conftest import csrf_token, sign_in
 from tests.workers import worker_env
 
 PAGE = "/settings/integrations"
+_SID_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 def signed_in(client) -> bool:
@@ -106,3 +107,40 @@ def test_another_web_process_sees_the_sign_out_at_once(pg_app):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_ten_thousand_anonymous_page_views_leave_no_session_in_redis(pg_app):
+    """Issue #39, 1: a visitor who has not signed in costs Redis nothing. Each view is a new
+    client (no cookie), as a flood of anonymous requests is; the sign-in form still works."""
+    redis = get_redis()
+    before = redis.dbsize()
+    for _ in range(10_000):
+        response = pg_app.test_client().get("/login")
+        assert response.status_code == 200
+    assert redis.dbsize() - before <= 5  # a few counters at most (none today), never one per view
+    assert not list(redis.scan_iter("hub:session:*"))
+    assert "session=" in response.headers["Set-Cookie"]  # the CSRF secret rides in the cookie
+
+
+def test_the_anonymous_cookie_carries_the_sign_in_form_and_never_a_user(app, client, admin):
+    token = csrf_token(client)
+    anonymous = client.get_cookie("session").value
+    assert not _SID_SHAPE.fullmatch(anonymous) and not list(get_redis().scan_iter("hub:session:*"))
+    # Altered, it is a new visitor: the form's token no longer matches (400), nobody signed in.
+    client.set_cookie("session", anonymous[:-2] + ("AA" if anonymous[-2:] != "AA" else "BB"))
+    response = client.post("/login", data={"email": admin.email, "password": "correct horse battery",
+                                           "csrf_token": token})
+    assert response.status_code == 400 and not list(get_redis().scan_iter("hub:session:*"))
+    # A cookie signed with the hub's key that names a user opens nothing either.
+    from hub.sessions import _signed
+
+    client.set_cookie("session", _signed(app).dumps({"user_id": admin.id, "pw": "x"}))
+    assert not signed_in(client)
+    # Signing in moves the session to Redis under a fresh id; signing out brings it back to a cookie.
+    client.delete_cookie("session")
+    sign_in(client, admin.email)
+    sid = client.get_cookie("session").value
+    assert _SID_SHAPE.fullmatch(sid) and get_redis().exists(_key(sid))
+    client.post("/logout", data={"csrf_token": csrf_token(client, PAGE)})
+    assert not get_redis().exists(_key(sid)) and not list(get_redis().scan_iter("hub:session:*"))
+    assert "You are signed out." in client.get("/login").get_data(as_text=True)

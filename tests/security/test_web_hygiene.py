@@ -244,12 +244,18 @@ def test_sign_in_rotates_the_session(app, org_a, client):
 
     old_form_token = csrf_token(client)
     before = client.get_cookie("session").value
-    assert get_redis().exists(_key(before))
+    assert not get_redis().exists(_key(before))  # a visitor's session is its signed cookie (#39)
     sign_in(client, org_a.admin.email)
     after = client.get_cookie("session").value
-    assert after != before and not get_redis().exists(_key(before))
+    assert after != before and get_redis().exists(_key(after))
     # The form token issued before sign-in no longer works.
     assert client.post("/logout", data={"csrf_token": old_form_token}).status_code == 400
+    # Signing in again over a signed-in session (or one an attacker planted) ends its id too.
+    sign_in(client, org_a.admin.email)
+    signed_in_before = client.get_cookie("session").value
+    sign_in(client, org_a.admin.email)
+    again = client.get_cookie("session").value
+    assert again != signed_in_before and not get_redis().exists(_key(signed_in_before))
     assert db.session.scalar(db.select(AuditEvent).filter_by(action="user.login")) is not None
 
 

@@ -13,6 +13,13 @@ SAFE = {**HUB_SAFE, "HUB_PLUGINS": "plugins.wecp_lever", "LEVER_ENV": "productio
     ({"LEVER_CLIENT_SECRET": ""}, "LEVER_CLIENT_SECRET"),
     ({"LEVER_CLIENT_ID": "  "}, "LEVER_CLIENT_ID"),
     ({"LEVER_ENV": "local", "LEVER_SANDBOX_URL": "http://127.0.0.1:5001"}, "LEVER_ENV"),
+    # Issue #39, 6: endpoints over plain http or on this machine, with LEVER_ENV=production.
+    ({"LEVER_TOKEN_URL": "http://auth.lever.co/oauth/token"}, "LEVER_TOKEN_URL must be an https"),
+    ({"LEVER_API_BASE_URL": "https://127.0.0.1:5001/v1"}, "LEVER_API_BASE_URL names a loopback"),
+    ({"LEVER_AUTHORIZE_URL": "https://localhost/authorize"}, "LEVER_AUTHORIZE_URL names a local host"),
+    ({"LEVER_API_BASE_URL": "https://[::1]/v1"}, "LEVER_API_BASE_URL names a loopback"),
+    ({"LEVER_AUDIENCE": "https://10.0.0.5/v1/"}, "LEVER_AUDIENCE names a loopback or private"),
+    ({"LEVER_ENV": "sandbox", "LEVER_APP_URL": "http://hire.sandbox.lever.co"}, "LEVER_APP_URL"),
 ])
 def test_production_refuses_what_would_fail_silently_and_names_the_setting(changes, setting):
     with pytest.raises(ConfigError, match=setting):

@@ -454,6 +454,32 @@ def test_activity_log_shows_what_happened(connected, sandbox):
     assert "Resend invitation" in page and "invited ada@example.com" in page
 
 
+def test_resend_invitation_is_throttled_and_says_so(connected, sandbox):
+    """Issue #39, 9: 25 clicks queue one more email, not 25; the page states the limits, a click
+    past them says when it may be sent again, and the resend that happened is in the audit log."""
+    from hub.models import AuditEvent
+
+    client, conn = connected
+    link(client, make_test(conn.organization_id))
+    move(sandbox, client, conn, new_candidate(sandbox))
+    invitation = invitations()[0]
+    page = client.get("/integrations/wecp_lever/").get_data(as_text=True)
+    assert "at most once every\n    10 minutes and 5 times a day for one invitation, and 100 times" in page
+    token = csrf_token(client, "/integrations/wecp_lever/")
+    for _ in range(25):
+        response = client.post(f"/integrations/wecp_lever/invitations/{invitation.id}/resend",
+                               data={"csrf_token": token})
+        assert response.status_code == 302
+    db.session.expire_all()
+    emails = db.session.scalars(db.select(OutboundEmail).where(
+        OutboundEmail.idempotency_key.startswith(f"invitation:{invitation.id}"))).all()
+    assert len(emails) == 2  # the invitation and one resend
+    page = client.get("/integrations/wecp_lever/").get_data(as_text=True)
+    assert "it can be sent again from" in page and "one resend every 10 minutes at most" in page
+    resent = db.session.scalars(db.select(AuditEvent).filter_by(action="invitation.resent")).all()
+    assert [(e.target, e.organization_id) for e in resent] == [(f"invitation:{invitation.id}", conn.organization_id)]
+
+
 def test_a_failed_email_is_visible_with_a_retry(connected, sandbox, pg_app):
     from tests.services import free_port
 
@@ -705,7 +731,9 @@ def test_a_signed_delivery_with_an_id_not_of_lever_s_shape_is_refused_and_calls_
 
 
 @pytest.mark.parametrize("email", ["ada@example.com\r\nBcc: all@example.com", "ada@example.com, bob@example.com",
-                                   "<b>ada</b>@example.com", "ada @example.com"])
+                                   "<b>ada</b>@example.com", "ada @example.com",
+                                   # Issue #39, 8: invisible, bidi-override and full-width characters.
+                                   "zw\u200b@example.com", "a@\u202eevil.example", "\uff41dmin@example.com"])
 def test_a_candidate_with_an_invalid_email_never_vanishes(connected_on_each_database, sandbox, email):
     """No invitation, a visible skip with its reason, one note in Lever saying what to fix, and no
     "invited" tag: on PostgreSQL and SQLite alike."""
