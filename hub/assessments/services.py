@@ -622,14 +622,18 @@ def list_tests(organization_id: int) -> list[TestInfo]:
         db.select(AssessmentTest).filter_by(organization_id=organization_id).order_by(AssessmentTest.title))]
 
 
-def open_invitation_count(organization_id: int, source: str, test_id: int | None = None) -> int:
-    """Invitations from ``source`` (a plugin key), to ``test_id`` if given, not yet completed
+def open_invitation_count(organization_id: int, source: str, test_id: int | None = None,
+                          source_refs=None) -> int:
+    """Invitations from ``source`` (a plugin key), to ``test_id`` if given, for one of
+    ``source_refs`` if given (a list or a subquery of the source's own ids), not yet completed
     and not expired."""
     query = db.select(db.func.count(Invitation.id)).where(
         Invitation.organization_id == organization_id, Invitation.source == source,
         Invitation.status.in_((INVITED, STARTED)), Invitation.expires_at > utcnow())
     if test_id is not None:
         query = query.where(Invitation.test_id == test_id)
+    if source_refs is not None:
+        query = query.where(Invitation.source_ref.in_(source_refs))
     return db.session.scalar(query) or 0
 
 

@@ -70,12 +70,8 @@ def lines(org_id: int, filters: Filters) -> list[dict]:
     if filters.until and filters.until.date() < datetime.max.date():  # 9999-12-31: no end (#39, 7)
         query = query.where(Activity.created_at < filters.until + timedelta(days=1))
     if filters.posting:
-        # A posting's lines: those of the candidates moved into one of its linked stages.
-        moved = db.select(StageChange.opportunity_id).join(PostingLink, db.and_(
-            PostingLink.organization_id == StageChange.organization_id,
-            PostingLink.stage_id == StageChange.stage_id, PostingLink.test_id == StageChange.test_id)).where(
-            StageChange.organization_id == org_id, PostingLink.posting_id == filters.posting)
-        query = query.where(Activity.opportunity_id.in_(moved))
+        # A posting's lines: those of the candidates moved into a stage linked for that posting.
+        query = query.where(Activity.opportunity_id.in_(moved_from(org_id, filters.posting)))
     rows = db.session.scalars(query.order_by(Activity.id.desc()).limit(LIMIT)).all()
     opportunities = {r.opportunity_id for r in rows if r.opportunity_id}
     names = candidate_names(org_id, opportunities, rows)
@@ -112,20 +108,45 @@ def candidate_names(org_id: int, opportunities: set, rows=()) -> dict:
     return names
 
 
+def moved_from(org_id: int, posting_id: str):
+    """The opportunities moved into a linked stage of ``posting_id`` (a subquery).
+
+    A test linked to two postings at one stage has two links with the same stage and test: only
+    the posting kept on the move tells them apart. Moves from before the posting was kept fall
+    back to the links of that stage and test, when those name one posting alone."""
+    legacy = db.select(PostingLink.stage_id, PostingLink.test_id).where(
+        PostingLink.organization_id == org_id).group_by(PostingLink.stage_id, PostingLink.test_id).having(
+        db.func.count(db.distinct(PostingLink.posting_id)) == 1, db.func.max(PostingLink.posting_id) == posting_id)
+    return db.select(StageChange.opportunity_id).where(
+        StageChange.organization_id == org_id,
+        db.or_(StageChange.posting_id == posting_id,
+               db.and_(StageChange.posting_id.is_(None),
+                       db.tuple_(StageChange.stage_id, StageChange.test_id).in_(legacy))))
+
+
 def _postings_and_stages(org_id: int, opportunities: set) -> dict:
     """The posting and stage each opportunity was moved into when it was invited (the latest)."""
     if not opportunities:
         return {}
-    moves = db.session.execute(db.select(StageChange.opportunity_id, StageChange.stage_id, StageChange.test_id)
-                               .where(StageChange.organization_id == org_id,
-                                      StageChange.opportunity_id.in_(opportunities))
-                               .order_by(StageChange.id)).all()
-    links = {(link.stage_id, link.test_id): link for link in db.session.scalars(
-        db.select(PostingLink).where(PostingLink.organization_id == org_id))}
+    moves = db.session.scalars(db.select(StageChange).where(
+        StageChange.organization_id == org_id, StageChange.opportunity_id.in_(opportunities))
+        .order_by(StageChange.id)).all()
+    links = db.session.scalars(db.select(PostingLink).where(PostingLink.organization_id == org_id)).all()
+    by_posting = {(link.posting_id, link.test_id): link for link in links}
+    by_stage: dict = {}
+    for link in links:
+        by_stage.setdefault((link.stage_id, link.test_id), []).append(link)
     found = {}
-    for opportunity_id, stage_id, test_id in moves:
-        link = links.get((stage_id, test_id))
-        found[opportunity_id] = (link.posting_text, link.stage_text) if link else ("", "")
+    for move in moves:
+        if move.posting_text is not None:
+            found[move.opportunity_id] = (move.posting_text, move.stage_text or "")
+            continue
+        if move.posting_id is not None:
+            link = by_posting.get((move.posting_id, move.test_id))
+        else:  # a move from before the posting was kept: only an unambiguous link names it
+            candidates = by_stage.get((move.stage_id, move.test_id), [])
+            link = candidates[0] if len(candidates) == 1 else None
+        found[move.opportunity_id] = (link.posting_text, link.stage_text) if link else ("", "")
     return found
 
 
@@ -139,9 +160,16 @@ def _report(result_id) -> str | None:
 
 
 def postings(org_id: int) -> list[tuple[str, str]]:
-    """(posting id, title) of the organization's linked postings, for the filter."""
-    return sorted({(link.posting_id, link.posting_text) for link in db.session.scalars(
-        db.select(PostingLink).where(PostingLink.organization_id == org_id))}, key=lambda p: p[1])
+    """(posting id, title) for the filter: the organization's linked postings, and those its
+    candidates were invited from that are linked no more."""
+    found = {link.posting_id: link.posting_text for link in db.session.scalars(
+        db.select(PostingLink).where(PostingLink.organization_id == org_id))}
+    for posting_id, text in db.session.execute(
+            db.select(StageChange.posting_id, db.func.max(StageChange.posting_text)).where(
+                StageChange.organization_id == org_id, StageChange.posting_id.is_not(None),
+                StageChange.posting_text.is_not(None)).group_by(StageChange.posting_id)):
+        found.setdefault(posting_id, text)
+    return sorted(found.items(), key=lambda p: (p[1], p[0]))
 
 
 def queue_health(org_id: int) -> dict:

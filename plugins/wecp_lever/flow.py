@@ -327,7 +327,8 @@ def _invite(connection: Connection, opp: dict, application: dict, link: PostingL
     # hear of it; a later move out and back in is a new move with a new time.
     claim_key = f"{connection.id}:{opp['id']}:{link.stage_id}:{_moved_at(opp, link.stage_id)}:{link.test_id}"
     if not _claim(StageChange(organization_id=org_id, opportunity_id=opp["id"], stage_id=link.stage_id,
-                              posting_id=link.posting_id, test_id=link.test_id, via=via, key=claim_key)):
+                              posting_id=link.posting_id, posting_text=link.posting_text[:300],
+                              stage_text=link.stage_text[:200], test_id=link.test_id, via=via, key=claim_key)):
         return AlreadyHandled(test_id=test.id, test_title=test.title)
     email, has_any = _emails(opp)
     if email is None:

@@ -62,6 +62,10 @@ class StageChange(db.Model):
     #: The posting the opportunity applied to when it moved (None on rows from before it was kept):
     #: leaving it before starting withdraws the invitation.
     posting_id: Mapped[str | None] = mapped_column(sa.String(64))
+    #: The posting's and the stage's names when it moved: the activity log names the posting a
+    #: candidate was invited from, whatever links were made or removed since.
+    posting_text: Mapped[str | None] = mapped_column(sa.String(300))
+    stage_text: Mapped[str | None] = mapped_column(sa.String(200))
     test_id: Mapped[int] = mapped_column(sa.ForeignKey("assessment_test.id", ondelete="CASCADE"))
     via: Mapped[str] = mapped_column(sa.String(20))  # "webhook" or "reconcile"
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

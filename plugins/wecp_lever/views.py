@@ -123,7 +123,10 @@ def confirm_unlink(link_id):
 
     link_row = get_scoped_or_404(PostingLink, link_id)
     test = assessments.get_test(link_row.test_id, g.user.organization_id) or abort(404)
-    open_invitations = assessments.open_invitation_count(g.user.organization_id, "wecp_lever", test.id)
+    # Only this posting's candidates: the test may be linked to other postings too.
+    open_invitations = assessments.open_invitation_count(
+        g.user.organization_id, "wecp_lever", test.id,
+        source_refs=activity.moved_from(g.user.organization_id, link_row.posting_id))
     return render_template("wecp_lever/unlink.html", link=link_row, test=test, open_invitations=open_invitations)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.steps import LEVER_ACCOUNT, applied_and_invited, connect_and_link, take_test
+from tests.e2e.steps import LEVER_ACCOUNT, applied_and_invited, connect_and_link, link_posting, take_test
 from tests.e2e.test_browser_journey import ANSWERS, POSTING, POSTING_ID
 from tests.stack import wait_until
 
@@ -45,3 +45,44 @@ def test_the_activity_log_reads_well_at_1280_and_at_390_px(page, stack, admin_ac
     page.get_by_label("Status").select_option(label="Failed")
     page.get_by_role("button", name="Filter").click()
     expect(page.get_by_text("Nothing matches these filters.")).to_be_visible()
+
+
+FRONTEND_ID, FRONTEND = "f1e2d3c4-b5a6-4978-8695-a4b3c2d1e0fa", "Frontend Engineer"
+
+
+def test_one_test_linked_to_two_postings_shows_and_filters_each_candidate_s_posting(page, stack, admin_account):
+    """Issue #40, 1: every row read the last linked posting, the Posting filter returned the same
+    rows for either, and the Unlink preview counted both postings' candidates."""
+    title = connect_and_link(page, stack, admin_account, POSTING)
+    link_posting(page, stack.hub_url, title, FRONTEND, "Assessment")
+    applied_and_invited(page, stack, POSTING_ID, "Dorothy Vaughan", "dorothy.vaughan@example.com")
+    applied_and_invited(page, stack, FRONTEND_ID, "Mary Jackson", "mary.jackson@example.com")
+
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(f"{stack.hub_url}/integrations/wecp_lever/")
+    rows = page.locator("table.activity tbody tr")
+
+    def posting_of(name):
+        invited = rows.filter(has_text=name).filter(has_text="Invitation")
+        return invited.locator('td[data-label="Posting · stage"]').inner_text()
+    assert posting_of("Dorothy Vaughan") == f"{POSTING} · Assessment"
+    assert posting_of("Mary Jackson") == f"{FRONTEND} · Assessment"
+    page.screenshot(path=str(stack.artifacts / "activity-two-postings-1280.png"), full_page=True)
+
+    for posting, shown, hidden in ((POSTING, "Dorothy Vaughan", "Mary Jackson"),
+                                   (FRONTEND, "Mary Jackson", "Dorothy Vaughan")):
+        page.get_by_label("Posting").select_option(label=posting)
+        page.get_by_role("button", name="Filter").click()
+        expect(rows.filter(has_text=shown)).not_to_have_count(0)
+        expect(rows.filter(has_text=hidden)).to_have_count(0)
+
+    # Unlink Frontend: the preview counts its own candidate only; afterwards Mary still reads Frontend.
+    page.goto(f"{stack.hub_url}/tests")
+    page.get_by_role("link", name=title).click()
+    page.locator("#lever-links tr").filter(has_text=FRONTEND).get_by_role("link", name="Unlink…").click()
+    expect(page.locator("#in-flight")).to_have_text(
+        f"1 candidate invited to this test from “{FRONTEND}” has not finished yet.")
+    page.get_by_role("button", name="Unlink").click()
+    page.goto(f"{stack.hub_url}/integrations/wecp_lever/")
+    assert posting_of("Mary Jackson") == f"{FRONTEND} · Assessment"
+    assert posting_of("Dorothy Vaughan") == f"{POSTING} · Assessment"

@@ -174,7 +174,7 @@ def test_unlink_asks_first_and_says_who_is_still_taking_the_test(connected, sand
     assert f"/integrations/wecp_lever/links/{link_id}/unlink" in panel
     page = client.get(f"/integrations/wecp_lever/links/{link_id}/unlink").get_data(as_text=True)
     assert "Unlink “Backend Engineer” from" in page and "“Assessment”" in page
-    assert "1 candidate invited to this test from Lever has not finished yet" in page
+    assert "1 candidate invited to this test from “Backend Engineer” has not finished yet" in page
     assert db.session.get(PostingLink, link_id) is not None  # asking changed nothing
     token = csrf_token(client, f"/integrations/wecp_lever/links/{link_id}/unlink")
     assert client.post(f"/integrations/wecp_lever/links/{link_id}/unlink",
@@ -478,6 +478,46 @@ def test_resend_invitation_is_throttled_and_says_so(connected, sandbox):
     assert "it can be sent again from" in page and "one resend every 10 minutes at most" in page
     resent = db.session.scalars(db.select(AuditEvent).filter_by(action="invitation.resent")).all()
     assert [(e.target, e.organization_id) for e in resent] == [(f"invitation:{invitation.id}", conn.organization_id)]
+
+
+def test_one_test_linked_to_two_postings_shows_each_candidate_s_own_posting(connected, sandbox):
+    """Issue #40, 1: with one test linked to Backend and Frontend at the same stage, every row read
+    "Frontend Engineer", the Posting filter returned the same rows for either, the Unlink preview
+    counted both postings' candidates, and after unlinking Frontend its candidate showed as Backend."""
+    from plugins.wecp_lever.models import PostingLink
+
+    client, conn = connected
+    test = make_test(conn.organization_id)
+    assert link(client, test, posting=BACKEND).status_code == 201
+    assert link(client, test, posting=FRONTEND).status_code == 201
+    backend = new_candidate(sandbox, posting=BACKEND, email="ada@example.com", name="Ada Backend")
+    frontend = new_candidate(sandbox, posting=FRONTEND, email="grace@example.com", name="Grace Frontend")
+    move(sandbox, client, conn, backend)
+    move(sandbox, client, conn, frontend)
+
+    def rows(query=""):
+        page = client.get(f"/integrations/wecp_lever/?{query}").get_data(as_text=True)
+        return re.findall(r'<tr[^>]*>\s*<td[^>]*>.*?</td>\s*<td data-label="Candidate"[^>]*>(?:<a[^>]*>)?([^<]+)'
+                          r'(?:</a>)?</td>\s*<td data-label="Posting · stage">([^<]+)</td>', page, re.S)
+
+    shown = set(rows())
+    assert ("Ada Backend", "Backend Engineer · Assessment") in shown
+    assert ("Grace Frontend", "Frontend Engineer · Assessment") in shown
+    assert not any(name == "Ada Backend" and "Frontend" in where for name, where in shown)
+    assert {name for name, _ in rows(f"posting={BACKEND}")} == {"Ada Backend"}
+    assert {name for name, _ in rows(f"posting={FRONTEND}")} == {"Grace Frontend"}
+
+    ids = dict(db.session.execute(db.select(PostingLink.posting_id, PostingLink.id)).all())
+    preview = client.get(f"/integrations/wecp_lever/links/{ids[FRONTEND]}/unlink").get_data(as_text=True)
+    assert "1 candidate invited to this test from “Frontend Engineer” has not finished yet" in preview
+    token = csrf_token(client, f"/integrations/wecp_lever/links/{ids[FRONTEND]}/unlink")
+    client.post(f"/integrations/wecp_lever/links/{ids[FRONTEND]}/unlink", data={"csrf_token": token})
+    shown = set(rows())
+    assert ("Grace Frontend", "Frontend Engineer · Assessment") in shown  # unlinked, still its posting
+    assert not any(name == "Grace Frontend" and "Backend" in where for name, where in shown)
+    assert {name for name, _ in rows(f"posting={FRONTEND}")} == {"Grace Frontend"}  # still filterable
+    page = client.get("/integrations/wecp_lever/").get_data(as_text=True)
+    assert f'<option value="{FRONTEND}"' in page
 
 
 def test_a_failed_email_is_visible_with_a_retry(connected, sandbox, pg_app):

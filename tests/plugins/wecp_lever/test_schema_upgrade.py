@@ -94,3 +94,29 @@ def test_the_old_single_chain_upgrades_to_a_history_per_plugin_with_its_data(emp
                            received_at=NOW, status="pending", attempts=0, due_at=NOW)
         db.session.remove()
         db.engine.dispose()
+
+
+def test_stage_changes_take_their_posting_s_names_on_upgrade(empty_database, redis_server):
+    """wecp_lever_0008: a move that kept its posting takes that posting's names from its link; one
+    without a posting (older) keeps none and the activity log falls back to an unambiguous link."""
+    app = create_app(base_config(empty_database, redis_server.url, HUB_PLUGINS=["plugins.wecp_lever"]))
+    with app.app_context():
+        command.upgrade(schema.history("hub", app).config(), "heads")
+        command.upgrade(schema.history("wecp_lever", app).config(), "wecp_lever_0007")
+        with db.engine.begin() as conn:
+            insert(conn, "organization", id=1, name="Org 1")
+            insert(conn, "assessment_test", id=1, organization_id=1, title="Python")
+            for i, (posting, text) in enumerate([("p-back", "Backend Engineer"), ("p-front", "Frontend Engineer")], 1):
+                insert(conn, "wecp_lever_posting_link", id=i, organization_id=1, test_id=1, posting_id=posting,
+                       posting_text=text, stage_id="s-1", stage_text="Assessment", linked_at=NOW)
+            insert(conn, "wecp_lever_stage_change", id=1, organization_id=1, key="k1", opportunity_id="o-1",
+                   stage_id="s-1", posting_id="p-back", test_id=1, via="webhook", created_at=NOW)
+            insert(conn, "wecp_lever_stage_change", id=2, organization_id=1, key="k2", opportunity_id="o-2",
+                   stage_id="s-1", posting_id=None, test_id=1, via="webhook", created_at=NOW)
+        schema.upgrade(app)
+        with db.engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT id, posting_text, stage_text FROM wecp_lever_stage_change "
+                                        "ORDER BY id")).all()
+        assert [tuple(r) for r in rows] == [(1, "Backend Engineer", "Assessment"), (2, None, None)]
+        db.session.remove()
+        db.engine.dispose()
