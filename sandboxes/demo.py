@@ -8,6 +8,7 @@ gunicorn and its workers, on SQLite; prints where to go and what to do; Ctrl-C s
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import sys
 import time
@@ -77,6 +78,7 @@ def main(ctx, port, sandbox_port, redis_port, workers, scripted, data_dir):
                          or None)
         stack.start()
         seed(stack.app)
+        settings_files = write_settings(stack.settings(), run_dir)
         sandboxes = [(h.standin, h.url) for h in stack.sandboxes.values()]
         if scripted:
             ok = True
@@ -84,7 +86,7 @@ def main(ctx, port, sandbox_port, redis_port, workers, scripted, data_dir):
                 click.secho(f"\n{standin.TITLE}", bold=True)
                 ok = standin.journey(hub_url=stack.hub_url, sandbox_url=url) and ok
             sys.exit(0 if ok else 1)
-        _print_welcome(stack.hub_url, sandboxes, run_dir)
+        _print_welcome(stack.hub_url, sandboxes, run_dir, settings_files)
         while True:
             time.sleep(1)
             dead = stack.procs.dead() + services.dead()
@@ -116,13 +118,32 @@ def _redis(stack: Stack, port: int) -> tuple[str, str]:
     return f"redis://127.0.0.1:{port}/0", "inline"
 
 
-def _print_welcome(hub_url: str, sandboxes: list, run_dir: Path) -> None:
+def write_settings(settings: dict[str, str], run_dir: Path) -> list[Path]:
+    """The demo's settings as ``export`` lines: in the data directory (to ``source`` in a shell)
+    and in the hub's instance folder, where the ``hub`` command looks for a demo (``hub.cli``).
+    Readable by this user only: they hold the demo's development secret and key."""
+    from hub.cli import demo_settings_path
+
+    text = "# Written by ./run demo: the settings of the demo's hub (`source` this file to use them).\n" + \
+        "".join(f"export {name}={shlex.quote(str(value))}\n" for name, value in sorted(settings.items()))
+    paths = [run_dir / "hub.env", demo_settings_path()]
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.chmod(0o600)
+        path.write_text(text)
+    return paths
+
+
+def _print_welcome(hub_url: str, sandboxes: list, run_dir: Path, settings_files: list[Path]) -> None:
     click.secho("\nWeCP Integration Hub demo is running", bold=True)
     lines = [f"  Hub             {hub_url}/          sign in: {DEMO_ADMIN} / {DEMO_PASSWORD}"]
     lines += [f"  {s.TITLE:<15} {url}/          sign in: {s.sign_in()}" for s, url in sandboxes]
     lines += [f"  Email outbox    {hub_url}/dev/outbox",
               f"  Job dashboard   {hub_url}/admin/rq/  sign in: {DEMO_OPERATOR} / {DEMO_OPERATOR_PASSWORD}"
               " (an operator)",
+              f"  hub command     .venv/bin/hub (e.g. `hub users list`) uses this demo; in another shell "
+              f"or folder: source {settings_files[0]}",
               f"  Logs            {run_dir}/*.log"]
     click.echo("\n" + "\n".join(lines))
     for standin, url in sandboxes:

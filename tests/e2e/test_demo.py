@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -31,6 +32,9 @@ class Demo:
                if not k.startswith(("HUB_", "LEVER_", "SMTP_"))
                and k not in ("DATABASE_URL", "REDIS_URL")}
         env["PYTHONUNBUFFERED"] = "1"
+        # Where the demo leaves its settings for the `hub` command (not the checkout's instance/).
+        env["HUB_DEMO_SETTINGS"] = str(tmp_path / "demo-settings.env")
+        self.env = env
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sandboxes.demo", "--port", str(self.port), "--sandbox-port",
              str(self.sandbox_port), "--redis-port", str(self.redis_port), "--data-dir",
@@ -179,5 +183,28 @@ def test_a_restarted_demo_is_still_connected(demo_run):
     posting, stage = link_sample_test(http, hub)  # linked by the first run already
     move_new_candidate(sandbox, posting, stage, "after.restart@example.com")
     assert "/t/" in invitation_link(http, hub, "after.restart@example.com")
+    assert_the_hub_command_reaches_the_demo(again)
     os.killpg(again.proc.pid, signal.SIGINT)
     assert again.wait_exit(15) == 0, again.text
+
+
+def assert_the_hub_command_reaches_the_demo(demo: Demo) -> None:
+    """Issue #40, 2: `hub` beside a running demo used another database (an empty
+    instance/hub.sqlite3: "no such table: user_account"). Now it finds the demo's settings, from
+    any folder; and the file the welcome names can be sourced by a shell."""
+    from sandboxes.stack import hub_command
+
+    assert f"source {demo.data_dir / 'hub.env'}" in demo.text
+    elsewhere = demo.data_dir.parent / "elsewhere"
+    elsewhere.mkdir(exist_ok=True)
+    listed = subprocess.run(hub_command("users", "list"), cwd=elsewhere, env=demo.env,
+                            capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0 and DEMO_ADMIN in listed.stdout, listed.stdout + listed.stderr
+    assert "using the demo's settings" in listed.stderr
+    doctor = subprocess.run(hub_command("doctor"), cwd=elsewhere, env=demo.env, capture_output=True,
+                            text=True, timeout=60)
+    assert re.search(r"ok +database +\w+ answers; schema up to date", doctor.stdout), doctor.stdout
+    assert not (elsewhere / "instance").exists()
+    sourced = subprocess.run(["bash", "-c", f"source {demo.data_dir / 'hub.env'} && echo $DATABASE_URL"],
+                             env=demo.env, capture_output=True, text=True, timeout=10)
+    assert sourced.stdout.strip() == f"sqlite:///{demo.data_dir / 'demo.sqlite3'}"
