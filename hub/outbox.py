@@ -556,6 +556,21 @@ def failed_work_of_connection(connection_id: str, since: datetime, skip=()) -> l
     return found
 
 
+def work_counts(organization_id: int) -> dict:
+    """How much of an organization's durable work, of every kind (emails, deliveries, each
+    plugin's notes and tags…), waits, failed for good, or is paused for its connection."""
+    counts = {"queued": 0, "failed": 0, "paused": 0}
+    for kind in active_kinds():
+        mine = of_organization(kind, organization_id)
+        if mine is None:
+            continue
+        model = kind.model
+        for status, count in db.session.execute(sa.select(model.status, sa.func.count()).where(
+                mine, model.status.in_((PENDING, RUNNING, FAILED, PAUSED))).group_by(model.status)).all():
+            counts["failed" if status == FAILED else "paused" if status == PAUSED else "queued"] += count
+    return counts
+
+
 def of_organization(kind: WorkKind, organization_id: int):
     """The SQL condition "this row belongs to the organization", or None when a kind's rows name
     no organization (such a kind is never shown to one)."""

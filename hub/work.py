@@ -13,9 +13,14 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, url_for
 from . import BoundedIntConverter
 from .auth import admin_required
 from .extensions import db
-from .outbox import FAILED, PAUSED, WorkKind, active_kinds, of_organization, retry_failed
+from .outbox import FAILED, PAUSED, WorkKind, active_kinds, of_organization, retry_failed, work_counts
 
 bp = Blueprint("work", __name__)
+
+
+@bp.app_template_global("work_counts")
+def _work_counts(organization_id: int) -> dict:
+    return work_counts(organization_id)
 
 #: Rows shown per kind, newest first.
 LIMIT = 100

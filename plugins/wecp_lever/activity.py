@@ -14,7 +14,6 @@ from flask import current_app
 
 from hub.assessments import services as assessments
 from hub.extensions import db
-from hub.outbox import FAILED, PAUSED, PENDING, RUNNING, active_kinds, of_organization
 
 from .lever import LEVER_ID
 from .models import Activity, PostingLink, StageChange
@@ -170,18 +169,3 @@ def postings(org_id: int) -> list[tuple[str, str]]:
                 StageChange.posting_text.is_not(None)).group_by(StageChange.posting_id)):
         found.setdefault(posting_id, text)
     return sorted(found.items(), key=lambda p: (p[1], p[0]))
-
-
-def queue_health(org_id: int) -> dict:
-    """The organization's own work of this plugin and the hub (emails, deliveries): how much
-    waits, failed for good, or is paused for a connection."""
-    counts = {"queued": 0, "failed": 0, "paused": 0}
-    for kind in active_kinds():
-        mine = of_organization(kind, org_id)
-        if mine is None:
-            continue
-        model = kind.model
-        for status, count in db.session.execute(db.select(model.status, db.func.count()).where(
-                mine, model.status.in_((PENDING, RUNNING, FAILED, PAUSED))).group_by(model.status)).all():
-            counts["failed" if status == FAILED else "paused" if status == PAUSED else "queued"] += count
-    return counts

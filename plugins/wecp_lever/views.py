@@ -9,7 +9,7 @@ from hub.connections import TokenRefreshError
 from hub.extensions import db
 from hub.mail import OutboundEmail, delivery_problems, send_email
 from hub.models import audit
-from hub.outbox import FAILED, OPEN, PAUSED, PENDING, RUNNING, retry_failed
+from hub.outbox import FAILED, OPEN, PAUSED, PENDING, RUNNING, retry_failed, work_counts
 from hub.plugin import ConnectionUnusable
 from hub.registry import get_plugin
 from hub.settings import get_setting, set_setting
@@ -48,7 +48,7 @@ def index():
     return render_template("wecp_lever/index.html", activity=rows, open_notes=notes, open_tags=tags,
                            settings=plugin.settings, values=values, filters=filters,
                            postings=activity.postings(org_id), statuses=activity.STATUS_LABELS,
-                           health=activity.queue_health(org_id),
+                           health=work_counts(org_id),
                            names=activity.candidate_names(org_id, {r.opportunity_id for r in (*notes, *tags)}),
                            failed_emails=delivery_problems(org_id), stage_options=stage_options,
                            stage_problem=stage_problem, pass_stage_key=PASS_STAGE,

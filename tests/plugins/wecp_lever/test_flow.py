@@ -437,6 +437,10 @@ def test_reconnect_writes_the_tags_left_waiting_at_once(connected, sandbox):
     assert tag_opportunity(tag.id)["outcome"] == "paused"
     db.session.expire_all()
     assert db.session.scalar(db.select(Tag.status)) == "paused"
+    # The card counts the paused tag, not only events (it said "Paused: 0": issue #40, 3).
+    card = " ".join(client.get("/settings/integrations").get_data(as_text=True).split())
+    assert 'data-count="paused">0<' in card and 'data-work="paused">1<' in card
+    assert 'href="/settings/work">Work needing attention</a>' in card
     connect(client, sandbox)  # Reconnect: the waiting tag is written (inline queue), not a minute later
     db.session.expire_all()
     assert db.session.scalar(db.select(Tag.status)) == "done"
@@ -821,6 +825,7 @@ def test_the_activity_log_reads_as_a_recruiter_reads_it(connected, sandbox):
     assert f'href="{sandbox.url}/candidates/{opp}"' in page
     assert re.search(r'href="http://[^"]+/r/[A-Za-z0-9_-]+"[^>]*>Report</a>', page)
     assert page.count("Email: sent") == 1  # on the invitation, not on the note
+    assert "Resend invitation</button>" not in page  # completed: nothing to send again (#40, 5)
     assert 'data-count="failed">0<' in page and 'data-count="queued">0<' in page
 
     def shown(query):
