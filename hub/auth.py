@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import secrets
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -247,7 +248,7 @@ def account(new_token: str | None = None, error: str | None = None, status: int 
     tokens = db.session.scalars(db.select(ApiToken).filter_by(user_id=g.user.id)
                                 .order_by(ApiToken.created_at.desc())).all()
     return render_template("hub/account.html", tokens=tokens, new_token=new_token, error=error,
-                           lifetimes=ApiToken.LIFETIMES,
+                           lifetimes=ApiToken.LIFETIMES, form_id=secrets.token_urlsafe(16),
                            active_tokens=sum(1 for t in tokens if t.status == "active")), status
 
 
@@ -295,16 +296,28 @@ def change_own_password():
 @bp.route("/account/tokens", methods=["POST"])
 @login_required
 def create_token():
-    """A personal API token, shown once; only its hash is kept."""
+    """A personal API token, shown once; only its hash is kept.
+
+    The page that shows it is the answer to the POST (the plaintext is never stored, not even in
+    the session), so a reload sends the form again: its one-time ``form_id`` makes that second
+    send say so instead of making a second token (issue #40, 11).
+    """
     try:
         days = int(request.form.get("days", "90"))
     except ValueError:
         days = 0
     if days not in ApiToken.LIFETIMES:
         return account(error="Choose how long the token lasts.", status=400)
+    form_id = request.form.get("form_id", "")[:64]
+    if form_id and form_id in session.get("token_forms_used", []):
+        return account(error="That token was made already (it is listed below); its value was shown "
+                             "once, when it was made. Revoke it and make another if it was not copied.",
+                       status=409)
     name = " ".join(request.form.get("name", "").split())[:100] or "token"
     _, plaintext = issue_api_token(g.user, name, days)
     db.session.commit()
+    if form_id:
+        session["token_forms_used"] = (session.get("token_forms_used", []) + [form_id])[-10:]
     return account(new_token=plaintext)
 
 

@@ -156,3 +156,20 @@ def test_api_tokens_end_with_a_password_change_or_sign_out_everywhere_only_when_
                                                                  "revoke_tokens": "1"})
     assert response.status_code == 302 and bearer(app, script) == 401
     assert "Your API tokens were revoked (1)." in client.get("/login").get_data(as_text=True)
+
+
+def test_reloading_the_page_that_shows_a_new_token_makes_no_second_one(app, client, admin):
+    """Issue #40, 11: the browser's reload sent the form again and silently made a second token."""
+    sign_in(client, admin.email)
+    page = client.get("/account").get_data(as_text=True)
+    form = {"csrf_token": csrf_token(client, "/account"), "name": "reporting", "days": "30",
+            "form_id": re.search(r'name="form_id" value="([^"]+)"', page).group(1)}
+    first = client.post("/account/tokens", data=form)
+    assert first.status_code == 200 and 'id="new-token"' in first.get_data(as_text=True)
+    again = client.post("/account/tokens", data=form)  # what a reload does
+    assert again.status_code == 409 and "That token was made already" in again.get_data(as_text=True)
+    assert 'id="new-token"' not in again.get_data(as_text=True)
+    assert db.session.scalar(db.select(db.func.count(ApiToken.id))) == 1
+    fresh = re.search(r'name="form_id" value="([^"]+)"', client.get("/account").get_data(as_text=True)).group(1)
+    assert fresh != form["form_id"]
+    assert client.post("/account/tokens", data={**form, "form_id": fresh}).status_code == 200  # a new form: a new token
