@@ -279,6 +279,8 @@ def change_own_password():
         return account(error="Your current password is not right.", status=400)
     if new != request.form.get("confirm_password"):
         return account(error="The new password and its confirmation differ.", status=400)
+    if user.check_password(new):
+        return account(error="The new password is the one you have now: choose another.", status=400)
     try:
         ended = change_password(user, new)
     except ValueError as exc:

@@ -41,8 +41,9 @@
       }).length;
       var message = "Submit your answers now? You can submit only once.";
       if (open > 0) {
-        message = open + " of " + questions.length + " question" + (questions.length === 1 ? " is" : "s are")
-          + " unanswered. " + message;
+        // The verb agrees with the unanswered count: "1 of 5 questions is unanswered".
+        message = open + " of " + questions.length + " question" + (questions.length === 1 ? "" : "s")
+          + (open === 1 ? " is" : " are") + " unanswered. " + message;
       }
       if (!window.confirm(message)) { event.preventDefault(); }
     });

@@ -200,6 +200,16 @@ def save_settings():
             values[setting.key] = int(text)
         else:
             values[setting.key] = request.form.get(setting.key, "").strip()[:200]
+    low, high = values.get("review_from"), values.get("review_to")
+    if isinstance(low, int) and isinstance(high, int):
+        # A band of percentages, read "from ≤ score < to"; the same number twice turns it off.
+        if low > 100 or high > 100:
+            flash("Settings not saved: the “needs review” band is in percent, from 0 to 100.", "error")
+            return redirect(url_for(".index"))
+        if high < low:
+            flash(f"Settings not saved: the “needs review” band ends ({high} %) below where it starts "
+                  f"({low} %). Put the lower score first, or the same number twice to turn it off.", "error")
+            return redirect(url_for(".index"))
     stage = values[PASS_STAGE]
     if stage != (get_setting(org_id, "wecp_lever", PASS_STAGE) or "").strip():
         # Checked against Lever's own list now, not when the first candidate passes.

@@ -32,6 +32,9 @@ def test_a_user_changes_their_password_and_their_other_sessions_end(app, client,
     assert client.post("/account/password", data={**form, "confirm_password": "other"}).status_code == 400
     assert client.post("/account/password", data={**form, "new_password": "short",
                                                    "confirm_password": "short"}).status_code == 400
+    same = client.post("/account/password", data={**form, "new_password": "correct horse battery",
+                                                  "confirm_password": "correct horse battery"})
+    assert same.status_code == 400 and "is the one you have now" in same.get_data(as_text=True)  # #40, 14
     response = client.post("/account/password", data=form)
     assert response.status_code == 302
     assert signed_in(client) and not signed_in(elsewhere)

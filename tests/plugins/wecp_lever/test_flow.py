@@ -649,6 +649,31 @@ def test_a_stage_lever_does_not_have_is_refused_on_save(connected):
     assert get_setting(org, "wecp_lever", "tag_invited") is True  # nothing of the form was saved
 
 
+@pytest.mark.parametrize("low, high, said", [
+    ("70", "50", "the “needs review” band ends (50 %) below where it starts (70 %)"),
+    ("50", "170", "the “needs review” band is in percent, from 0 to 100"),
+])
+def test_an_upside_down_review_band_is_refused_on_save(connected, low, high, said):
+    """Issue #40, 14: "70 → 50" was saved, and no candidate was ever tagged for review."""
+    from flask import g
+
+    from hub.settings import get_setting
+
+    client, conn = connected
+    token = csrf_token(client, "/integrations/wecp_lever/")
+    response = client.post("/integrations/wecp_lever/settings", follow_redirects=True, data={
+        "csrf_token": token, "review_from": low, "review_to": high, "advance_on_pass_stage": ""})
+    page = response.get_data(as_text=True)
+    assert "Settings not saved" in page and said in page
+    assert get_setting(conn.organization_id, "wecp_lever", "review_from") == 0
+    ok = client.post("/integrations/wecp_lever/settings", follow_redirects=True, data={
+        "csrf_token": token, "review_from": "50", "review_to": "70", "advance_on_pass_stage": ""})
+    assert "Settings saved." in ok.get_data(as_text=True)
+    g.pop("hub_settings", None)  # this test's own copy of the settings, read before the save
+    assert (get_setting(conn.organization_id, "wecp_lever", "review_from"),
+            get_setting(conn.organization_id, "wecp_lever", "review_to")) == (50, 70)
+
+
 def test_a_saved_stage_lever_does_not_know_is_shown_as_a_problem(connected):
     from hub.settings import set_setting
 
