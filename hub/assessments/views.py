@@ -58,6 +58,15 @@ def test(test_id):
                            panels=current_app.extensions["hub.test_page_panels"])
 
 
+@bp.app_template_global("source_title")
+def source_title(source: str) -> str:
+    """An invitation's source as people call it: the plugin's title ("Lever"), not its key."""
+    from ..registry import all_plugins
+
+    plugin = all_plugins().get(source)
+    return plugin.title if plugin is not None else source
+
+
 @bp.route("/results/<result_id>")
 @login_required
 def result(result_id):

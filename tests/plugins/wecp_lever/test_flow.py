@@ -851,6 +851,12 @@ def test_the_activity_log_reads_as_a_recruiter_reads_it(connected, sandbox):
     assert re.search(r'href="http://[^"]+/r/[A-Za-z0-9_-]+"[^>]*>Report</a>', page)
     assert page.count("Email: sent") == 1  # on the invitation, not on the note
     assert "Resend invitation</button>" not in page  # completed: nothing to send again (#40, 5)
+    # The test's Invitations table: the source by name and the job, no deadline once done (#40, 9).
+    invitation = invitations()[0]
+    table = client.get(f"/tests/{invitation.test_id}").get_data(as_text=True).split('class="invitations"')[1]
+    assert '<td>Lever<br><span class="hint">Backend Engineer</span></td>' in table
+    assert "wecp_lever" not in table and opp not in table and "done " not in table
+    assert ">Completed</span><br><span class=\"hint\">" in table
     assert 'data-count="failed">0<' in page and 'data-count="queued">0<' in page
 
     def shown(query):
