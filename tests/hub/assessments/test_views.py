@@ -108,7 +108,7 @@ def test_test_page_lists_invitations_and_renders_integration_panels(app, admin_c
     page = admin_client.get(f"/tests/{sample_test.id}").get_data(as_text=True)
     assert '<section id="example-panel">Panel of Python basics</section>' in page
     assert "&lt;b&gt;Ada&lt;/b&gt;" in page and "<b>Ada</b>" not in page
-    assert "Grace Hopper" in page and "tiny_example" in page and "opp-1" in page
+    assert "Grace Hopper" in page and "<td>Tiny Example</td>" in page and "opp-1" not in page  # #40, 9
     assert "Completed" in page and "Invited" in page
     assert f"/results/{result.id}" in page and "3/3 · passed" in page
 
