@@ -264,7 +264,8 @@ class Plugin:
     settings: tuple[Setting, ...] = ()
     #: Config keys the plugin reads, with defaults; filled from the environment at load.
     config: dict[str, Any] = {}
-    #: Lines shown on the card once connected (reminders for the admin).
+    #: Lines shown on the card once connected (reminders for the admin), until ``hints`` says
+    #: they are no longer needed.
     connected_hints: tuple[str, ...] = ()
     #: The job run after a connection is made (``f(connection_id)``), or ``None``.
     on_connect_job: Callable | None = None
@@ -279,6 +280,12 @@ class Plugin:
         """The steps after Connect that make the integration work for an organization (the card
         shows them as a checklist under its own "Connected" step). ``connection`` is usable."""
         return []
+
+    def hints(self, connection) -> list[str]:
+        """The reminders the card shows now (``connection`` is usable): by default every
+        ``connected_hints``; a plugin drops those whose step it sees done (a reminder that stays
+        after the thing is done reads as a problem)."""
+        return list(self.connected_hints)
 
     def alerts(self, connection) -> list[CardAlert]:
         """What the card must warn of now (e.g. the provider stopped sending events); recomputed

@@ -27,7 +27,7 @@ def integration_cards(org_id: int) -> list[dict]:
         renew_by = renewal_due(provider, conn, status)
         cards.append({"plugin": plugin, "provider": provider, "connection": conn,
                       "status": status, "page": page, "steps": setup_steps(plugin, provider, conn, status),
-                      "alerts": card_alerts(plugin, conn),
+                      "alerts": card_alerts(plugin, conn), "hints": card_hints(plugin, conn, status),
                       "renew_by": renew_by,
                       "renew_soon": renew_by is not None and renew_by - utcnow() <= RENEWAL_WARNING})
     return cards
@@ -66,6 +66,17 @@ def setup_steps(plugin, provider, conn, status: str) -> list:
 
 #: Work that failed for good is shown on the card for this long (or until it is retried).
 FAILED_WORK_SHOWN = timedelta(days=7)
+
+
+def card_hints(plugin, conn, status: str) -> list[str]:
+    """The plugin's reminders for a connected card (none when a plugin's check fails: logged)."""
+    if conn is None or status in (Connection.NOT_CONNECTED, Connection.REVOKED):
+        return []
+    try:
+        return list(plugin.hints(conn))
+    except Exception:  # a plugin's bug must not take the Integrations page down
+        current_app.logger.warning("hub.settings.hints_failed plugin=%s", plugin.key, exc_info=True)
+        return list(plugin.connected_hints)
 
 
 def card_alerts(plugin, conn) -> list:
@@ -116,7 +127,7 @@ def card_json(card: dict) -> dict:
         "revoked_reason": conn.revoked_reason if connected else None,
         "setup_error": conn.setup_error if connected else None,
         "last_refresh_error": conn.last_refresh_error if connected else None,
-        "hints": list(card["plugin"].connected_hints) if connected else [],
+        "hints": list(card.get("hints", [])) if connected else [],
         "steps": [{"label": st.label, "done": st.done, "hint": st.hint} for st in card["steps"]],
         "alerts": [{"level": a.level, "message": a.message, "next_step": a.next_step, "link": a.link}
                    for a in card["alerts"]],

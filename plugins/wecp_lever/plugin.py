@@ -116,10 +116,10 @@ class WecpLeverPlugin(Plugin):
         "LEVER_WEBHOOK_MAX_AGE_SECONDS": 600,
     }
     connected_hints = (
-        "In Lever, open Settings › Integrations and API › Webhooks and switch "
-        "“Candidate Stage Change” on, or Lever sends no stage changes to WeCP; switch "
-        "“Candidate Archive Change” on too, so that a candidate archived before starting their "
-        "test has the invitation withdrawn.",
+        "In Lever's webhook settings (Settings › Integrations and API › Webhooks), switch "
+        "“Candidate Stage Change” on, or Lever sends no stage changes to WeCP.",
+        "Switch “Candidate Archive Change” on there too, so that a candidate archived before "
+        "starting their test has the invitation withdrawn.",
     )
     #: Creates the candidateStageChange and candidateArchiveChange webhooks and stores their
     #: signature tokens.
@@ -146,6 +146,21 @@ class WecpLeverPlugin(Plugin):
         "wecp_lever_api.stages": "member",
     }
     test_page_panels = ("wecp_lever/_test_panel.html",)
+
+    def hints(self, connection) -> list[str]:
+        """Each switch's reminder until an event of that kind has arrived from Lever."""
+        from hub.extensions import db
+        from hub.inbox import WebhookDelivery, last_ping
+
+        arrived = set(db.session.scalars(db.select(WebhookDelivery.event).filter_by(
+            connection_id=connection.id).distinct()))
+        stage_change, archive_change = self.connected_hints
+        hints = []
+        if "candidateStageChange" not in arrived and last_ping(connection.id) is None:
+            hints.append(stage_change)
+        if "candidateArchiveChange" not in arrived:
+            hints.append(archive_change)
+        return hints
 
     def alerts(self, connection) -> list[CardAlert]:
         """Lever is not sending stage changes: reconciliation found moves no webhook announced.
@@ -181,8 +196,8 @@ class WecpLeverPlugin(Plugin):
                       flow.SWITCH_STAGE_CHANGE_ON if missed else
                       ("Stage changes arrive." if delivered else "Lever's Verify Connection reached WeCP.")
                       if delivered or pinged else
-                      "In Lever, open Settings › Integrations and API › Webhooks, switch “Candidate Stage "
-                      "Change” on and click Verify Connection."),
+                      "In Lever's webhook settings, switch “Candidate Stage Change” on (Lever's "
+                      "Verify Connection button, where it has one, checks the link at once)."),
             SetupStep("A test linked to a posting", linked is not None,
                       "" if linked else "Open a test and click “Link job posting from Lever”."),
             SetupStep("First invitation sent", sent,

@@ -31,7 +31,7 @@ def test_admin_connects_lever_and_sees_it_active(page, stack, admin_account):
     wait_for_status(page, stack.hub_url, "Active")
     card = lever_card(page)
     expect(card.locator(".account")).to_have_text("acme.example")
-    expect(card.locator(".hint-connected")).to_contain_text(STAGE_CHANGE_HINT)
+    expect(card.locator(".hint-connected").first).to_contain_text(STAGE_CHANGE_HINT)
     expect(card.get_by_role("link", name="Revoke…")).to_be_visible()
     expect(card.get_by_role("button", name="Connect")).to_have_count(0)
     # The worker registered exactly one webhook per event in Lever, each pointing at this hub.
@@ -96,4 +96,8 @@ def test_the_card_says_who_accepts_then_ticks_its_checklist_by_itself(page, stac
     assert requests.post(hook["url"], data=b"", timeout=10).status_code == 200  # Lever's Verify Connection
     expect(steps.nth(1)).to_have_class(re.compile(r"\bdone\b"), timeout=15_000)
     expect(steps.nth(1)).to_contain_text("Verify Connection reached WeCP")
+    # Its reminder goes with it (it stayed, orange, after the tick: issue #40, 6); the other
+    # switch's reminder stays until an archive change arrives.
+    expect(card.locator(".hint-connected")).to_have_count(1)
+    expect(card.locator(".hint-connected")).to_contain_text("Candidate Archive Change")
     expect(steps.nth(2)).to_have_class(re.compile(r"\btodo\b"))

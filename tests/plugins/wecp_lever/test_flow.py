@@ -456,6 +456,9 @@ def test_activity_log_shows_what_happened(connected, sandbox):
     page = client.get("/integrations/wecp_lever/").get_data(as_text=True)
     assert "&lt;b&gt;Grace&lt;/b&gt; Hopper" in page and "<b>Grace</b>" not in page
     assert "Resend invitation" in page and "invited ada@example.com" in page
+    # Stage changes arrive: the card's reminder to switch them on is gone (#40, 6).
+    card = client.get("/settings/integrations").get_data(as_text=True)
+    assert "Lever sends no stage changes to WeCP" not in card and "Candidate Archive Change" in card
 
 
 def test_resend_invitation_is_throttled_and_says_so(connected, sandbox):
