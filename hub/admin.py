@@ -65,10 +65,34 @@ def _guard():
     return None
 
 
+#: Added at the top of each dashboard page: rq-dashboard has no way out, and its intro (a
+#: paragraph of fixed height) covered its table on a phone (issue #40, 7). The dashboard's own
+#: CSP allows inline styles.
+_SIGN_OUT = ('<form method="post" action="/logout" class="hub-sign-out" style="display:flex;gap:.5rem;'
+             'justify-content:flex-end;align-items:center;margin:0;padding:.25rem .75rem;font-size:.85rem;'
+             'background:#f1f3f5"><input type="hidden" name="csrf_token" value="{token}">'
+             '<span>{who} (operator)</span><button type="submit" class="btn btn-sm btn-outline-secondary">'
+             'Sign out</button></form>'
+             '<style>p.fixed.intro{{height:auto!important}}</style>')
+_BODY = re.compile(r"<body[^>]*>")
+
+
+def _with_sign_out(response):
+    from markupsafe import escape
+
+    body = response.get_data(as_text=True)
+    opening = _BODY.search(body)
+    if opening is None or "hub-sign-out" in body:
+        return
+    form = _SIGN_OUT.format(token=escape(generate_csrf()), who=escape(g.operator.email))
+    response.set_data(body[:opening.end()] + form + body[opening.end():])
+
+
 def _after(response):
     if request.blueprint == "rq_dashboard" and _allowed():
         response.headers["Content-Security-Policy"] = DASHBOARD_CSP
         if response.mimetype == "text/html":
+            _with_sign_out(response)
             # rq-dashboard's scripts send the cookie `_csrf_token` as X-CSRFToken with each POST,
             # which the hub's CSRFProtect then checks like any form token.
             response.set_cookie("_csrf_token", generate_csrf(), path=URL_PREFIX, samesite="Strict",

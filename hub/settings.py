@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from flask import Blueprint, current_app, flash, g, make_response, redirect, render_template, request, url_for
 
-from .auth import admin_required, login_required
+from .auth import OPERATOR_HOME, admin_required, login_required
 from .extensions import db
 from .models import Connection, utcnow
 from .registry import all_plugins
@@ -173,8 +173,16 @@ def set_setting(org_id: int, plugin_key: str, key: str, value) -> None:
 
 
 @bp.route("/")
-@login_required
 def home():
+    # An operator belongs to no organization: their home is the job dashboard (#40, 7), where
+    # "/" showed them the sign-in page while signed in.
+    if g.get("user") is None and g.get("operator") is not None:
+        return redirect(OPERATOR_HOME)
+    return _member_home()
+
+
+@login_required
+def _member_home():
     return render_template("hub/home.html")
 
 

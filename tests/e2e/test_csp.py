@@ -164,6 +164,20 @@ def test_the_job_dashboard_renders_for_operators_in_chromium(page, stack, admin_
     page.goto(f"{stack.hub_url}/admin/rq/0/view/jobs/webhooks/failed/8/asc/1")
     expect(page.locator(f'#jobs tr[data-job-id="{job_id}"]')).to_be_visible()
     expect(page.locator("#jobs")).to_contain_text("process_delivery")
+    # On a phone too, and the operator signs out from the dashboard itself (#40, 7).
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{stack.hub_url}/admin/rq/")
+    expect(page.locator("#queues")).to_contain_text("webhooks")
+    sign_out = page.get_by_role("button", name="Sign out")
+    expect(sign_out).to_be_in_viewport()
+    box, table = sign_out.bounding_box(), page.locator("#queues").bounding_box()
+    intro = page.locator("p.intro").bounding_box()
+    assert box["y"] + box["height"] <= intro["y"]  # above everything, covering nothing
+    assert intro["y"] + intro["height"] <= table["y"]  # the intro no longer runs into the table
+    page.screenshot(path=str(stack.artifacts / "dashboard-390.png"), full_page=True)
+    sign_out.click()
+    page.wait_for_url(f"{stack.hub_url}/login")
+    page.set_viewport_size({"width": 1280, "height": 900})
 
     page.context.clear_cookies()
     sign_in(page, stack.hub_url, *admin_account)

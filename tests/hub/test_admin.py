@@ -125,6 +125,21 @@ def test_an_operator_lands_on_the_dashboard_and_is_no_member_of_any_organization
     assert client.get("/api/v1/me").status_code == 401
 
 
+def test_an_operator_signs_out_from_the_dashboard_and_home_is_the_dashboard(operator_client):
+    """Issue #40, 7: the dashboard had no way out, and "/" showed a signed-in operator the
+    sign-in page."""
+    home = operator_client.get("/")
+    assert home.status_code == 302 and home.headers["Location"].endswith("/admin/rq/")
+    page = operator_client.get("/admin/rq/").get_data(as_text=True)
+    form = re.search(r'<form method="post" action="/logout" class="hub-sign-out".*?</form>', page, re.S)
+    assert form and "ops@wecp.example" in form.group(0) and ">Sign out</button>" in form.group(0)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.group(0)).group(1)
+    response = operator_client.post("/logout", data={"csrf_token": token})
+    assert response.status_code == 302 and "/login" in response.headers["Location"]
+    assert operator_client.get("/admin/rq/").status_code == 404
+    assert operator_client.get("/").headers["Location"].startswith("/login")
+
+
 def test_a_removed_operator_is_signed_out_at_the_next_request(app, operator_client, runner):
     assert operator_client.get("/admin/rq/").status_code == 200
     result = runner.invoke(args=["operators", "remove", "--email", "ops@wecp.example"])
