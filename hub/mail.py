@@ -122,7 +122,13 @@ def delivery_problems(organization_id: int, limit: int = 20) -> list[OutboundEma
 
 
 # follow_on: an email scheduled by a job (an invitation) goes out right after it, in the same worker.
-@durable(OutboundEmail, queue="mail", lease=LEASE, max_attempts=MAX_ATTEMPTS, title="Email", follow_on=True)
+def _about_emails(emails: list) -> dict:
+    """For Settings › Work needing attention: whom each email is to, and what it is."""
+    return {email.id: (f"To {email.to}: {email.subject}", None) for email in emails}
+
+
+@durable(OutboundEmail, queue="mail", lease=LEASE, max_attempts=MAX_ATTEMPTS, title="Email", follow_on=True,
+         describe=_about_emails)
 def send_email(email: OutboundEmail) -> Outcome:
     """Send one stored email. Safe to run any number of times, by any number of workers.
 

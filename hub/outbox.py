@@ -144,6 +144,10 @@ class WorkKind:
     #: its horizon). The job is then rescheduled without claiming the row or recording anything:
     #: a give-back costs a read instead of two write transactions (docs/performance.md, B5).
     ready: Callable[[str], None] | None = None
+    #: What rows are about, for Settings › Work needing attention: called with rows of one
+    #: organization, returns ``{row id: (words, link or None)}`` ("Ada Lovelace · Backend
+    #: Engineer", the candidate in the ATS). None: the page shows the kind and the reason only.
+    describe: Callable[[list], dict] | None = None
 
     @property
     def has_connection(self) -> bool:
@@ -156,7 +160,7 @@ class WorkKind:
 def durable(model: type, *, queue: str = "default", lease: timedelta = timedelta(minutes=6),
             max_attempts: int = 12, timeout: int | None = None, title: str = "", follow_on: bool = False,
             admit: Callable[[DurableWork, str], float] | None = None,
-            ready: Callable[[str], None] | None = None):
+            ready: Callable[[str], None] | None = None, describe: Callable[[list], dict] | None = None):
     """Declare a kind of durable work: ``perform(row) -> Outcome`` for rows of ``model``.
 
     Returns the registered job (called with a row id), with ``.kind`` attached. List it in the
@@ -166,7 +170,7 @@ def durable(model: type, *, queue: str = "default", lease: timedelta = timedelta
         kind = WorkKind(name=f"{perform.__module__}.{perform.__qualname__}", model=model,
                         perform=perform, queue=queue, lease=lease, max_attempts=max_attempts,
                         title=title or perform.__name__.replace("_", " ").capitalize(),
-                        follow_on=follow_on, admit=admit, ready=ready)
+                        follow_on=follow_on, admit=admit, ready=ready, describe=describe)
 
         def runner(row_id):
             return run(kind, row_id)

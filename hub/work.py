@@ -8,7 +8,7 @@ jobs and is theirs alone; this page is the organization's own view.
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import Blueprint, abort, flash, g, redirect, render_template, url_for
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, url_for
 
 from . import BoundedIntConverter
 from .auth import admin_required
@@ -46,6 +46,18 @@ def _row_id(kind: WorkKind, text: str):
     return text
 
 
+def _about(kind: WorkKind, rows: list) -> dict:
+    """The kind's words for its rows (the candidate, the job, a link); none when it has none or
+    its description fails (logged: the page still lists the work)."""
+    if kind.describe is None:
+        return {}
+    try:
+        return kind.describe(rows)
+    except Exception:  # a plugin's bug must not hide the organization's failed work
+        current_app.logger.warning("hub.work.describe_failed kind=%s", kind.name, exc_info=True)
+        return {}
+
+
 @bp.route("/settings/work")
 @admin_required
 def index():
@@ -59,7 +71,7 @@ def index():
         rows = db.session.scalars(sa.select(model).where(mine, model.status.in_((FAILED, PAUSED)))
                                   .order_by(model.due_at.desc()).limit(LIMIT)).all()
         if rows:
-            sections.append({"kind": kind, "rows": rows})
+            sections.append({"kind": kind, "rows": rows, "about": _about(kind, rows)})
     return render_template("hub/work.html", sections=sections, FAILED=FAILED, PAUSED=PAUSED)
 
 

@@ -169,3 +169,21 @@ def postings(org_id: int) -> list[tuple[str, str]]:
                 StageChange.posting_text.is_not(None)).group_by(StageChange.posting_id)):
         found.setdefault(posting_id, text)
     return sorted(found.items(), key=lambda p: (p[1], p[0]))
+
+
+def work_subjects(rows: list) -> dict:
+    """For Settings › Work needing attention: each Lever note, tag or stage move as the candidate's
+    name and the posting they were invited from, linked to their Lever profile."""
+    if not rows:
+        return {}
+    org_id = rows[0].organization_id
+    opportunities = {row.opportunity_id for row in rows if row.opportunity_id}
+    names = candidate_names(org_id, opportunities)
+    where = _postings_and_stages(org_id, opportunities)
+    app_url = current_app.config.get("LEVER_APP_URL", "").rstrip("/")
+    subjects = {}
+    for row in rows:
+        posting = where.get(row.opportunity_id, ("", ""))[0]
+        words = " · ".join(part for part in (names.get(row.opportunity_id) or "Unknown candidate", posting) if part)
+        subjects[row.id] = (words, f"{app_url}/candidates/{row.opportunity_id}" if app_url else None)
+    return subjects

@@ -25,7 +25,7 @@ from hub.outcomes import Outcome, Several, Skipped
 from hub.plugin import ConnectionUnusable
 from hub.settings import get_setting
 
-from . import cache
+from . import activity, cache
 from .lever import LEVER_ID, LeverClient, NotFound, admission, plan_calls
 from .models import Activity, Note, PostingLink, ReconcileCursor, StageChange, StageMove, Tag, record
 from .schemas import ArchiveChangeDataSchema, StageChangeDataSchema
@@ -591,7 +591,7 @@ def note_text(note: Note, result=None) -> tuple[str, str]:
 NOTE_CALLS = 2
 
 
-@durable(Note, queue="default", title="Lever note", admit=admission(NOTE_CALLS))
+@durable(Note, queue="default", title="Lever note", admit=admission(NOTE_CALLS), describe=activity.work_subjects)
 def post_note(note: Note) -> Outcome:
     """Post the note on its Lever opportunity, exactly once, even when run twice.
 
@@ -662,7 +662,8 @@ def _tag_turn(connection_id: str) -> None:
     LeverClient(connection_id).ready()
 
 
-@durable(Tag, queue="sync", title="Lever tags", admit=admission(1, background=True), ready=_tag_turn)
+@durable(Tag, queue="sync", title="Lever tags", admit=admission(1, background=True), ready=_tag_turn,
+         describe=activity.work_subjects)
 def tag_opportunity(tag: Tag) -> Outcome:
     """Add the stored tags (adding a tag Lever already has is a no-op there: a rerun is harmless).
 
@@ -676,7 +677,7 @@ def tag_opportunity(tag: Tag) -> Outcome:
     return Tagged(count=len(tag.tags))
 
 
-@durable(StageMove, queue="default", title="Lever stage move", admit=admission(2))
+@durable(StageMove, queue="default", title="Lever stage move", admit=admission(2), describe=activity.work_subjects)
 def advance_candidate(move: StageMove) -> Outcome:
     """Move a candidate who passed to the configured stage, once per result.
 

@@ -441,6 +441,9 @@ def test_reconnect_writes_the_tags_left_waiting_at_once(connected, sandbox):
     card = " ".join(client.get("/settings/integrations").get_data(as_text=True).split())
     assert 'data-count="paused">0<' in card and 'data-work="paused">1<' in card
     assert 'href="/settings/work">Work needing attention</a>' in card
+    # That page says whom the paused work is about, with a link to them in Lever (#40, 4).
+    work = client.get("/settings/work").get_data(as_text=True)
+    assert f'<a href="{sandbox.url}/candidates/{opp}" rel="noopener" target="_blank">Ada Lovelace · Backend Engineer</a>' in work
     connect(client, sandbox)  # Reconnect: the waiting tag is written (inline queue), not a minute later
     db.session.expire_all()
     assert db.session.scalar(db.select(Tag.status)) == "done"
