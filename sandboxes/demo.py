@@ -86,7 +86,7 @@ def main(ctx, port, sandbox_port, redis_port, workers, scripted, data_dir):
                 click.secho(f"\n{standin.TITLE}", bold=True)
                 ok = standin.journey(hub_url=stack.hub_url, sandbox_url=url) and ok
             sys.exit(0 if ok else 1)
-        _print_welcome(stack.hub_url, sandboxes, run_dir, settings_files)
+        _print_welcome(stack.hub_url, sandboxes, run_dir, settings_files, _connected(stack.app))
         while True:
             time.sleep(1)
             dead = stack.procs.dead() + services.dead()
@@ -109,7 +109,8 @@ def _redis(stack: Stack, port: int) -> tuple[str, str]:
         if not redis_answers(url):
             raise click.ClickException(f"REDIS_URL={url} does not answer")
         return url, "rq"
-    started = start_redis(stack, port)
+    # Kept in the data directory: a restarted demo keeps everyone signed in and its queue.
+    started = start_redis(stack, port, keep_in=stack.run_dir)
     if started:
         return started, "rq"
     click.secho("!" * 78 + "\n!! No Redis and no redis-server: jobs run INSIDE the web process.\n"
@@ -135,7 +136,19 @@ def write_settings(settings: dict[str, str], run_dir: Path) -> list[Path]:
     return paths
 
 
-def _print_welcome(hub_url: str, sandboxes: list, run_dir: Path, settings_files: list[Path]) -> None:
+def _connected(app) -> set[str]:
+    """The plugins the demo organization is connected with (from an earlier run of the demo)."""
+    from hub.extensions import db
+    from hub.models import Connection, User
+
+    with app.app_context():
+        user = db.session.scalar(db.select(User).filter_by(email=DEMO_ADMIN))
+        return set(db.session.scalars(db.select(Connection.plugin_key).where(
+            Connection.organization_id == user.organization_id, Connection.usable))) if user else set()
+
+
+def _print_welcome(hub_url: str, sandboxes: list, run_dir: Path, settings_files: list[Path],
+                   connected: set[str] = frozenset()) -> None:
     click.secho("\nWeCP Integration Hub demo is running", bold=True)
     lines = [f"  Hub             {hub_url}/          sign in: {DEMO_ADMIN} / {DEMO_PASSWORD}"]
     lines += [f"  {s.TITLE:<15} {url}/          sign in: {s.sign_in()}" for s, url in sandboxes]
@@ -148,7 +161,7 @@ def _print_welcome(hub_url: str, sandboxes: list, run_dir: Path, settings_files:
     click.echo("\n" + "\n".join(lines))
     for standin, url in sandboxes:
         click.echo(f"\nNext steps ({standin.TITLE}):")
-        for n, step in enumerate(standin.next_steps(hub_url, url), 1):
+        for n, step in enumerate(standin.next_steps(hub_url, url, connected=standin.PLUGIN_KEY in connected), 1):
             click.echo(f"  {n}. {step}")
     click.echo("\nCtrl-C stops everything.")
 

@@ -271,8 +271,10 @@ def hub_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "hub.cli", *args]
 
 
-def start_redis(stack: Stack, port: int) -> str | None:
-    """A throwaway redis-server on ``port`` (no persistence); its URL, or None without the binary."""
+def start_redis(stack: Stack, port: int, keep_in: Path | None = None) -> str | None:
+    """A redis-server on ``port``; its URL, or None without the binary. Throwaway, or with
+    ``keep_in`` a folder where it keeps its data across restarts (``redis.rdb``: sessions, the
+    queue), saved each minute that something changed and when it stops."""
     url = f"redis://127.0.0.1:{port}/0"
     if redis_answers(url):
         return url
@@ -281,7 +283,9 @@ def start_redis(stack: Stack, port: int) -> str | None:
         return None
     if port_in_use(port):
         raise StackError(f"port {port} is in use but is not Redis: use --redis-port")
-    stack.start("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+    persistence = ["--save", ""] if keep_in is None else \
+        ["--dir", str(keep_in), "--dbfilename", "redis.rdb", "--save", "60 1"]
+    stack.start("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", *persistence,
                           "--appendonly", "no"], dict(os.environ))
     deadline = time.monotonic() + 10
     while not redis_answers(url):

@@ -40,9 +40,11 @@ def sign_in() -> str:
     return f"{LEVER_ADMIN[0]} / {LEVER_ADMIN[1]}"
 
 
-def next_steps(hub_url: str, sandbox_url: str) -> list[str]:
+def next_steps(hub_url: str, sandbox_url: str, connected: bool = False) -> list[str]:
+    """What a person does next; a demo restarted already connected says so instead of "Connect"."""
     return [
-        "Settings › Integrations › Lever › Connect, sign in to the sandbox and Accept.",
+        "Lever is connected already (from the last run): Settings › Integrations shows the card Active."
+        if connected else "Settings › Integrations › Lever › Connect, sign in to the sandbox and Accept.",
         "In the sandbox, open Acme › Webhooks & deliveries and turn “Candidate Stage Change” on: this Lever starts "
         "with it off, as a new account does, and sends no stage changes until it is on. The Lever "
         "card's checklist ticks “Lever sends stage changes” when the first one arrives (step 4).",

@@ -175,6 +175,14 @@ def test_a_restarted_demo_is_still_connected(demo_run):
     wait_until(lambda: WELCOME in again.text or again.proc.poll() is not None, 90,
                what="the restarted demo's welcome")
     assert again.proc.poll() is None, again.text
+    # Issue #40, 8: the sessions of the first run are still there (its Redis keeps its data in
+    # the data directory), and the welcome does not ask to connect a hub that is connected.
+    import redis
+
+    assert (first.data_dir / "redis.rdb").exists()
+    assert list(redis.Redis(port=again.redis_port).scan_iter("hub:session:*")), "the first run's sign-in"
+    welcome = again.text.split("Next steps")[1]
+    assert "Lever is connected already" in welcome and "Connect, sign in to the sandbox" not in welcome
     hub, sandbox = f"http://127.0.0.1:{again.port}", f"http://127.0.0.1:{again.sandbox_port}"
     http = requests.Session()
     sign_in(http, hub, DEMO_ADMIN, DEMO_PASSWORD)
