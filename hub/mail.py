@@ -145,14 +145,20 @@ def send_email(email: OutboundEmail) -> Outcome:
     return Sent(transport=email.transport)
 
 
-def build_message(email: OutboundEmail) -> EmailMessage:
+def from_header(email: OutboundEmail) -> str:
+    """The email's From: the employer's name in front of our address (sending as their domain
+    would fail SPF/DMARC), "Acme Hiring via WeCP <no-reply@…>"; the outbox shows the same."""
     sender = current_app.config["MAIL_FROM"]
     name, address = parseaddr(sender)
+    return formataddr((f"{email.from_name} via {name or 'WeCP'}", address)) if email.from_name else sender
+
+
+def build_message(email: OutboundEmail) -> EmailMessage:
+    address = parseaddr(current_app.config["MAIL_FROM"])[1]
     domain = address.rpartition("@")[2] or "wecp.local"
     msg = EmailMessage()
-    # The employer's name in front of our address (sending as their domain would fail SPF/DMARC);
-    # replies go to their recruiter when they gave one.
-    msg["From"] = formataddr((f"{email.from_name} via {name or 'WeCP'}", address)) if email.from_name else sender
+    # Replies go to the employer's recruiter when they gave one.
+    msg["From"] = from_header(email)
     if email.reply_to:
         msg["Reply-To"] = email.reply_to
     msg["To"] = email.to
@@ -195,7 +201,7 @@ def outbox():
         abort(404)
     emails = db.session.scalars(scoped(OutboundEmail).order_by(OutboundEmail.created_at.desc())
                                 .limit(50)).all()
-    return render_template("hub/mail/outbox.html", emails=emails)
+    return render_template("hub/mail/outbox.html", emails=emails, from_header=from_header)
 
 
 #: The email's own HTML, shown in a frame of the outbox: no script, no form, no request anywhere

@@ -41,6 +41,15 @@ def test_the_activity_log_reads_well_at_1280_and_at_390_px(page, stack, admin_ac
     assert cell.evaluate("td => getComputedStyle(td, '::before').content") == '"Candidate: "'
     expect(page.locator("table.activity thead")).not_to_be_in_viewport()
     page.screenshot(path=str(stack.artifacts / "activity-390.png"), full_page=True)
+    # The outbox's preview fits a phone (it was 510 px wide at 390 and hid the email's end: #40, 10).
+    page.goto(f"{stack.hub_url}/dev/outbox")
+    preview = page.locator("iframe.email-preview").first
+    expect(preview).to_be_visible()
+    assert preview.bounding_box()["width"] <= 390 and page.evaluate(NO_SIDEWAYS_SCROLL)
+    # The From the candidate sees, as the settings page promises it (#40, 12).
+    expect(page.locator("article.email").first).to_contain_text("From Acme Hiring via WeCP <")
+    page.screenshot(path=str(stack.artifacts / "outbox-390.png"), full_page=True)
+    page.goto(f"{stack.hub_url}/integrations/wecp_lever/")
 
     page.get_by_label("Status").select_option(label="Failed")
     page.get_by_role("button", name="Filter").click()

@@ -53,6 +53,11 @@ def test_a_candidate_sees_local_times_a_countdown_and_confirms_the_one_submissio
         candidate.once("dialog", lambda dialog: dialog.accept())
         candidate.get_by_role("button", name="Submit answers").click()
         expect(candidate.get_by_role("heading", name=re.compile(r"^Thank you"))).to_be_visible()
+        # The link opened again says when, in the candidate's zone too (#40, 10: it said UTC only).
+        candidate.goto(url)
+        submitted = candidate.locator("time.local")
+        expect(submitted).to_have_attribute("data-local", "1")
+        expect(submitted).to_contain_text("GMT+5:30")
         assert errors == []
     finally:
         context.close()
