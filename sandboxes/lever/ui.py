@@ -1,6 +1,9 @@
 """Human UI of the sandbox: accounts, pipelines with move buttons, notes, tags, apps, webhooks."""
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
+
 from flask import (
     Blueprint,
     Response,
@@ -13,12 +16,36 @@ from flask import (
     session,
     url_for,
 )
+from markupsafe import Markup, escape
 
 from . import oauth
 from .state import NotFound, SandboxState
 from .webhooks import ARCHIVE_CHANGE, STAGE_CHANGE, delivery_json, move_and_notify, notify_archive_change
 
 bp = Blueprint("lever_sandbox_ui", __name__)
+
+_URL = re.compile(r"https?://[^\s<>\"']+")
+
+
+@bp.app_template_filter("lever_time")
+def lever_time(value) -> str:
+    """Lever's times are milliseconds since 1970; people read a date (UTC, as Lever's API is)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return "" if value is None else str(value)
+    seconds = value / 1000 if value > 10**11 else value
+    return datetime.fromtimestamp(seconds, UTC).strftime("%d %b %Y, %H:%M UTC")
+
+
+@bp.app_template_filter("linkify")
+def linkify(text: str) -> Markup:
+    """A note's text with its links clickable, as Lever shows them (everything else escaped)."""
+    out, last = [], 0
+    for match in _URL.finditer(text or ""):
+        out += [escape(text[last:match.start()]),
+                Markup('<a href="{0}" rel="noopener" target="_blank">{0}</a>').format(match.group(0))]
+        last = match.end()
+    out.append(escape((text or "")[last:]))
+    return Markup("").join(out)
 
 # Enough to click through; a benchmark-sized pipeline would make the page useless anyway.
 CARDS_PER_STAGE = 100

@@ -152,3 +152,20 @@ def test_cli_help_lists_the_options():
     for option in ("--host", "--port", "--seed", "--client-id", "--client-secret",
                    "--redirect-uri", "--access-token-ttl"):
         assert option in result.output
+
+
+def test_the_opportunity_page_links_a_note_s_report_and_shows_dates(sandbox):
+    """Issue #40, 15: the report link in a note was plain text and times were raw numbers
+    ("at 1796649288544"); links in notes are clickable (as in Lever) and the rest stays escaped."""
+    [opp] = sandbox.admin.add_candidates(ACME, BACKEND, ASSESSMENT, candidates=[
+        {"name": "Katherine Johnson", "emails": ["kj@example.com"]}])
+    http = requests.Session()
+    page_url = sandbox.url + f"/accounts/{ACME}/opportunities/{opp}"
+    http.post(sandbox.url + f"/accounts/{ACME}/opportunities/{opp}/notes",
+              data={"value": "Score 80%. View a detailed report on WeCP: http://hub.test/r/abc?x=1&y=2 <b>x</b>"})
+    page = http.get(page_url).text
+    assert '<a href="http://hub.test/r/abc?x=1&amp;y=2" rel="noopener" target="_blank">' in page
+    assert "&lt;b&gt;x&lt;/b&gt;" in page and "<b>x</b>" not in page
+    assert not re.search(r"\b1\d{12}\b", page), "a raw Lever time on the page"
+    assert re.search(r"\d\d \w{3} \d{4}, \d\d:\d\d UTC", page)
+    assert 'class="disclaimer">A local stand-in for Lever. Not Lever.' in page
