@@ -5,7 +5,8 @@ import logging
 
 from flask import Flask, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
-from werkzeug.routing import IntegerConverter
+
+from .converters import BoundedIntConverter
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -19,20 +20,21 @@ def create_app(config: dict | None = None) -> Flask:
     hub_config.load(app, config)
     _configure_logging(app)
 
-    from . import extensions, security
+    from . import extensions, security, sessions
 
     #: Links in the navigation bar, as (endpoint, label); modules and plugins append to it.
     app.extensions["hub.nav"] = []
 
     extensions.init_app(app)
     security.init_app(app)
+    sessions.init_app(app)
 
     from . import (
         admin,
         api,
         assessments,
         auth,
-        cli,
+        commands,
         connections,
         health,
         inbox,
@@ -46,7 +48,7 @@ def create_app(config: dict | None = None) -> Flask:
         worker,
     )
 
-    cli.init_app(app)
+    commands.init_app(app)
     schema.init_app(app)
     jobs.init_app(app)
     worker.init_app(app)
@@ -91,18 +93,6 @@ def create_app(config: dict | None = None) -> Flask:
             return f"{exc.code} {exc.name}", exc.code, {"Content-Type": "text/plain"}
 
     return app
-
-
-class BoundedIntConverter(IntegerConverter):
-    """Flask's ``int`` converter for ids: one beyond a signed 64-bit column becomes 0, which no
-    row has (ids start at 1), so the route answers 404 as for any unknown id. (Refusing the match
-    instead makes werkzeug answer 405 where a sibling rule has other methods.)"""
-
-    MAX = 2**63 - 1
-
-    def to_python(self, value: str) -> int:
-        number = super().to_python(value)
-        return number if number <= self.MAX else 0
 
 
 def _configure_logging(app: Flask) -> None:

@@ -115,15 +115,18 @@ def refresh_now(connection_id: str) -> str:
     return _refresh(connection_id, force=True)
 
 
+def renewal_due(provider, conn, status: str):
+    """When the provider's grant lapses (its refresh token's lifetime, counted from the consent),
+    so the admin must reconnect by then; None when the provider sets no lifetime."""
+    if provider is None or provider.refresh_token_lifetime is None or conn is None \
+            or conn.connected_at is None or status in (Connection.NOT_CONNECTED, Connection.REVOKED):
+        return None
+    return conn.connected_at + provider.refresh_token_lifetime
+
+
 def why_unusable(conn: Connection | None) -> str:
     """Why work for this connection cannot run now, in words."""
-    if conn is None:
-        return "no such connection"
-    if conn.disconnected_at is not None:
-        return "disconnected in the hub"
-    if conn.revoked_at is not None:
-        return conn.revoked_reason or "revoked"
-    return "no credentials"
+    return "no such connection" if conn is None else conn.unusable_reason
 
 
 @contextlib.contextmanager
@@ -346,7 +349,6 @@ def remind_renewals() -> dict:
     """
     from .mail import queue_email
     from .models import User
-    from .settings import renewal_due
 
     now = utcnow()
     counts = {"emails": 0}

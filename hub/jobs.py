@@ -36,9 +36,22 @@ from sqlalchemy.orm import Session
 
 from .extensions import db, get_redis
 from .outcomes import Outcome, Paused
-from .plugin import ConnectionUnusable
 
 log = logging.getLogger("hub.jobs")
+
+
+class ConnectionUnusable(Exception):
+    """Raised by a job whose connection is revoked or disconnected.
+
+    The hub then pauses that work (nothing is dropped) and runs it again when the connection is
+    restored (signal ``connection_restored``).
+    """
+
+    def __init__(self, connection_id: str, reason: str = ""):
+        super().__init__(f"connection {connection_id} is not usable: {reason}")
+        self.connection_id = connection_id
+        self.reason = reason
+
 
 #: Queues, most urgent first; a worker listens to all of them in this order. ``mail`` comes
 #: first: an email is the outcome a candidate waits for and costs no API call, so in a bulk move

@@ -207,6 +207,15 @@ class Connection(_PresetId, db.Model):
             return self.SETTING_UP
         return self.ACTIVE
 
+    @property
+    def unusable_reason(self) -> str:
+        """Why work for this connection cannot run now, in words (outbox and connections)."""
+        if self.disconnected_at is not None:
+            return "disconnected in the hub"
+        if self.revoked_at is not None:
+            return self.revoked_reason or "revoked"
+        return "no credentials"
+
     @hybrid_property
     def usable(self) -> bool:
         """True when work for this connection may run now (not revoked, not disconnected); in a

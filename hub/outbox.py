@@ -414,9 +414,8 @@ def _check_usable(connection_id: str) -> None:
 
     connection = db.session.get(Connection, connection_id)
     if connection is None or not connection.usable:
-        from .connections import why_unusable
-
-        raise ConnectionUnusable(connection_id, why_unusable(connection))
+        raise ConnectionUnusable(connection_id, "no such connection" if connection is None
+                                 else connection.unusable_reason)
 
 
 def _describe(exc: Exception, with_type: bool = True) -> str:

@@ -7,6 +7,9 @@ from datetime import timedelta
 from typing import Any
 
 # Outcomes are part of the contract: handlers and jobs return them.
+# Part of the contract plugins import from here: what a job raises when its connection is not
+# usable (defined with the job machinery that handles it) and the outcomes jobs return.
+from .jobs import ConnectionUnusable, spec_of  # noqa: F401
 from .outcomes import Done, Failed, Outcome, Several, Skipped  # noqa: F401
 
 
@@ -32,19 +35,6 @@ class Ping(WebhookError):
     """A connectivity check from the provider: answered 200, nothing stored."""
 
     status = 200
-
-
-class ConnectionUnusable(Exception):
-    """Raised by a job whose connection is revoked or disconnected.
-
-    The hub then pauses that work (nothing is dropped) and runs it again when the connection is
-    restored (signal ``connection_restored``).
-    """
-
-    def __init__(self, connection_id: str, reason: str = ""):
-        super().__init__(f"connection {connection_id} is not usable: {reason}")
-        self.connection_id = connection_id
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -163,14 +153,10 @@ class PeriodicJob:
     @property
     def name(self) -> str:
         """The job's dotted path (``HUB_PERIODIC_INTERVALS`` overrides are keyed by it)."""
-        from .jobs import spec_of
-
         return spec_of(self.func).name
 
     @property
     def queue_name(self) -> str:
-        from .jobs import spec_of
-
         return self.queue or spec_of(self.func).queue
 
 

@@ -31,9 +31,6 @@ def _csp(targets: tuple[str, ...]) -> str:
 
 
 def init_app(app) -> None:
-    from . import sessions
-
-    sessions.init_app(app)
     proxies = app.config.get("HUB_TRUSTED_PROXIES", 0)
     if proxies:
         # The client's address (sign-in throttling, logs) and the scheme and host come from

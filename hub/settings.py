@@ -6,6 +6,7 @@ from datetime import timedelta
 from flask import Blueprint, current_app, flash, g, make_response, redirect, render_template, request, url_for
 
 from .auth import OPERATOR_HOME, admin_required, login_required
+from .connections import authorize_origins, renewal_due
 from .extensions import db
 from .models import Connection, utcnow
 from .registry import all_plugins
@@ -35,15 +36,6 @@ def integration_cards(org_id: int) -> list[dict]:
 
 #: How long before the authorization lapses the card warns that it must be renewed.
 RENEWAL_WARNING = timedelta(days=30)
-
-
-def renewal_due(provider, conn, status: str):
-    """When the provider's grant lapses (its refresh token's lifetime, counted from the consent),
-    so the admin must reconnect by then; None when the provider sets no lifetime."""
-    if provider is None or provider.refresh_token_lifetime is None or conn is None \
-            or conn.connected_at is None or status in (Connection.NOT_CONNECTED, Connection.REVOKED):
-        return None
-    return conn.connected_at + provider.refresh_token_lifetime
 
 
 def setup_steps(plugin, provider, conn, status: str) -> list:
@@ -214,7 +206,6 @@ def emails():
 @bp.route("/settings/integrations")
 @login_required
 def index():
-    from .connections import authorize_origins
     from .security import CSP
 
     response = make_response(render_template("hub/integrations.html",

@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, url_for
 
-from . import BoundedIntConverter
 from .auth import admin_required
+from .converters import BoundedIntConverter
 from .extensions import db
 from .outbox import FAILED, PAUSED, WorkKind, active_kinds, of_organization, retry_failed, work_counts
 

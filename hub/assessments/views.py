@@ -60,7 +60,7 @@ def test(test_id):
 
 @bp.app_template_global("source_title")
 def source_title(source: str) -> str:
-    """An invitation's source as people call it: the plugin's title ("Lever"), not its key."""
+    """An invitation's source as people call it: its plugin's title, not its key."""
     from ..registry import all_plugins
 
     plugin = all_plugins().get(source)

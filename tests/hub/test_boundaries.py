@@ -104,3 +104,67 @@ def test_the_hubs_own_tests_lean_on_no_shipped_plugin(path):
     text = path.read_text().lower()
     named = [name for name in provider_names() if re.search(rf"\b{re.escape(name)}\b", text)]
     assert named == [], f"{path.name} names a provider: {named} (move the test to tests/plugins/<key>/)"
+
+
+def hub_import_graph() -> dict[str, set[str]]:
+    """Module → the hub modules it imports, at the top or inside a function (a deferred import
+    is still a dependency: it only moves the circle to run time)."""
+    modules = {}
+    for path in files("hub", ".py"):
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        modules[name.removesuffix(".__init__")] = path
+    graph = {name: set() for name in modules}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom):
+                base = package.split(".")[:len(package.split(".")) - node.level + 1] if node.level else []
+                target = ".".join(base + ([node.module] if node.module else []))
+                named = [f"{target}.{alias.name}" for alias in node.names if f"{target}.{alias.name}" in modules]
+                found = named or [target]
+            elif isinstance(node, ast.Import):
+                found = [alias.name for alias in node.names]
+            else:
+                continue
+            graph[name].update(f for f in found if f in modules and f != name)
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The groups of modules that import each other, directly or round a circle (Tarjan)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(node):
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph[node]):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_circle_inside_the_hub():
+    """Issue #41, 5: the contract and mechanisms at the bottom, domain services above them, pages
+    on top (before: sessions ↔ security, plugin ↔ jobs, mail → outbox → connections →
+    assessments.services → mail, the package ↔ cli and work)."""
+    graph = hub_import_graph()
+    assert len(graph) > 30 and "hub.outbox" in graph["hub.mail"]  # it reads what it should
+    assert circles(graph) == []
+    assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]  # and can see one

@@ -16,7 +16,7 @@ MUTATIONS = [
   ("tenant: scoped() ignores the org", "hub/auth.py",
    "return db.select(model).filter_by(organization_id=current_org_id(), **filters)", "return db.select(model).filter_by(**filters)",
    "tests/security/test_tenant_isolation.py::test_no_page_or_api_list_shows_another_organizations_data"),
-  ("tenant: webhook found by plugin, not endpoint id", "hub/webhooks.py",
+  ("tenant: webhook found by plugin, not endpoint id", "hub/inbox.py",
    "plugin_key=plugin_key, endpoint_id=endpoint_id))", "plugin_key=plugin_key).order_by(Connection.created_at).limit(1))",
    "tests/security/test_tenant_isolation.py::test_webhook_for_org_a_cannot_reach_org_b"),
   ("roles: admin_required lets members in", "hub/auth.py",
