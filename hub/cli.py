@@ -1,5 +1,4 @@
-"""The `hub` command: the entry point that makes the app (finding a running demo's settings) and runs
-the commands of `hub.commands`, the plugins' and Flask's own; a missing table is a message, not a traceback."""
+"""The ``hub`` command group: database, users, API tokens, keys (plugins add their own)."""
 from __future__ import annotations
 
 import os

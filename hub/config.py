@@ -95,7 +95,8 @@ def load(app, overrides: dict | None = None) -> None:
     cfg["SQLALCHEMY_DATABASE_URI"] = _sqlalchemy_url(cfg["DATABASE_URL"])
     cfg.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
     if isinstance(cfg["HUB_PLUGINS"], str):
-        cfg["HUB_PLUGINS"] = plugin_paths(cfg["HUB_PLUGINS"])
+        cfg["HUB_PLUGINS"] = [p.strip() for p in cfg["HUB_PLUGINS"].split(",") if p.strip()] \
+            or _default_plugins()
     keys = cfg["HUB_ENCRYPTION_KEYS"]
     if isinstance(keys, str):
         keys = [k.strip() for k in keys.split(",") if k.strip()]
@@ -121,13 +122,6 @@ def load(app, overrides: dict | None = None) -> None:
         _check_production(cfg)
     elif not cfg["HUB_ENCRYPTION_KEYS"]:
         cfg["HUB_ENCRYPTION_KEYS"] = [DEV_ENCRYPTION_KEY]
-
-
-def plugin_paths(value: str | None) -> list[str]:
-    """The plugins a ``HUB_PLUGINS`` value names (comma-separated module paths), or, when it names
-    none, ``plugins.DEFAULT_PLUGINS``: one reading for the hub and for the tests that check every
-    loaded plugin (the contract)."""
-    return [p.strip() for p in (value or "").split(",") if p.strip()] or _default_plugins()
 
 
 def _default_plugins() -> list[str]:

@@ -156,24 +156,3 @@ def test_health_and_readiness(client):
     assert client.get("/healthz").json == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json == {"status": "ok"}  # details: operators only
-
-
-def test_hub_plugins_is_read_one_way_for_the_hub_and_the_contract_tests():
-    """Issue #41, 3: the contract test read DEFAULT_PLUGINS while the hub read HUB_PLUGINS, so a
-    plugin added by HUB_PLUGINS alone was never checked."""
-    import os
-    import subprocess
-    import sys
-
-    from hub.config import plugin_paths
-    from plugins import DEFAULT_PLUGINS
-    from sandboxes.stack import ROOT
-
-    assert plugin_paths(None) == plugin_paths(" , ") == list(DEFAULT_PLUGINS)
-    assert plugin_paths("tests.plugins.tiny_example, plugins.wecp_lever") == [
-        "tests.plugins.tiny_example", "plugins.wecp_lever"]
-    listed = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-                             "tests/plugins/test_contract.py::test_key_is_the_folder_url_segment_blueprint_and_logger"],
-                            cwd=ROOT, env={**os.environ, "HUB_PLUGINS": "tests.plugins.tiny_example"},
-                            capture_output=True, text=True, timeout=120)
-    assert "-tiny_example]" in listed.stdout and "-wecp_lever]" not in listed.stdout, listed.stdout[-2000:]

@@ -7,18 +7,16 @@ from importlib import import_module
 import pytest
 
 from hub import create_app
-from hub.config import plugin_paths
 from hub.extensions import db
 from hub.jobs import registered_jobs, spec_of
 from hub.models import Connection, utcnow
 from hub.plugin import WebhookSource
 from hub.registry import all_plugins, import_string
+from plugins import DEFAULT_PLUGINS
 from tests.conftest import base_config, sign_in
 
-#: Every integration the hub loads, read as the hub reads it (``HUB_PLUGINS``, else
-#: ``plugins.DEFAULT_PLUGINS``: a plugin added by ``HUB_PLUGINS`` alone is checked too), and the
-#: tests' tiny one.
-PLUGINS = list(dict.fromkeys([*plugin_paths(os.environ.get("HUB_PLUGINS")), "tests.plugins.tiny_example"]))
+#: Every integration the hub ships (``plugins.DEFAULT_PLUGINS``), and the tests' tiny one.
+PLUGINS = [*DEFAULT_PLUGINS, "tests.plugins.tiny_example"]
 
 
 @pytest.fixture
