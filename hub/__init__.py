@@ -35,12 +35,13 @@ def create_app(config: dict | None = None) -> Flask:
         assessments,
         auth,
         commands,
-        connections,
+        connect,
         health,
         inbox,
         jobs,
         mail,
         outbox,
+        partners,
         schema,
         settings,
         webhooks,
@@ -56,11 +57,12 @@ def create_app(config: dict | None = None) -> Flask:
     inbox.init_app(app)
     mail.init_app(app)
     assessments.init_app(app)
+    partners.init_app(app)
 
     app.before_request(auth.load_user)
     app.register_blueprint(auth.bp)
     app.register_blueprint(settings.bp)
-    app.register_blueprint(connections.bp)
+    app.register_blueprint(connect.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(webhooks.bp)
@@ -85,6 +87,12 @@ def create_app(config: dict | None = None) -> Flask:
         from .security import error_headers
 
         headers = error_headers(exc)
+        if request.path.startswith("/partners/"):
+            # The provider's own error shape (WWW-Authenticate tells it how to present its key).
+            from .partners import error_body
+
+            headers += [(k, v) for k, v in exc.get_headers() if k == "WWW-Authenticate"]
+            return error_body(exc) or jsonify({"error": exc.description or exc.name}), exc.code, headers
         if request.path.startswith(("/api/", "/webhooks/")):
             return jsonify({"error": exc.description or exc.name}), exc.code, headers
         try:

@@ -300,8 +300,19 @@ def _doctor_checks():
             yield "smtp", False, f"{url.hostname} does not answer ({type(exc).__name__}): check SMTP_URL"
     for plugin in all_plugins().values():
         for provider in plugin.providers:
-            base = provider.setting(cfg, "API_BASE_URL")
             name = f"{plugin.key}: {provider.title}"
+            if provider.auth_mode == "partner_key":
+                from .partners import partner_urls
+
+                urls = partner_urls(plugin)
+                yield (name, bool(urls), f"{provider.title} calls WeCP at {urls[0][1].rsplit('/', 1)[0]}/… "
+                       f"with a key each organization issues on its card" if urls else
+                       "no partner endpoint is mounted: the plugin's partner_blueprint has no route")
+                continue
+            if provider.auth_mode == "pasted_key":
+                yield name, True, "each organization pastes its own key; it is checked when pasted"
+                continue
+            base = provider.setting(cfg, "API_BASE_URL")
             if not base:
                 yield name, False, f"{provider.config_prefix}_API_BASE_URL is not set"
                 continue

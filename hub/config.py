@@ -34,6 +34,10 @@ ENVIRONMENT = {
     "MAIL_FROM": "WeCP <no-reply@wecp.local>",
     "MAX_CONTENT_LENGTH": "1048576",
     "HUB_WEBHOOK_MAX_BYTES": "262144",
+    # Partner endpoints (the provider calls WeCP with a partner key): largest body, and calls a
+    # minute per key (a burst or spread out); refused keys spend their address's budget.
+    "HUB_PARTNER_MAX_BYTES": "65536",
+    "HUB_PARTNER_CALLS_PER_MINUTE": "300",
     # Failed sign-ins a minute: per account from one address, and per address over all accounts.
     "HUB_LOGIN_ATTEMPTS_PER_MINUTE": "10",
     "HUB_LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE": "50",
@@ -55,7 +59,8 @@ ENVIRONMENT = {
 }
 
 #: Settings whose environment value is an integer.
-INTEGERS = {"MAX_CONTENT_LENGTH", "HUB_WEBHOOK_MAX_BYTES", "HUB_LOGIN_ATTEMPTS_PER_MINUTE",
+INTEGERS = {"MAX_CONTENT_LENGTH", "HUB_WEBHOOK_MAX_BYTES", "HUB_PARTNER_MAX_BYTES",
+            "HUB_PARTNER_CALLS_PER_MINUTE", "HUB_LOGIN_ATTEMPTS_PER_MINUTE",
             "HUB_LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE", "HUB_TRUSTED_PROXIES",
             "HUB_API_CALLS_PER_MINUTE", "HUB_LINK_LOOKUPS_PER_MINUTE",
             "HUB_SESSION_IDLE_SECONDS", "HUB_SESSION_MAX_SECONDS", "HUB_RESEND_INTERVAL_SECONDS",
@@ -94,9 +99,7 @@ def load(app, overrides: dict | None = None) -> None:
         cfg["DATABASE_URL"] = "sqlite:///" + os.path.join(app.instance_path, "hub.sqlite3")
     cfg["SQLALCHEMY_DATABASE_URI"] = _sqlalchemy_url(cfg["DATABASE_URL"])
     cfg.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
-    if isinstance(cfg["HUB_PLUGINS"], str):
-        cfg["HUB_PLUGINS"] = [p.strip() for p in cfg["HUB_PLUGINS"].split(",") if p.strip()] \
-            or _default_plugins()
+    cfg["HUB_PLUGINS"] = plugin_paths(cfg["HUB_PLUGINS"])
     keys = cfg["HUB_ENCRYPTION_KEYS"]
     if isinstance(keys, str):
         keys = [k.strip() for k in keys.split(",") if k.strip()]
@@ -122,6 +125,14 @@ def load(app, overrides: dict | None = None) -> None:
         _check_production(cfg)
     elif not cfg["HUB_ENCRYPTION_KEYS"]:
         cfg["HUB_ENCRYPTION_KEYS"] = [DEV_ENCRYPTION_KEY]
+
+
+def plugin_paths(value) -> list[str]:
+    """The plugins ``HUB_PLUGINS`` names: a comma-separated string or a list; empty (or unset)
+    means the integrations this hub ships. The one reading of it, for the hub and its tests."""
+    if isinstance(value, str):
+        value = [p.strip() for p in value.split(",") if p.strip()]
+    return list(value) if value else _default_plugins()
 
 
 def _default_plugins() -> list[str]:

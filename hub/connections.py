@@ -1,43 +1,28 @@
-"""Connections: Connect / callback / Revoke over OAuth for every plugin, and token refresh in one place."""
+"""Connections of every kind: saving and forgetting one, the credentials API clients call with,
+and OAuth token refresh under one lock shared by every process (the pages are ``hub.connect``)."""
 from __future__ import annotations
 
 import contextlib
-import hmac
 import json
 import logging
 import secrets
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 
 import requests
 import sqlalchemy as sa
-from authlib.common.security import generate_token
-from authlib.integrations.requests_client import OAuth2Session
-from flask import (
-    Blueprint,
-    abort,
-    current_app,
-    flash,
-    g,
-    has_app_context,
-    redirect,
-    render_template,
-    request,
-    session,
-    url_for,
-)
+from flask import current_app, g, has_app_context
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from . import signals
-from .auth import admin_required
 from .extensions import db, get_redis
 from .jobs import job, safe_job_id
 from .models import AuditEvent, Connection, audit, new_uuid, utcnow
-from .plugin import ConnectionUnusable, OAuth2Provider, PeriodicJob, Plugin
+from .plugin import ConnectionUnusable, OAuth2Provider, PeriodicJob, Plugin, Provider
 from .registry import get_plugin
 
-bp = Blueprint("connections", __name__)
 log = logging.getLogger("hub.connections")
 
 #: Refresh an access token this long before it expires, so a call never starts with a dying one.
@@ -64,6 +49,16 @@ class _Refused(Exception):
 
 def _credentials(conn: Connection) -> dict:
     return json.loads(conn.credentials)
+
+
+def _secret(creds: dict) -> str:
+    """What an API call carries: an OAuth access token, or a pasted key."""
+    return creds["access_token"] if "access_token" in creds else creds["api_key"]
+
+
+def _provider_title(conn: Connection) -> str:
+    provider = _provider_of(conn.plugin_key, conn.provider)
+    return provider.title if provider is not None else conn.provider
 
 
 def _expiring(conn: Connection, margin: timedelta = REFRESH_MARGIN) -> bool:
@@ -100,11 +95,22 @@ def access_token(connection_id: str, *, rejected: str | None = None) -> str:
     candidate = _pending().get(connection_id)
     if candidate is not None:
         if rejected is not None:
-            raise ConnectionUnusable(connection_id, "the provider refused the tokens it just issued")
-        return _credentials(candidate)["access_token"]
+            raise ConnectionUnusable(connection_id, "the provider refused the credentials just given")
+        return _secret(_credentials(candidate))
     conn = db.session.get(Connection, connection_id)
     if conn is None or not conn.usable:
         raise ConnectionUnusable(connection_id, why_unusable(conn))
+    creds = _credentials(conn)
+    if "api_key" in creds:
+        # A pasted key never expires by itself and cannot be refreshed: once refused, only a
+        # new key helps.
+        if rejected is None:
+            return creds["api_key"]
+        title = _provider_title(conn)
+        reason = (f"{title} refused the key pasted into WeCP (deleted or without the permissions "
+                  f"it needs); paste a new key to restore it")
+        mark_revoked(connection_id, reason)
+        raise ConnectionUnusable(connection_id, reason)
     if rejected is None and not _expiring(conn):
         return _credentials(conn)["access_token"]
     return _refresh(connection_id, rejected=rejected)
@@ -118,7 +124,7 @@ def refresh_now(connection_id: str) -> str:
 def renewal_due(provider, conn, status: str):
     """When the provider's grant lapses (its refresh token's lifetime, counted from the consent),
     so the admin must reconnect by then; None when the provider sets no lifetime."""
-    if provider is None or provider.refresh_token_lifetime is None or conn is None \
+    if getattr(provider, "refresh_token_lifetime", None) is None or conn is None \
             or conn.connected_at is None or status in (Connection.NOT_CONNECTED, Connection.REVOKED):
         return None
     return conn.connected_at + provider.refresh_token_lifetime
@@ -387,116 +393,83 @@ def webhook_url(connection: Connection) -> str:
     return f"{current_app.config['HUB_BASE_URL']}/webhooks/{connection.plugin_key}/{connection.endpoint_id}"
 
 
-# --- connect / callback / revoke --------------------------------------------------------------
+# --- saving and forgetting a connection, whatever its kind ------------------------------------
 
-def _plugin_and_provider(plugin_key: str) -> tuple[Plugin, OAuth2Provider]:
-    try:
-        plugin = get_plugin(plugin_key)
-    except KeyError:
-        abort(404)
-    if not plugin.providers:
-        abort(404)
-    return plugin, plugin.providers[0]
-
-
-def redirect_uri(plugin_key: str) -> str:
-    return f"{current_app.config['HUB_BASE_URL']}/integrations/{plugin_key}/connect/callback"
-
-
-def _oauth_client(plugin_key: str, provider: OAuth2Provider) -> tuple[OAuth2Session, dict]:
-    kwargs = provider.client_kwargs(current_app.config)
-    client = OAuth2Session(kwargs["client_id"], kwargs["client_secret"],
-                           redirect_uri=redirect_uri(plugin_key), **kwargs["client_kwargs"])
-    return client, kwargs
-
-
-def _session_key(plugin_key: str) -> str:
-    return f"hub.oauth.{plugin_key}"
-
-
-def _back(message: str | None = None, category: str = "error"):
-    if message:
-        flash(message, category)
-    return redirect(url_for("settings.index"))
-
-
-def _connection_of(org_id: int, plugin: Plugin, provider: OAuth2Provider) -> Connection | None:
+def connection_of(organization_id: int, plugin_key: str, provider_name: str) -> Connection | None:
+    """The organization's connection to one provider of a plugin (in any state), or None."""
     return db.session.scalar(db.select(Connection).filter_by(
-        organization_id=org_id, plugin_key=plugin.key, provider=provider.name))
+        organization_id=organization_id, plugin_key=plugin_key, provider=provider_name))
 
 
-@bp.route("/integrations/<plugin_key>/connect", methods=["POST"])
-@admin_required
-def connect(plugin_key):
-    plugin, provider = _plugin_and_provider(plugin_key)
-    client, kwargs = _oauth_client(plugin_key, provider)
-    verifier = generate_token(64) if provider.pkce else None
-    url, state = client.create_authorization_url(kwargs["authorize_url"], state=generate_token(32),
-                                                 code_verifier=verifier, **kwargs["authorize_params"])
-    # Bound to this browser's (signed) session: the callback accepts only this state, once.
-    session[_session_key(plugin_key)] = {"state": state, "verifier": verifier,
-                                         "user_id": g.user.id}
-    return redirect(url)
-
-
-@bp.route("/integrations/<plugin_key>/connect/callback")
-@admin_required
-def callback(plugin_key):
-    plugin, provider = _plugin_and_provider(plugin_key)
-    started = session.pop(_session_key(plugin_key), None)
-    given = request.args.get("state", "")
-    if not started or not given or started.get("user_id") != g.user.id \
-            or not hmac.compare_digest(str(started["state"]), given):
-        return _back(f"The answer from {provider.title} did not match a Connect started here "
-                     f"(the state was missing, used or altered). Nothing was saved: click Connect "
-                     f"to try again.")
-    error = request.args.get("error")
-    if error == "access_denied":
-        return _back(f"Access to {provider.title} was denied, so nothing was connected. Click "
-                     f"Connect and choose Accept to connect {provider.title}.")
-    if error or not request.args.get("code"):
-        return _back(f"{provider.title} could not grant access ({(error or 'no code')[:60]}). "
-                     f"Nothing was saved: click Connect to try again.")
-
-    client, kwargs = _oauth_client(plugin_key, provider)
-    try:
-        token = client.fetch_token(kwargs["access_token_url"], code=request.args["code"],
-                                   code_verifier=started.get("verifier"),
-                                   grant_type="authorization_code", timeout=(5, 20))
-    except Exception as exc:  # network, 4xx, 5xx, not JSON: all mean "no tokens"
-        log.warning("hub.connections.token_exchange_failed plugin=%s error=%s", plugin_key,
-                    type(exc).__name__)
-        return _back(f"{provider.title} did not exchange the sign-in for tokens "
-                     f"({type(exc).__name__}). Nothing was saved: click Connect to try again.")
-    if not token.get("access_token") or not token.get("refresh_token"):
-        return _back(f"{provider.title} granted no offline access (no refresh token). Nothing was "
-                     f"saved: click Connect and accept every permission.")
-
-    existing = _connection_of(g.user.organization_id, plugin, provider)
-    candidate = Connection(id=existing.id if existing else new_uuid(),
-                           organization_id=g.user.organization_id, plugin_key=plugin.key,
-                           provider=provider.name, connected_by_id=g.user.id,
+def new_connection(organization_id: int, plugin: Plugin, provider: Provider, user) -> Connection:
+    """A connection not saved yet: fill in its credentials, prove them (``proving``), then
+    ``save_connection``. It keeps the id and plugin data of the organization's earlier
+    connection to this provider, so links, history and paused work stay attached to it."""
+    existing = connection_of(organization_id, plugin.key, provider.name)
+    candidate = Connection(id=existing.id if existing else new_uuid(), organization_id=organization_id,
+                           plugin_key=plugin.key, provider=provider.name, connected_by_id=user.id,
                            data=dict(existing.data or {}) if existing else {})
-    candidate.connected_by = g.user
-    _store_tokens(candidate, token)
-    with proving(candidate):
-        try:
-            plugin.check_connection(candidate)
-        except Exception as exc:
-            log.warning("hub.connections.check_failed plugin=%s error=%s", plugin_key, exc)
-            return _back(f"{provider.title} issued tokens, but a test call with them failed "
-                         f"({str(exc)[:200]}). Nothing was saved: click Connect to try again.")
+    candidate.connected_by = user
+    return candidate
 
-    try:
-        with refresh_lock(candidate.id):
-            conn, restored = _save_connection(existing, candidate, token, plugin, provider)
-    except (sa.exc.IntegrityError, TokenRefreshError) as exc:
-        db.session.rollback()
-        return _back(f"Saving the {provider.title} connection failed ({type(exc).__name__}); "
-                     f"another Connect may have finished at the same time. Reload the page.")
-    signals.connection_created.send(current_app._get_current_object(), connection=conn)
+
+@dataclass(frozen=True)
+class Saved:
+    """What ``save_connection`` did."""
+
+    connection: Connection
+    #: The connection was revoked or disconnected before: its paused work resumes.
+    restored: bool
+    #: Why the plugin's on-connect job could not be queued ("" when it was, or there is none).
+    setup_problem: str = ""
+
+
+def save_connection(candidate: Connection, *, scopes: str = "") -> Saved:
+    """Store a proven connection of any kind, then send its signals and queue its plugin's
+    on-connect job: the one way a connection is made (OAuth callback, pasted key, issued key).
+
+    An earlier connection of the organization to the provider is replaced in place with a new
+    endpoint id (deliveries to the old URL stop finding it). Raises ``sqlalchemy.exc.IntegrityError``
+    when another Connect saved at the same moment, ``TokenRefreshError`` when the lock is
+    unavailable; nothing is saved then.
+    """
+    plugin = get_plugin(candidate.plugin_key)
+    with refresh_lock(candidate.id):
+        existing = connection_of(candidate.organization_id, candidate.plugin_key, candidate.provider)
+        restored = existing is not None and not existing.usable
+        conn = existing or Connection(id=candidate.id, organization_id=candidate.organization_id,
+                                      plugin_key=candidate.plugin_key, provider=candidate.provider)
+        if existing is None:
+            db.session.add(conn)
+        else:
+            # The old webhook id stays so the on-connect job can delete that webhook at the provider.
+            conn.endpoint_id = secrets.token_urlsafe(24)
+        conn.credentials_ciphertext = candidate.credentials_ciphertext  # same row id: same binding
+        conn.token_expires_at = candidate.token_expires_at
+        conn.scopes = scopes
+        conn.external_account_id = candidate.external_account_id
+        conn.external_account_name = candidate.external_account_name
+        conn.data = dict(candidate.data or {})
+        conn.connected_by_id = candidate.connected_by_id
+        now = utcnow()
+        conn.connected_at = now
+        conn.webhook_secret = None
+        for name in ("setup_completed_at", "setup_error", "last_refresh_error", "revoked_at",
+                     "revoked_reason", "disconnected_at"):
+            setattr(conn, name, None)
+        if plugin.on_connect_job is None:
+            conn.setup_completed_at = now  # nothing to set up at the provider: ready now
+        conn.refresh_failures = 0
+        conn.last_refresh_at = now
+        audit("connection.connected", organization_id=conn.organization_id,
+              user_id=candidate.connected_by_id, target=conn.id, plugin=plugin.key,
+              provider=conn.provider, account=conn.external_account_name, reconnect=existing is not None)
+        db.session.commit()
+    app = current_app._get_current_object()
+    signals.connection_created.send(app, connection=conn)
     if restored:
-        signals.connection_restored.send(current_app._get_current_object(), connection=conn)
+        signals.connection_restored.send(app, connection=conn)
+    problem = ""
     if plugin.on_connect_job:
         from .jobs import enqueue
 
@@ -506,113 +479,30 @@ def callback(plugin_key):
             # otherwise be taken first (docs/reliability.md, "Revoked mid-batch").
             enqueue(plugin.connect_job(), conn.id, job_id=safe_job_id("on-connect", conn.id),
                     queue="webhooks", at_front=True)
-        except Exception as exc:  # the card says "Setting up…" or the job's error; never a 500
+        except Exception as exc:  # the caller says so; never a 500
             log.exception("hub.connections.on_connect_job_failed connection=%s", conn.id)
-            flash(f"Connected, but setting up failed to start ({type(exc).__name__}).", "error")
-    account = f" as {conn.external_account_name}" if conn.external_account_name else ""
-    flash(f"{provider.title} is connected{account}.", "success")
-    return redirect(url_for("settings.index"))
+            problem = f"setting up failed to start ({type(exc).__name__})"
+    return Saved(conn, restored, problem)
 
 
-def _save_connection(existing, candidate, token, plugin, provider) -> tuple[Connection, bool]:
-    """Store the proven tokens: a new row, or the same row cleanly replaced."""
-    restored = existing is not None and not existing.usable
-    conn = existing or Connection(id=candidate.id, organization_id=candidate.organization_id,
-                                  plugin_key=plugin.key, provider=provider.name)
-    if existing is None:
-        db.session.add(conn)
-    else:
-        # A new endpoint id: deliveries to the old URL stop finding this connection. The old
-        # webhook id stays so the on-connect job can delete that webhook at the provider.
-        conn.endpoint_id = secrets.token_urlsafe(24)
-    conn.credentials_ciphertext = candidate.credentials_ciphertext  # same row id: same binding
-    conn.token_expires_at = candidate.token_expires_at
-    conn.scopes = token.get("scope") or " ".join(provider.scopes)
-    conn.external_account_id = candidate.external_account_id
-    conn.external_account_name = candidate.external_account_name
-    conn.data = dict(candidate.data or {})
-    conn.connected_by_id = g.user.id
-    conn.connected_at = utcnow()
-    conn.webhook_secret = None
-    for name in ("setup_completed_at", "setup_error", "last_refresh_error", "revoked_at",
-                 "revoked_reason", "disconnected_at"):
-        setattr(conn, name, None)
-    conn.refresh_failures = 0
-    conn.last_refresh_at = utcnow()
-    audit("connection.connected", organization_id=conn.organization_id, user_id=g.user.id,
-          target=conn.id, plugin=plugin.key, account=conn.external_account_name,
-          reconnect=existing is not None)
-    db.session.commit()
-    return conn, restored
+def disconnect(conn: Connection, user_id: int | None, cleanup_problem: str | None) -> None:
+    """Forget a connection's credentials (and refuse its partner keys) at once; its row, links and
+    history stay, and its open work pauses until it is connected again."""
+    from .models import PartnerKey
 
-
-@bp.route("/integrations/<plugin_key>/revoke")
-@admin_required
-def confirm_revoke(plugin_key):
-    """What Revoke will do, and what is in flight, before the admin confirms it."""
-    from .assessments import services as assessments
-    from .outbox import open_work_of_connection
-
-    plugin, provider = _plugin_and_provider(plugin_key)
-    conn = _connection_of(g.user.organization_id, plugin, provider)
-    if conn is None or conn.status == Connection.NOT_CONNECTED:
-        return _back(f"{provider.title} is not connected.", "info")
-    return render_template("hub/revoke.html", plugin=plugin, provider=provider, conn=conn,
-                           open_work=open_work_of_connection(conn.id),
-                           open_invitations=assessments.open_invitation_count(conn.organization_id, plugin.key))
-
-
-@bp.route("/integrations/<plugin_key>/revoke", methods=["POST"])
-@admin_required
-def revoke(plugin_key):
-    plugin, provider = _plugin_and_provider(plugin_key)
-    conn = _connection_of(g.user.organization_id, plugin, provider)
-    if conn is None or conn.status == Connection.NOT_CONNECTED:
-        return _back(f"{provider.title} is not connected.", "info")
-    try:
-        if conn.usable:
-            problem = plugin.on_disconnect(conn)
-        elif conn.webhook_id:
-            problem = (f"access was already revoked in {provider.title}, so its webhook could not "
-                       f"be deleted there; delete it in {provider.title} if it is still listed")
-        else:
-            problem = None
-    except Exception as exc:  # best effort: the hub forgets the tokens whatever the provider says
-        problem = f"{type(exc).__name__}: {str(exc)[:200]}"
     with refresh_lock(conn.id):
         db.session.refresh(conn)
+        now = utcnow()
         conn.credentials = None
         conn.webhook_secret = None
-        conn.webhook_id = None if problem is None else conn.webhook_id
+        conn.webhook_id = None if cleanup_problem is None else conn.webhook_id
         conn.token_expires_at = None
         conn.setup_completed_at = None
         conn.setup_error = None
-        conn.disconnected_at = utcnow()
-        audit("connection.disconnected", organization_id=conn.organization_id, user_id=g.user.id,
-              target=conn.id, plugin=plugin.key, provider_cleanup_error=problem)
+        conn.disconnected_at = now
+        db.session.execute(db.update(PartnerKey).where(
+            PartnerKey.connection_id == conn.id, PartnerKey.revoked_at.is_(None)).values(revoked_at=now))
+        audit("connection.disconnected", organization_id=conn.organization_id, user_id=user_id,
+              target=conn.id, plugin=conn.plugin_key, provider_cleanup_error=cleanup_problem)
         db.session.commit()
     signals.connection_disconnected.send(current_app._get_current_object(), connection=conn)
-    if problem:
-        flash(f"{provider.title} is disconnected and its tokens are forgotten, but cleaning up in "
-              f"{provider.title} failed: {problem}", "error")
-    else:
-        flash(f"{provider.title} is disconnected and its tokens are forgotten.", "success")
-    if provider.authorized_apps:
-        flash(f"WeCP is still listed in {provider.title} until a {provider.title} admin removes it under "
-              f"{provider.authorized_apps}.", "info")
-    return redirect(url_for("settings.index"))
-
-
-def authorize_origins(config) -> list[str]:
-    """Origins of every provider's authorize URL (the Connect form's redirect goes there)."""
-    from urllib.parse import urlsplit
-
-    from .registry import all_plugins
-
-    origins = []
-    for plugin in all_plugins().values():
-        for provider in plugin.providers:
-            parts = urlsplit(provider.setting(config, "AUTHORIZE_URL") or "")
-            if parts.scheme and parts.netloc:
-                origins.append(f"{parts.scheme}://{parts.netloc}")
-    return sorted(set(origins))

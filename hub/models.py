@@ -95,7 +95,24 @@ class Operator(db.Model):
         return check_password_hash(self.password_hash, password)
 
 
-class ApiToken(db.Model):
+class _IssuedSecret:
+    """A secret the hub issued and shows once: only its SHA-256 is kept (it is random and long,
+    so a fast hash is enough), and it ends when revoked or past its expiry."""
+
+    @staticmethod
+    def hash(secret: str) -> str:
+        return hashlib.sha256(secret.encode()).hexdigest()
+
+    @property
+    def status(self) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= utcnow():
+            return "expired"
+        return "active"
+
+
+class ApiToken(_IssuedSecret, db.Model):
     """A personal token for the JSON API; only its SHA-256 is stored."""
 
     __tablename__ = "api_token"
@@ -116,23 +133,11 @@ class ApiToken(db.Model):
     #: The lifetimes a token may be given, in days.
     LIFETIMES = (30, 90, 365)
 
-    @staticmethod
-    def hash(token: str) -> str:
-        return hashlib.sha256(token.encode()).hexdigest()
-
     @classmethod
     def issue(cls, user: User, name: str = "", days: int = 90) -> tuple[ApiToken, str]:
         token = cls.PREFIX + secrets.token_urlsafe(32)
         return cls(user=user, name=name[:100], token_hash=cls.hash(token),
                    expires_at=utcnow() + timedelta(days=days)), token
-
-    @property
-    def status(self) -> str:
-        if self.revoked_at is not None:
-            return "revoked"
-        if self.expires_at is not None and self.expires_at <= utcnow():
-            return "expired"
-        return "active"
 
 
 class _PresetId:
@@ -227,6 +232,30 @@ class Connection(_PresetId, db.Model):
     def _usable_expression(cls):
         return sa.and_(cls.disconnected_at.is_(None), cls.revoked_at.is_(None),
                        cls.credentials_ciphertext.is_not(None))
+
+
+class PartnerKey(_IssuedSecret, db.Model):
+    """A key WeCP issued for one connection, which the provider presents when it calls WeCP's
+    partner endpoints (``PartnerKeyProvider``). Only its SHA-256 is stored: it is shown once."""
+
+    __tablename__ = "partner_key"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connection_id: Mapped[str] = mapped_column(sa.ForeignKey("connection.id"), index=True)
+    organization_id: Mapped[int] = mapped_column(sa.ForeignKey("organization.id"))
+    key_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    #: The key's last four characters, so the admin can tell keys apart ("…x9Qa").
+    hint: Mapped[str] = mapped_column(sa.String(8))
+    created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("user_account.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: Set when a newer key replaces this one: it keeps working until then (the overlap).
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+
+    created_by: Mapped[User | None] = relationship()
+
+    PREFIX = "wcp_pk_"
 
 
 class IntegrationSetting(_PresetId, db.Model):

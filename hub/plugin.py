@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 # Outcomes are part of the contract: handlers and jobs return them.
 # Part of the contract plugins import from here: what a job raises when its connection is not
@@ -49,18 +49,44 @@ class IncomingEvent:
     payload: dict
 
 
-@dataclass(frozen=True)
-class OAuth2Provider:
-    """An external system reached over OAuth 2.0 (authorization code), described as data.
+#: How a connection to a provider is made and authenticated (Nango's ``auth_mode``): OAuth 2.0
+#: authorization code; a key the ATS issued that the customer's admin pastes into WeCP; a key WeCP
+#: issues that the customer hands to the ATS, which presents it when it calls WeCP.
+AUTH_MODES = ("oauth2", "pasted_key", "partner_key")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Provider:
+    """An external system and how one organization's account there is connected, as data.
+
+    One subclass per connection kind (``auth_mode``); the hub's Connect, card, Revoke, renewal and
+    ``hub doctor`` follow the kind and speak with the provider's own words given here.
+    """
+
+    #: The connection kind: one of ``AUTH_MODES`` (set by each subclass).
+    auth_mode: ClassVar[str] = ""
+    #: Short name, unique within the plugin (e.g. the provider's name).
+    name: str
+    #: Human name shown on pages.
+    title: str
+    #: Who at the provider must act to connect, shown before Connect ("a Super Admin of the ATS").
+    consent_by: str = ""
+    #: What the connection lets WeCP do, in the admin's words, shown before Connect.
+    permissions: tuple[str, ...] = ()
+    #: Where a customer's admin removes WeCP on the provider's side (shown before and after
+    #: Revoke, when the hub cannot do it itself).
+    authorized_apps: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class OAuth2Provider(Provider):
+    """A provider reached over OAuth 2.0 (authorization code).
 
     Endpoints and client credentials come from the app config under ``config_prefix``:
     ``<PREFIX>_CLIENT_ID``, ``_CLIENT_SECRET``, ``_AUTHORIZE_URL``, ``_TOKEN_URL``, ``_API_BASE_URL``.
     """
 
-    #: Short name, unique within the plugin (e.g. the provider's name).
-    name: str
-    #: Human name shown on pages.
-    title: str
+    auth_mode: ClassVar[str] = "oauth2"
     #: Prefix of the config keys holding endpoints and client credentials.
     config_prefix: str
     #: Scopes requested at consent.
@@ -74,18 +100,12 @@ class OAuth2Provider:
     #: How the client authenticates at the token endpoint.
     token_endpoint_auth_method: str = "client_secret_post"
     #: Refresh tokens unused for longer than this may lapse at the provider: connections whose
-    #: tokens were not refreshed for this long are refreshed by the daily idle check.
+    #: tokens were not refreshed for this long are refreshed by the daily idle check. Keep it
+    #: well under the provider's idle limit (a 24-hour refresh token wants a few hours here).
     refresh_idle_after: timedelta | None = timedelta(days=30)
     #: How long a refresh token lives at most (``None``: unknown or unlimited); the card warns
     #: ahead of it.
     refresh_token_lifetime: timedelta | None = None
-    #: Where a customer's admin removes the app on the provider's side (shown before and after
-    #: Revoke, when the provider offers no revocation the hub can call).
-    authorized_apps: str = ""
-    #: Who must accept at the provider, shown before Connect ("a Super Admin of the ATS").
-    consent_by: str = ""
-    #: What the requested scopes let WeCP do, in the admin's words, shown before Connect.
-    permissions: tuple[str, ...] = ()
 
     def setting(self, config, name: str) -> Any:
         return config.get(f"{self.config_prefix}_{name}")
@@ -107,6 +127,44 @@ class OAuth2Provider:
             "authorize_params": params,
             "client_kwargs": kwargs,
         }
+
+
+@dataclass(frozen=True, kw_only=True)
+class PastedKeyProvider(Provider):
+    """A provider reached with a key (or token) its admin creates there and pastes into WeCP.
+
+    The hub checks the key with ``Plugin.check_connection`` before saving anything, stores it
+    encrypted, and hands it to API clients through ``hub.connections.access_token``; a key the
+    provider refuses marks the connection revoked (only a new key helps).
+    """
+
+    auth_mode: ClassVar[str] = "pasted_key"
+    #: The field's label, in the provider's words ("API key", "Harvest API key").
+    key_label: str = "API key"
+    #: Where in the provider the admin creates the key, and which permissions it needs.
+    where_to_find: str = ""
+    #: Label of a subdomain (or account name) field asked for with the key; "" asks for none.
+    #: It is kept in ``connection.data["subdomain"]`` (letters, digits and dashes only).
+    subdomain_label: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PartnerKeyProvider(Provider):
+    """A provider that calls WeCP (``Plugin.partner_blueprint``) with a key WeCP issues.
+
+    Connect issues a key, shown once and stored hashed; the customer's admin hands it to the
+    provider. Rotating issues a new one while the previous key keeps working for
+    ``rotation_overlap``; revoking a key refuses it at once.
+    """
+
+    auth_mode: ClassVar[str] = "partner_key"
+    #: How the provider presents the key: ``basic`` (HTTP Basic, the key as user name and an
+    #: empty password) or ``bearer`` (``Authorization: Bearer <key>``).
+    scheme: str = "basic"
+    #: How and where the admin hands the key to the provider (shown with the key, once).
+    hand_over: str = ""
+    #: After a rotation, how long the previous key still works (time to update the provider).
+    rotation_overlap: timedelta = timedelta(days=7)
 
 
 class WebhookSource:
@@ -179,8 +237,10 @@ class Setting:
 
 
 #: Who may call a route: anyone; whoever holds the key in its URL (an invitation, a report link,
-#: a webhook endpoint); any signed-in user of the organization; its admins and super admins.
-ACCESS_LEVELS = ("public", "token", "member", "admin")
+#: a webhook endpoint); any signed-in user of the organization; its admins and super admins; the
+#: provider, presenting a partner key WeCP issued (every route of ``Plugin.partner_blueprint``,
+#: and only those).
+ACCESS_LEVELS = ("public", "token", "member", "admin", "partner")
 
 
 @dataclass(frozen=True)
@@ -226,8 +286,9 @@ class Plugin:
     description: str = ""
     #: Path of the logo under the plugin blueprint's static folder (or ``None``).
     logo: str | None = None
-    #: OAuth providers this integration connects to; the first is the one shown on the card.
-    providers: tuple[OAuth2Provider, ...] = ()
+    #: The providers this integration connects to (each of one connection kind); the card shows
+    #: one connection per provider.
+    providers: tuple[Provider, ...] = ()
     #: Webhook sources, keyed by nothing: deliveries are routed by connection endpoint id.
     webhook_sources: tuple[WebhookSource, ...] = ()
     #: Every job the plugin enqueues (functions decorated with ``hub.jobs.job`` or
@@ -240,6 +301,11 @@ class Plugin:
     #: Dotted path of a blueprint made with ``hub.api.api_blueprint`` (mounted under
     #: ``/api/v1``; its routes should start with the plugin's resources or key).
     api_blueprint: str | None = None
+    #: Dotted path of a blueprint of endpoints the provider calls (``PartnerKeyProvider``),
+    #: mounted at ``/partners/<key>``. The hub authenticates each call by its partner key (no
+    #: session, no CSRF), sets ``hub.partners.caller()``, limits its rate and body size, audits
+    #: its writes, and answers every error as JSON through ``partner_error``.
+    partner_blueprint: str | None = None
     #: Who may call each endpoint of the plugin's blueprints, by endpoint name
     #: (``"<blueprint>.<view>"``): one of ``ACCESS_LEVELS``. The hub refuses to load a plugin
     #: with a route left out, and the security suite calls every route as every role against it.
@@ -283,6 +349,11 @@ class Plugin:
         naming the setting to fix. Any problem stops the hub from starting there."""
         return []
 
+    def partner_error(self, status: int, message: str) -> dict:
+        """The JSON body of an error answered on a partner endpoint, in the provider's shape
+        (by default ``{"error": message}``); ``status`` is the HTTP status sent with it."""
+        return {"error": message}
+
     def on_disconnect(self, connection) -> str | None:
         """Undo on the provider what ``on_connect_job`` set up (best effort).
 
@@ -301,7 +372,7 @@ class Plugin:
     def setting_defaults(self) -> dict[str, Any]:
         return {s.key: s.default for s in self.settings}
 
-    def provider(self, name: str | None = None) -> OAuth2Provider:
+    def provider(self, name: str | None = None) -> Provider:
         for p in self.providers:
             if name is None or p.name == name:
                 return p

@@ -88,16 +88,25 @@ def _load_one(app, path: str) -> Plugin:
         blueprints.append((import_string(plugin.blueprint), {"url_prefix": f"/integrations/{plugin.key}"}))
     if plugin.api_blueprint:
         blueprints.append((import_string(plugin.api_blueprint), {}))
-    check_access(plugin, blueprints)
+    partner = import_string(plugin.partner_blueprint) if plugin.partner_blueprint else None
+    if partner is not None and not any(p.auth_mode == "partner_key" for p in plugin.providers):
+        raise PluginLoadError(f"{plugin.key}: a partner_blueprint needs a PartnerKeyProvider, whose "
+                              f"keys authenticate its callers")
+    check_access(plugin, blueprints, partner)
     for bp, options in blueprints:
         app.register_blueprint(bp, **options)
+    if partner is not None:
+        from .partners import mount
+
+        mount(app, plugin, partner)
     app.extensions.setdefault("hub.test_page_panels", []).extend(plugin.test_page_panels)
     plugin.init_app(app)
     return plugin
 
 
-def check_access(plugin: Plugin, blueprints) -> None:
-    """Every route of the plugin says who may call it (``Plugin.access``), and nothing else is said.
+def check_access(plugin: Plugin, blueprints, partner=None) -> None:
+    """Every route of the plugin says who may call it (``Plugin.access``), and nothing else is said;
+    the routes of its partner blueprint, and only those, are ``partner``.
 
     Adding a URL means deciding who may call it; the security suite holds each route to it. The
     routes are read off a throwaway app, so a refused plugin leaves no route behind.
@@ -106,17 +115,23 @@ def check_access(plugin: Plugin, blueprints) -> None:
 
     from .plugin import ACCESS_LEVELS
 
-    probe = Flask(plugin.key)
-    for bp, options in blueprints:
-        probe.register_blueprint(bp, **options)
-    endpoints = {rule.endpoint for rule in probe.url_map.iter_rules() if rule.endpoint != "static"}
+    def endpoints_of(pairs) -> set[str]:
+        probe = Flask(plugin.key)
+        for bp, options in pairs:
+            probe.register_blueprint(bp, **options)
+        return {rule.endpoint for rule in probe.url_map.iter_rules() if rule.endpoint != "static"}
+
+    partner_endpoints = endpoints_of([(partner, {})]) if partner is not None else set()
+    endpoints = endpoints_of(blueprints) | partner_endpoints
     undeclared = sorted(endpoints - set(plugin.access))
     unknown = sorted(set(plugin.access) - endpoints)
-    wrong = sorted(e for e, level in plugin.access.items() if level not in ACCESS_LEVELS)
+    wrong = sorted(e for e, level in plugin.access.items() if level not in ACCESS_LEVELS
+                   or (level == "partner") != (e in partner_endpoints))
     if undeclared or unknown or wrong:
         raise PluginLoadError(
             f"{plugin.key}: Plugin.access must name each of its endpoints once with one of "
-            f"{ACCESS_LEVELS}; undeclared {undeclared}, not routes {unknown}, unknown level {wrong}")
+            f"{ACCESS_LEVELS} (``partner`` for the partner blueprint's routes, and only for them); "
+            f"undeclared {undeclared}, not routes {unknown}, unknown level {wrong}")
 
 
 def check_importable(func) -> None:

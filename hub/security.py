@@ -20,6 +20,16 @@ def is_webhook_intake(req) -> bool:
     return req.method == "POST" and req.path.startswith("/webhooks/") and req.path.count("/") == 3
 
 
+def is_partner_call(req) -> bool:
+    """A provider calling a partner endpoint, ``/partners/<plugin>/…``: authenticated by its key."""
+    return req.path.startswith("/partners/")
+
+
+def is_sessionless(req) -> bool:
+    """Callers that never carry nor get a session or a user: webhook intake and partner calls."""
+    return is_webhook_intake(req) or is_partner_call(req)
+
+
 def error_headers(exc) -> list[tuple[str, str]]:
     """Of an HTTP error's own headers, only Retry-After (429, 503): it tells when to try again."""
     return [(k, v) for k, v in exc.get_headers() if k == "Retry-After"]
@@ -50,7 +60,7 @@ def init_app(app) -> None:
         response.headers.setdefault("X-Frame-Options", "DENY")
         if app.config.get("PRODUCTION"):
             response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-        if request.path.startswith(("/api/", "/webhooks/")) or response.mimetype == "text/html":
+        if request.path.startswith(("/api/", "/webhooks/", "/partners/")) or response.mimetype == "text/html":
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 

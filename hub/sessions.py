@@ -29,7 +29,7 @@ from redis.exceptions import RedisError
 from werkzeug.datastructures import CallbackDict
 
 from .extensions import get_redis
-from .security import is_webhook_intake
+from .security import is_sessionless
 
 log = logging.getLogger("hub.sessions")
 
@@ -89,8 +89,8 @@ class RedisSessionInterface(SessionInterface):
     """Flask's session interface over Redis (see the module docstring)."""
 
     def open_session(self, app, request):
-        if is_webhook_intake(request):
-            return self.make_null_session(app)  # deliveries never carry or make a session
+        if is_sessionless(request):
+            return self.make_null_session(app)  # deliveries and partner calls never carry one
         sid = request.cookies.get(self.get_cookie_name(app), "")
         if not _SID.fullmatch(sid):
             return self._open_anonymous(app, sid)

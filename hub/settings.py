@@ -6,48 +6,94 @@ from datetime import timedelta
 from flask import Blueprint, current_app, flash, g, make_response, redirect, render_template, request, url_for
 
 from .auth import OPERATOR_HOME, admin_required, login_required
-from .connections import authorize_origins, renewal_due
+from .connect import authorize_origins
+from .connections import renewal_due
 from .extensions import db
 from .models import Connection, utcnow
+from .partner_keys import working_keys
 from .registry import all_plugins
 
 bp = Blueprint("settings", __name__)
 
 
 def integration_cards(org_id: int) -> list[dict]:
-    """What the page and the API show: each plugin with its (first provider's) connection."""
+    """What the page and the API show: each plugin with one slot per provider (its connection,
+    status, checklist, alerts, hints and renewal), the card's status summing them up."""
     connections = {(c.plugin_key, c.provider): c for c in db.session.scalars(
         db.select(Connection).filter_by(organization_id=org_id))}
     cards = []
     for plugin in all_plugins().values():
-        provider = plugin.providers[0] if plugin.providers else None
-        conn = connections.get((plugin.key, provider.name)) if provider else None
-        status = conn.status if conn else Connection.NOT_CONNECTED
         index = f"{plugin.key}.index"
         page = url_for(index) if index in current_app.view_functions else None
-        renew_by = renewal_due(provider, conn, status)
-        cards.append({"plugin": plugin, "provider": provider, "connection": conn,
-                      "status": status, "page": page, "steps": setup_steps(plugin, provider, conn, status),
-                      "alerts": card_alerts(plugin, conn), "hints": card_hints(plugin, conn, status),
-                      "renew_by": renew_by,
-                      "renew_soon": renew_by is not None and renew_by - utcnow() <= RENEWAL_WARNING})
+        slots = [_slot(plugin, provider, connections.get((plugin.key, provider.name)))
+                 for provider in plugin.providers]
+        first = slots[0] if slots else {"provider": None, "connection": None, "status": Connection.NOT_CONNECTED,
+                                        "renew_by": None, "renew_soon": False}
+        cards.append({**first, "plugin": plugin, "page": page, "slots": slots,
+                      "status": card_status([slot["status"] for slot in slots]),
+                      "steps": [step for slot in slots for step in slot["steps"]],
+                      "alerts": [alert for slot in slots for alert in slot["alerts"]],
+                      "hints": [hint for slot in slots for hint in slot["hints"]]})
     return cards
+
+
+def _slot(plugin, provider, conn) -> dict:
+    status = conn.status if conn else Connection.NOT_CONNECTED
+    renew_by = renewal_due(provider, conn, status)
+    return {"plugin": plugin, "provider": provider, "connection": conn, "status": status,
+            "steps": setup_steps(plugin, provider, conn, status),
+            "alerts": card_alerts(plugin, conn, provider), "hints": card_hints(plugin, conn, status),
+            "partner_keys": working_keys(conn.id) if conn is not None and conn.usable
+            and provider.auth_mode == "partner_key" else [],
+            "renew_by": renew_by,
+            "renew_soon": renew_by is not None and renew_by - utcnow() <= RENEWAL_WARNING}
+
+
+#: The card's badge when some of its providers are connected and others not.
+PARTLY_CONNECTED = "Partly connected"
+
+
+def card_status(statuses: list[str]) -> str:
+    """One badge for a card of several connections: the one needing action most."""
+    if not statuses:
+        return Connection.NOT_CONNECTED
+    if len(set(statuses)) == 1:
+        return statuses[0]
+    for status in (Connection.REVOKED, Connection.NEEDS_ATTENTION, Connection.SETTING_UP):
+        if status in statuses:
+            return status
+    return PARTLY_CONNECTED
 
 
 #: How long before the authorization lapses the card warns that it must be renewed.
 RENEWAL_WARNING = timedelta(days=30)
 
+#: Under "Connected to …" while not connected: what Connect does, by connection kind.
+_CONNECT_HINTS = {
+    "oauth2": "Click Connect; {who} accepts in {title}.",
+    "pasted_key": "Click Connect and paste a {label} from {title}.",
+    "partner_key": "Click Connect: WeCP issues a key, which you give to {title}.",
+}
+
 
 def setup_steps(plugin, provider, conn, status: str) -> list:
-    """The card's checklist: connected (the hub's step), then the plugin's own steps."""
+    """The card's checklist: connected (the hub's step, and for an issued key the provider's first
+    call with it), then the plugin's own steps."""
     from .plugin import SetupStep
 
     if provider is None or status == Connection.REVOKED:
         return []  # a revoked card shows why and Reconnect instead
     active = status == Connection.ACTIVE
-    hints = {Connection.NOT_CONNECTED: f"Click Connect; {provider.consent_by or 'an admin'} accepts in {provider.title}.",
-             Connection.SETTING_UP: f"Finishing the setup in {provider.title}…"}
+    waiting = _CONNECT_HINTS[provider.auth_mode].format(
+        who=provider.consent_by or "an admin", title=provider.title,
+        label=getattr(provider, "key_label", "key"))
+    hints = {Connection.NOT_CONNECTED: waiting, Connection.SETTING_UP: f"Finishing the setup in {provider.title}…"}
     steps = [SetupStep(f"Connected to {provider.title}", active, hints.get(status, ""))]
+    if provider.auth_mode == "partner_key" and conn is not None and conn.usable:
+        called = conn.last_used_at is not None
+        steps.append(SetupStep(f"{provider.title} called WeCP with its key", called,
+                               f"Last call {conn.last_used_at:%Y-%m-%d %H:%M} UTC." if called else
+                               provider.hand_over or f"Give the key to {provider.title}."))
     if conn is not None and conn.usable:
         try:
             steps += plugin.setup_steps(conn)
@@ -71,12 +117,11 @@ def card_hints(plugin, conn, status: str) -> list[str]:
         return list(plugin.connected_hints)
 
 
-def card_alerts(plugin, conn) -> list:
+def card_alerts(plugin, conn, provider=None) -> list:
     """What the card warns of for a usable connection (nothing otherwise: the status says it
     all): work for it that failed for good, then the plugin's own alerts."""
     if conn is None or not conn.usable:
         return []
-    provider = plugin.providers[0] if plugin.providers else None
     alerts = failed_work_alerts(conn, provider.title if provider else plugin.title)
     try:
         alerts += list(plugin.alerts(conn))
@@ -106,24 +151,38 @@ def failed_work_alerts(conn, where: str) -> list:
 
 
 def card_json(card: dict) -> dict:
-    conn = card["connection"]
-    connected = conn is not None and card["status"] != Connection.NOT_CONNECTED
+    """A card for the API: the first provider's connection at the top (as a card of one provider
+    has always been), each provider's in ``connections``."""
     return {
+        **_slot_json(card),
         "key": card["plugin"].key,
         "title": card["plugin"].title,
         "description": card["plugin"].description,
         "status": card["status"],
+        "steps": [{"label": st.label, "done": st.done, "hint": st.hint} for st in card["steps"]],
+        "alerts": [{"level": a.level, "message": a.message, "next_step": a.next_step, "link": a.link}
+                   for a in card["alerts"]],
+        "connections": [{"provider": slot["provider"].name, "kind": slot["provider"].auth_mode,
+                         "status": slot["status"], **_slot_json(slot)} for slot in card["slots"]],
+    }
+
+
+def _slot_json(slot: dict) -> dict:
+    conn = slot["connection"]
+    connected = conn is not None and slot["status"] != Connection.NOT_CONNECTED
+    return {
         "account": conn.external_account_name if connected else None,
         "connected_by": conn.connected_by.email if connected and conn.connected_by else None,
         "connected_at": conn.connected_at.isoformat() + "Z" if connected and conn.connected_at else None,
         "revoked_reason": conn.revoked_reason if connected else None,
         "setup_error": conn.setup_error if connected else None,
         "last_refresh_error": conn.last_refresh_error if connected else None,
-        "hints": list(card.get("hints", [])) if connected else [],
-        "steps": [{"label": st.label, "done": st.done, "hint": st.hint} for st in card["steps"]],
-        "alerts": [{"level": a.level, "message": a.message, "next_step": a.next_step, "link": a.link}
-                   for a in card["alerts"]],
-        "renew_by": card["renew_by"].isoformat() + "Z" if card["renew_by"] else None,
+        "hints": list(slot.get("hints", [])) if connected else [],
+        "renew_by": slot["renew_by"].isoformat() + "Z" if slot["renew_by"] else None,
+        "keys": [{"id": k.id, "ends_with": k.hint, "created_at": k.created_at.isoformat() + "Z",
+                  "expires_at": k.expires_at.isoformat() + "Z" if k.expires_at else None,
+                  "last_used_at": k.last_used_at.isoformat() + "Z" if k.last_used_at else None}
+                 for k in slot.get("partner_keys", [])],
     }
 
 

@@ -1,3 +1,4 @@
+import importlib
 import logging
 import re
 
@@ -68,3 +69,25 @@ def test_a_plugin_must_say_who_may_call_each_of_its_routes(redis_server, sqlite_
     monkeypatch.setattr(type(tiny_example.plugin), "access", access)
     with pytest.raises(PluginLoadError, match=re.escape(problem)):
         create_app(base_config(sqlite_url, redis_server.url, HUB_PLUGINS=[TINY]))
+
+
+PARTNER = "tests.plugins.partner_example"
+
+
+@pytest.mark.parametrize("plugin_path, endpoint, level", [
+    (TINY, "tiny_example.index", "partner"),  # a page of the hub is not a partner endpoint
+    (PARTNER, "partner_example_partner.send", "public"),  # a partner endpoint is one
+])
+def test_partner_is_the_level_of_partner_endpoints_and_of_nothing_else(redis_server, sqlite_url, monkeypatch,
+                                                                        plugin_path, endpoint, level):
+    plugin = importlib.import_module(plugin_path).plugin
+    monkeypatch.setattr(type(plugin), "access", {**plugin.access, endpoint: level})
+    with pytest.raises(PluginLoadError, match=re.escape(f"unknown level ['{endpoint}']")):
+        create_app(base_config(sqlite_url, redis_server.url, HUB_PLUGINS=[plugin_path]))
+
+
+def test_partner_endpoints_need_a_provider_whose_keys_authenticate_them(redis_server, sqlite_url, monkeypatch):
+    plugin = importlib.import_module(PARTNER).plugin
+    monkeypatch.setattr(type(plugin), "providers", plugin.providers[1:])  # the pasted key only
+    with pytest.raises(PluginLoadError, match="needs a PartnerKeyProvider"):
+        create_app(base_config(sqlite_url, redis_server.url, HUB_PLUGINS=[PARTNER]))

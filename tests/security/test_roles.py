@@ -34,7 +34,8 @@ HUB_ACCESS = {
     "assessments_api.get_test": "member",
     # Admins and super admins only.
     "connections.connect": "admin", "connections.callback": "admin", "connections.revoke": "admin",
-    "connections.confirm_revoke": "admin",
+    "connections.confirm_revoke": "admin", "connections.rotate": "admin",
+    "connections.revoke_partner_key": "admin",
     "webhooks.retry_failed": "admin", "mail.outbox": "admin", "mail.outbox_html": "admin", "work.index": "admin", "work.retry": "admin",
     "assessments.revoke_report_link": "admin", "assessments.new_report_link": "admin",
     "assessments.regrade": "admin", "settings.emails": "admin",
@@ -63,6 +64,7 @@ def url_for_rule(rule, org: Org) -> str:
               "queue_name": "webhooks", "registry_name": "failed", "per_page": 10, "order": "asc",
               "page": 1, "filename": "hub.css",
               "kind_name": "hub.inbox.process_delivery", "row_id": org.delivery_id, "token_id": org.token_id,
+              "key_id": 1,
               "invitation_id": org.invitation_id, "email_id": org.email_id, **org.plugin_rows}
     if rule.endpoint == "assessments.report":
         values["token"] = org.report_token
