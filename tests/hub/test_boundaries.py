@@ -96,8 +96,7 @@ def test_the_job_module_stands_below_the_inbox_and_intake():
 @pytest.mark.parametrize("path", [p for p in files("tests/hub", ".py") if p.name != "test_boundaries.py"],
                          ids=lambda p: str(p.relative_to(ROOT)))
 def test_the_hubs_own_tests_lean_on_no_shipped_plugin(path):
-    """The hub's tests run with the plugins of ``HUB_TEST_PLUGINS`` (the tests' tiny one by
-    default): they import no shipped plugin or provider sandbox and name no provider."""
+    """The hub's tests run with the tests' two example plugins (and those of ``HUB_TEST_PLUGINS``): they import no shipped plugin or provider sandbox and name no provider."""
     bad = [name for name in imports(path) if name.split(".")[0] == "plugins"
            or (name.startswith("sandboxes.") and name.split(".")[1] in provider_names())]
     assert bad == [], f"{path.name} imports a shipped plugin or a provider's sandbox: {bad}"

@@ -16,14 +16,13 @@ from tests.hub.assessments.conftest import make_test
 from tests.hub.conftest import hub_test_plugins
 from tests.plugins.partner_example.work import Push, push
 
-PARTNER = "tests.plugins.partner_example"
 PAGE = "/settings/integrations"
 BASE = "/partners/partner_example"
 
 
 @pytest.fixture
 def app_config():
-    return {"HUB_PLUGINS": [*hub_test_plugins(), PARTNER], "HUB_PARTNER_CALLS_PER_MINUTE": 1000}
+    return {"HUB_PLUGINS": hub_test_plugins(), "HUB_PARTNER_CALLS_PER_MINUTE": 1000}
 
 
 def basic(key: str) -> dict:
