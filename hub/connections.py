@@ -21,7 +21,7 @@ from .extensions import db, get_redis
 from .jobs import job, safe_job_id
 from .models import AuditEvent, Connection, audit, new_uuid, utcnow
 from .plugin import ConnectionUnusable, OAuth2Provider, PeriodicJob, Plugin, Provider
-from .registry import get_plugin
+from .registry import all_plugins, get_plugin
 
 log = logging.getLogger("hub.connections")
 
@@ -309,18 +309,27 @@ def mark_revoked(connection_id: str, reason: str) -> None:
 
 @job("sync", retry=False)
 def refresh_idle_connections() -> dict:
-    """Periodic: refresh usable connections whose tokens were not refreshed for their provider's
-    ``refresh_idle_after`` (refresh tokens may lapse when unused; a used connection refreshes
-    whenever its access token expires)."""
+    """Periodic (hourly): refresh usable connections whose tokens were not refreshed for their
+    provider's ``refresh_idle_after`` (refresh tokens may lapse when unused; a used connection
+    refreshes whenever its access token expires).
+
+    Hourly, so a provider whose refresh tokens lapse after a day unused (a ``refresh_idle_after``
+    of a few hours) is refreshed well before; only OAuth connections idle for the shortest such
+    delay are read, so the cost follows the connections due, not every connection there is.
+    """
     now = utcnow()
-    rows = db.session.execute(db.select(
-        Connection.id, Connection.plugin_key, Connection.provider,
-        sa.func.coalesce(Connection.last_refresh_at, Connection.connected_at, Connection.created_at),
-    ).where(Connection.usable)).all()
+    delays = {(key, p.name): p.refresh_idle_after for key, plugin in all_plugins().items()
+              for p in plugin.providers if getattr(p, "refresh_idle_after", None) is not None}
     counts = {"refreshed": 0, "revoked": 0, "failed": 0}
+    if not delays:
+        return counts
+    last_refresh = sa.func.coalesce(Connection.last_refresh_at, Connection.connected_at, Connection.created_at)
+    rows = db.session.execute(db.select(
+        Connection.id, Connection.plugin_key, Connection.provider, last_refresh,
+    ).where(Connection.usable, last_refresh < now - min(delays.values()),
+            Connection.plugin_key.in_({key for key, _ in delays}))).all()
     for connection_id, plugin_key, provider_name, last in rows:
-        provider = _provider_of(plugin_key, provider_name)
-        idle_after = getattr(provider, "refresh_idle_after", None)
+        idle_after = delays.get((plugin_key, provider_name))
         if idle_after is None or last >= now - idle_after:
             continue  # not an OAuth provider with refresh tokens, or refreshed recently
         try:
@@ -384,7 +393,7 @@ def remind_renewals() -> dict:
 
 
 #: For the hub's scheduler (another module runs these).
-HUB_PERIODIC_JOBS = [PeriodicJob(refresh_idle_connections, timedelta(days=1)),
+HUB_PERIODIC_JOBS = [PeriodicJob(refresh_idle_connections, timedelta(hours=1)),
                      PeriodicJob(remind_renewals, timedelta(days=1))]
 
 

@@ -100,8 +100,9 @@ class OAuth2Provider(Provider):
     #: How the client authenticates at the token endpoint.
     token_endpoint_auth_method: str = "client_secret_post"
     #: Refresh tokens unused for longer than this may lapse at the provider: connections whose
-    #: tokens were not refreshed for this long are refreshed by the daily idle check. Keep it
-    #: well under the provider's idle limit (a 24-hour refresh token wants a few hours here).
+    #: tokens were not refreshed for this long are refreshed by the hourly idle check. Keep it
+    #: well under the provider's idle limit (a refresh token that lapses after 24 hours unused
+    #: wants a few hours here; ``None``: tokens never lapse unused).
     refresh_idle_after: timedelta | None = timedelta(days=30)
     #: How long a refresh token lives at most (``None``: unknown or unlimited); the card warns
     #: ahead of it.

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import pathlib
 import re
 from dataclasses import dataclass, field
@@ -12,11 +13,12 @@ import pytest
 
 from hub.assessments import services
 from hub.auth import create_user
+from hub.config import plugin_paths
 from hub.extensions import db
 from hub.inbox import WebhookDelivery
 from hub.models import ApiToken, User
 from hub.registry import all_plugins
-from tests.conftest import csrf_token, sign_in
+from tests.conftest import _make_app, csrf_token, sign_in
 from tests.hub.assessments.conftest import SAMPLE
 from tests.workers import make_connection
 
@@ -24,6 +26,25 @@ CLIENT_ID, CLIENT_SECRET = "wecp-hub-test", "test-client-secret"
 CALLBACK_PATH = "/integrations/wecp_lever/connect/callback"
 PAGE = "/settings/integrations"
 LEVER_FIXTURES = pathlib.Path(__file__).parents[1] / "plugins" / "wecp_lever" / "fixtures" / "lever"
+
+
+#: A plugin of the other shape (the ATS calls WeCP), loaded beside whatever HUB_PLUGINS names: the
+#: suite holds every plugin it loads to the same rules, with no test naming it.
+PARTNER_EXAMPLE = "tests.plugins.partner_example"
+
+
+def security_plugins() -> list[str]:
+    """The plugins the suite loads: those of HUB_PLUGINS (as the hub reads it) and the partner example."""
+    return list(dict.fromkeys([*plugin_paths(os.environ.get("HUB_PLUGINS", "")), PARTNER_EXAMPLE]))
+
+
+@pytest.fixture
+def app(database_url, redis_server, app_config):
+    """The hub with the suite's plugins, on each database."""
+    app = _make_app(database_url, redis_server, {"HUB_PLUGINS": security_plugins(), **app_config})
+    with app.app_context():
+        yield app
+        db.session.remove()
 
 
 def lever_fixture(event: str) -> dict:

@@ -224,3 +224,46 @@ def test_a_report_link_opens_only_its_own_report(org_a, org_b, browser):
     assert reader.get(f"/r/{org_a.invitation_token}").status_code == 404
     assert reader.get(f"/r/{org_a.report_token[:-1]}x").status_code == 404
     assert reader.get(f"/results/{org_a.result_id}").status_code == 302
+
+
+def partner_routes(app) -> dict:
+    """Every route declared ``partner``, by its plugin: the endpoints the provider calls."""
+    routes: dict = {}
+    for rule in app.url_map.iter_rules():
+        if access_of(rule.endpoint) == "partner":
+            plugin = next(p for p in all_plugins().values() if rule.endpoint in p.access)
+            routes.setdefault(plugin, []).append(rule)
+    return routes
+
+
+def test_partner_routes_answer_only_the_key_of_a_connection(app, org_a, browser):
+    """Every partner route, whatever its plugin: refused (401, JSON, no cookie) without a key, with
+    a signed-in admin's session, with an API token, or with the key in the wrong scheme; served to
+    the organization's own key."""
+    import base64
+
+    routes = partner_routes(app)
+    assert routes, "the suite loads a plugin of the partner shape"
+    admin = browser(org_a.admin)
+    bearer = {"Authorization": f"Bearer {api_token(org_a.admin)}"}
+    checked = 0
+    for plugin, rules in routes.items():
+        key = org_a.plugin_rows.get(f"partner_key:{plugin.key}")
+        assert key, f"tests/plugins/{plugin.key}/security.py: seed() returns 'partner_key:{plugin.key}'"
+        provider = next(p for p in plugin.providers if p.auth_mode == "partner_key")
+        good = ({"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
+                if provider.scheme == "basic" else {"Authorization": f"Bearer {key}"})
+        wrong_scheme = {"Authorization": f"Bearer {key}"} if provider.scheme == "basic" else \
+            {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
+        for rule in rules:
+            url = url_for_rule(rule, org_a)
+            for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+                for caller, headers in ((app.test_client(), {}), (admin, {}), (app.test_client(), bearer),
+                                        (app.test_client(), wrong_scheme)):
+                    answer = caller.open(url, method=method, headers=headers, json={})
+                    assert answer.status_code == 401 and answer.is_json, (rule.endpoint, method, headers.keys())
+                    assert "Set-Cookie" not in answer.headers
+                served = app.test_client().open(url, method=method, headers=good, json={})
+                assert served.status_code != 401 and served.is_json, (rule.endpoint, method, served.status_code)
+                checked += 1
+    assert checked >= 3

@@ -134,3 +134,40 @@ def test_a_guessed_webhook_endpoint_finds_nothing(app, org_a, client, endpoint):
 def test_webhook_endpoint_ids_are_unguessable(app, org_a, org_b):
     ids = [db.session.get(Connection, c).endpoint_id for c in (org_a.connection_id, org_b.connection_id)]
     assert all(len(i) >= 32 for i in ids) and ids[0] != ids[1]
+
+
+def _key_headers(plugin, key: str) -> dict:
+    import base64
+
+    provider = next(p for p in plugin.providers if p.auth_mode == "partner_key")
+    if provider.scheme == "basic":
+        return {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_a_partner_key_never_reaches_another_organizations_data(app, org_a, org_b):
+    """Org B's key, on every partner route without an id (lists) and on each call naming Org A's
+    rows (``partner_calls`` of the plugin's security module): nothing of Org A, and 404 for its rows."""
+    from hub.registry import all_plugins
+    from tests.security.test_roles import partner_routes
+
+    client = app.test_client()
+    lists = calls_naming = 0
+    for plugin, rules in partner_routes(app).items():
+        theirs = _key_headers(plugin, org_b.plugin_rows[f"partner_key:{plugin.key}"])
+        for rule in rules:
+            if rule.arguments or "GET" not in rule.methods:
+                continue
+            body = client.get(rule.rule, headers=theirs).get_data(as_text=True)
+            assert org_a.marker not in body, rule.endpoint
+            lists += org_b.marker in body  # the list shows B's own rows: it looked at real data
+    for module in plugin_security_modules():
+        for method, path in getattr(module, "partner_calls", lambda org: [])(org_a):
+            plugin = all_plugins()[path.split("/")[2]]
+            mine = _key_headers(plugin, org_a.plugin_rows[f"partner_key:{plugin.key}"])
+            theirs = _key_headers(plugin, org_b.plugin_rows[f"partner_key:{plugin.key}"])
+            assert client.open(path, method=method, headers=mine).status_code == 200, path
+            other = client.open(path, method=method, headers=theirs)
+            assert other.status_code == 404 and org_a.marker not in other.get_data(as_text=True), path
+            calls_naming += 1
+    assert lists >= 1 and calls_naming >= 1
