@@ -272,6 +272,18 @@ class CardAlert:
     link_label: str = ""
 
 
+@dataclass(frozen=True)
+class ActivityContext:
+    """What only the plugin knows of a candidate on the activity log (``Plugin.activity_context``)."""
+
+    #: The job they were invited from, in the ATS's words ("Backend Engineer").
+    job: str = ""
+    #: The stage that invited them.
+    stage: str = ""
+    #: Their profile in the ATS (opened from their name).
+    profile_url: str | None = None
+
+
 class Plugin:
     """Base class of every integration. One instance per integration, found through config.
 
@@ -320,6 +332,11 @@ class Plugin:
     #: Lines shown on the card once connected (reminders for the admin), until ``hints`` says
     #: they are no longer needed.
     connected_hints: tuple[str, ...] = ()
+    #: Words for the plugin's kinds of activity line (``hub.activity.record``), beside or instead
+    #: of the hub's (``{"webhook": "Stage change"}``).
+    activity_kinds: dict[str, str] = {}
+    #: What the ATS calls a job, for the activity log's filter and column ("Posting").
+    activity_job_label: str = "Job"
     #: The job run after a connection is made (``f(connection_id)``), or ``None``.
     on_connect_job: Callable | None = None
 
@@ -349,6 +366,19 @@ class Plugin:
         """What in ``config`` would make this plugin fail (or fail silently) in production, each
         naming the setting to fix. Any problem stops the hub from starting there."""
         return []
+
+    def activity_context(self, organization_id: int, subject_refs: set) -> dict:
+        """For the activity log: an :class:`ActivityContext` by candidate reference, for those the
+        plugin knows (one query or two for all of them, no call to the ATS)."""
+        return {}
+
+    def activity_jobs(self, organization_id: int) -> list[tuple[str, str]]:
+        """The activity log's job filter: (job reference, title) of the organization's jobs."""
+        return []
+
+    def activity_job_subjects(self, organization_id: int, job_ref: str):
+        """The candidate references of one job of ``activity_jobs`` (a select of one column)."""
+        raise NotImplementedError
 
     def partner_error(self, status: int, message: str) -> dict:
         """The JSON body of an error answered on a partner endpoint, in the provider's shape

@@ -3,7 +3,18 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import Blueprint, current_app, flash, g, make_response, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 
 from .auth import OPERATOR_HOME, admin_required, login_required
 from .connect import authorize_origins
@@ -24,7 +35,9 @@ def integration_cards(org_id: int) -> list[dict]:
     cards = []
     for plugin in all_plugins().values():
         index = f"{plugin.key}.index"
-        page = url_for(index) if index in current_app.view_functions else None
+        # A plugin without a page of its own has its activity log shown by the hub.
+        page = url_for(index) if index in current_app.view_functions else \
+            url_for("settings.activity", plugin_key=plugin.key)
         slots = [_slot(plugin, provider, connections.get((plugin.key, provider.name)))
                  for provider in plugin.providers]
         first = slots[0] if slots else {"provider": None, "connection": None, "status": Connection.NOT_CONNECTED,
@@ -260,6 +273,21 @@ def emails():
             return redirect(url_for(".emails"))
     return render_template("hub/email_settings.html", organization=organization, error=error,
                            form=request.form if error else None), 400 if error else 200
+
+
+@bp.route("/settings/integrations/<plugin_key>/activity")
+@login_required
+def activity(plugin_key):
+    """An integration's activity log, for one that has no page of its own to show it on."""
+    from . import activity as activity_log
+    from .registry import get_plugin
+
+    try:
+        plugin = get_plugin(plugin_key)
+    except KeyError:
+        abort(404)
+    return render_template("hub/activity.html", plugin=plugin,
+                           activity=activity_log.page(g.user.organization_id, plugin, request.args))
 
 
 @bp.route("/settings/integrations")

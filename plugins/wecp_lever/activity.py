@@ -1,110 +1,28 @@
-"""The Lever activity log as a recruiter reads it: names, posting and stage, plain words, links.
+"""What the hub's activity log (``hub.activity``) asks of Lever: each candidate's posting and
+stage and their Lever profile, the postings to filter by and the candidates of one, and the
+words for Lever's writes on Settings › Work needing attention.
 
-Activity lines are written as things happen (``models.record``); this module only reads them:
-it fills in what a line does not carry itself (the candidate's name from another line of the
-same opportunity, the posting and stage from the move that invited them, the Lever profile and
-the report), applies the page's filters and counts the organization's open and failed work.
+Lines are written as things happen (``models.record``, into the hub's log); this module only
+reads Lever's own tables.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-
 from flask import current_app
 
-from hub.assessments import services as assessments
+from hub.activity import subject_names
 from hub.extensions import db
+from hub.plugin import ActivityContext
 
-from .lever import LEVER_ID
-from .models import Activity, PostingLink, StageChange
-
-#: What each kind of line is about, in a recruiter's words.
-KIND_LABELS = {
-    "webhook": "Stage change", "invitation": "Invitation", "email": "Email", "start": "Test started",
-    "completion": "Test completed",
-    "note": "Result note", "tag": "Tags", "move": "Stage move", "setup": "Setup",
-}
-#: How it went, in a recruiter's words.
-STATUS_LABELS = {"ok": "Done", "skipped": "Skipped", "failed": "Failed", "paused": "Paused",
-                 "missed": "No webhook", "expired": "Expired",
-                 "cancelled": "Withdrawn"}
-#: Lines per page.
-LIMIT = 200
+from .models import PostingLink, StageChange
 
 
-@dataclass
-class Filters:
-    status: str = ""
-    posting: str = ""
-    since: datetime | None = None
-    until: datetime | None = None
-
-    @classmethod
-    def from_args(cls, args) -> Filters:
-        """The page's query string; anything not understood is ignored (the filter is off)."""
-        status, posting = args.get("status", ""), args.get("posting", "")
-        return cls(status=status if status in STATUS_LABELS else "",
-                   posting=posting if LEVER_ID.fullmatch(posting) else "", since=_day(args.get("since")),
-                   until=_day(args.get("until")))
-
-    @property
-    def active(self) -> bool:
-        return bool(self.status or self.posting or self.since or self.until)
-
-
-def _day(text) -> datetime | None:
-    try:
-        return datetime.strptime((text or "")[:10], "%Y-%m-%d")
-    except ValueError:
-        return None
-
-
-def lines(org_id: int, filters: Filters) -> list[dict]:
-    """The newest lines matching ``filters``, each with what the page shows."""
-    query = db.select(Activity).where(Activity.organization_id == org_id)
-    if filters.status:
-        query = query.where(Activity.status == filters.status)
-    if filters.since:
-        query = query.where(Activity.created_at >= filters.since)
-    if filters.until and filters.until.date() < datetime.max.date():  # 9999-12-31: no end (#39, 7)
-        query = query.where(Activity.created_at < filters.until + timedelta(days=1))
-    if filters.posting:
-        # A posting's lines: those of the candidates moved into a stage linked for that posting.
-        query = query.where(Activity.opportunity_id.in_(moved_from(org_id, filters.posting)))
-    rows = db.session.scalars(query.order_by(Activity.id.desc()).limit(LIMIT)).all()
-    opportunities = {r.opportunity_id for r in rows if r.opportunity_id}
-    names = candidate_names(org_id, opportunities, rows)
-    where = _postings_and_stages(org_id, opportunities)
+def context(org_id: int, opportunities: set) -> dict:
+    """The posting and stage each opportunity was invited from, and its Lever profile."""
     app_url = current_app.config.get("LEVER_APP_URL", "").rstrip("/")
-    emails = {r.invitation_id: assessments.get_invitation(r.invitation_id) for r in rows
-              if r.kind == "invitation" and r.invitation_id}
-    shown = []
-    for row in rows:
-        posting, stage = where.get(row.opportunity_id, ("", ""))
-        invitation = emails.get(row.invitation_id) if row.kind == "invitation" else None
-        shown.append({
-            "row": row, "when": row.created_at,
-            "candidate": names.get(row.opportunity_id) or row.candidate_name or "Unknown candidate",
-            "posting": posting, "stage": stage,
-            "what": KIND_LABELS.get(row.kind, row.kind.capitalize()),
-            "status": STATUS_LABELS.get(row.status, row.status.capitalize()),
-            "profile_url": f"{app_url}/candidates/{row.opportunity_id}" if app_url and row.opportunity_id else None,
-            "report_url": _report(row.result_id),
-            "email": invitation,
-        })
-    return shown
-
-
-def candidate_names(org_id: int, opportunities: set, rows=()) -> dict:
-    """A name for every opportunity: lines about notes and tags carry none of their own."""
-    names = {r.opportunity_id: r.candidate_name for r in rows if r.opportunity_id and r.candidate_name}
-    missing = opportunities - set(names)
-    if missing:
-        names.update(db.session.execute(
-            db.select(Activity.opportunity_id, db.func.max(Activity.candidate_name)).where(
-                Activity.organization_id == org_id, Activity.opportunity_id.in_(missing),
-                Activity.candidate_name.is_not(None)).group_by(Activity.opportunity_id)).all())
-    return names
+    where = _postings_and_stages(org_id, opportunities)
+    return {opp: ActivityContext(job=where.get(opp, ("", ""))[0], stage=where.get(opp, ("", ""))[1],
+                                 profile_url=f"{app_url}/candidates/{opp}" if app_url else None)
+            for opp in opportunities}
 
 
 def moved_from(org_id: int, posting_id: str):
@@ -149,15 +67,6 @@ def _postings_and_stages(org_id: int, opportunities: set) -> dict:
     return found
 
 
-def _report(result_id) -> str | None:
-    if not result_id:
-        return None
-    try:
-        return assessments.report_url(result_id)
-    except (LookupError, assessments.ReportLinkRevoked):  # revoked by an admin, or deleted since
-        return None
-
-
 def postings(org_id: int) -> list[tuple[str, str]]:
     """(posting id, title) for the filter: the organization's linked postings, and those its
     candidates were invited from that are linked no more."""
@@ -178,7 +87,7 @@ def work_subjects(rows: list) -> dict:
         return {}
     org_id = rows[0].organization_id
     opportunities = {row.opportunity_id for row in rows if row.opportunity_id}
-    names = candidate_names(org_id, opportunities)
+    names = subject_names(org_id, "wecp_lever", opportunities)
     where = _postings_and_stages(org_id, opportunities)
     app_url = current_app.config.get("LEVER_APP_URL", "").rstrip("/")
     subjects = {}

@@ -15,6 +15,7 @@ from flask import current_app
 from marshmallow import ValidationError
 from redis.exceptions import LockError
 
+from hub.activity import ActivityLine
 from hub.assessments import services as assessments
 from hub.extensions import db, get_redis
 from hub.inbox import WebhookDelivery
@@ -27,7 +28,7 @@ from hub.settings import get_setting
 
 from . import activity, cache
 from .lever import LEVER_ID, LeverClient, NotFound, admission, plan_calls
-from .models import Activity, Note, PostingLink, ReconcileCursor, StageChange, StageMove, Tag, record
+from .models import Note, PostingLink, ReconcileCursor, StageChange, StageMove, Tag, record
 from .schemas import ArchiveChangeDataSchema, StageChangeDataSchema
 from .webhooks import SUPPORTED_EVENTS
 
@@ -799,13 +800,13 @@ def missed_stage_changes(connection: Connection) -> tuple[int, object]:
     (how many, when the last was found). (0, None) once a delivery arrived after them."""
     last_delivery = db.session.scalar(db.select(db.func.max(WebhookDelivery.received_at))
                                       .where(WebhookDelivery.connection_id == connection.id))
-    query = db.select(db.func.count(Activity.id), db.func.max(Activity.created_at)).where(
-        Activity.organization_id == connection.organization_id, Activity.kind == "webhook",
-        Activity.status == "missed")
+    query = db.select(db.func.count(ActivityLine.id), db.func.max(ActivityLine.created_at)).where(
+        ActivityLine.organization_id == connection.organization_id, ActivityLine.plugin_key == "wecp_lever",
+        ActivityLine.kind == "webhook", ActivityLine.status == "missed")
     if connection.connected_at is not None:  # a reconnect starts afresh
-        query = query.where(Activity.created_at >= connection.connected_at)
+        query = query.where(ActivityLine.created_at >= connection.connected_at)
     if last_delivery is not None:
-        query = query.where(Activity.created_at > last_delivery)
+        query = query.where(ActivityLine.created_at > last_delivery)
     count, last = db.session.execute(query).one()
     return int(count or 0), last
 

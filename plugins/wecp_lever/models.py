@@ -1,4 +1,4 @@
-"""The wecp_lever_* tables: posting links, stage changes acted on, Lever writes, activity.
+"""The wecp_lever_* tables: posting links, stage changes acted on, Lever writes.
 
 Notes, tags and stage moves are durable work (``hub.outbox``): each row is written with the work
 that asks for it and done exactly once by its job in ``flow``.
@@ -10,6 +10,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from hub import activity as activity_log
 from hub.crypto import EncryptedField
 from hub.extensions import db
 from hub.models import User, new_uuid, utcnow
@@ -179,30 +180,9 @@ class ReconcileCursor(db.Model):
     ran_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class Activity(db.Model):
-    """One line of the plugin's activity log, per candidate: what happened and why."""
-
-    __tablename__ = "wecp_lever_activity"
-
-    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
-    organization_id: Mapped[int] = mapped_column(sa.ForeignKey("organization.id"), index=True)
-    opportunity_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
-    candidate_name: Mapped[str | None] = mapped_column(sa.String(300))
-    #: webhook, invitation, email, completion, note, tag, setup
-    kind: Mapped[str] = mapped_column(sa.String(20))
-    #: ok, skipped, failed, paused
-    status: Mapped[str] = mapped_column(sa.String(20))
-    message: Mapped[str] = mapped_column(sa.Text, default="")
-    delivery_id: Mapped[int | None] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"))
-    invitation_id: Mapped[str | None] = mapped_column(sa.String(36))
-    result_id: Mapped[str | None] = mapped_column(sa.String(36))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
-
-
 def record(kind: str, status: str, message: str, *, organization_id: int, opportunity_id=None,
-           candidate_name=None, **refs) -> Activity:
-    """Add an activity line to the session (committed with the caller's transaction)."""
-    row = Activity(kind=kind, status=status, message=message, organization_id=organization_id,
-                   opportunity_id=opportunity_id, candidate_name=candidate_name, **refs)
-    db.session.add(row)
-    return row
+           candidate_name=None, **refs):
+    """Add a line to the hub's activity log (committed with the caller's transaction), about an
+    opportunity: Lever's reference of the candidate."""
+    return activity_log.record("wecp_lever", kind, status, message, organization_id=organization_id,
+                               subject_ref=opportunity_id, subject_name=candidate_name, **refs)

@@ -7,7 +7,7 @@ from datetime import timedelta
 from hub.config import endpoint_problem
 from hub.plugin import CardAlert, OAuth2Provider, PeriodicJob, Plugin, Setting, SetupStep
 
-from . import flow, jobs
+from . import activity, flow, jobs
 from .webhooks import LeverWebhookSource
 
 # docs/providers/lever.md#oauth: hosts of production and of Lever's own sandbox.
@@ -124,6 +124,8 @@ class WecpLeverPlugin(Plugin):
     #: Creates the candidateStageChange and candidateArchiveChange webhooks and stores their
     #: signature tokens.
     on_connect_job = jobs.register_webhook
+    activity_kinds = {"webhook": "Stage change"}
+    activity_job_label = "Posting"
     #: The Lever writes, each exactly once (durable work), and the webhook's set-up.
     jobs = (jobs.register_webhook, flow.post_note, flow.tag_opportunity, flow.advance_candidate)
     periodic_jobs = (
@@ -146,6 +148,15 @@ class WecpLeverPlugin(Plugin):
         "wecp_lever_api.stages": "member",
     }
     test_page_panels = ("wecp_lever/_test_panel.html",)
+
+    def activity_context(self, organization_id: int, subject_refs: set) -> dict:
+        return activity.context(organization_id, subject_refs)
+
+    def activity_jobs(self, organization_id: int) -> list[tuple[str, str]]:
+        return activity.postings(organization_id)
+
+    def activity_job_subjects(self, organization_id: int, job_ref: str):
+        return activity.moved_from(organization_id, job_ref)
 
     def hints(self, connection) -> list[str]:
         """Each switch's reminder until an event of that kind has arrived from Lever."""

@@ -1,15 +1,16 @@
 """Pages of the Lever integration: link a test to a posting, the activity log, its settings."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
+from hub import activity as activity_log
 from hub.assessments import services as assessments
 from hub.auth import admin_required, get_scoped_or_404, login_required
 from hub.connections import TokenRefreshError
 from hub.extensions import db
 from hub.mail import OutboundEmail, delivery_problems, send_email
 from hub.models import audit
-from hub.outbox import FAILED, OPEN, PAUSED, PENDING, RUNNING, retry_failed, work_counts
+from hub.outbox import FAILED, OPEN, PAUSED, PENDING, RUNNING, retry_failed
 from hub.plugin import ConnectionUnusable
 from hub.registry import get_plugin
 from hub.settings import get_setting, set_setting
@@ -26,8 +27,6 @@ bp = Blueprint("wecp_lever", __name__, template_folder="templates", static_folde
 @login_required
 def index():
     org_id = g.user.organization_id
-    filters = activity.Filters.from_args(request.args)
-    rows = activity.lines(org_id, filters)
     notes = db.session.scalars(db.select(Note).filter(
         Note.organization_id == org_id, Note.status.in_((FAILED, *OPEN)))
         .order_by(Note.id.desc()).limit(50)).all()
@@ -45,14 +44,12 @@ def index():
         # in Lever): every pass would be refused by Lever, so the page says so.
         stage_problem = (f"The stage saved for candidates who pass (“{saved_stage}”) is not one of Lever's "
                          f"stages, so nobody is moved. Pick a stage below, or “Never”.")
-    return render_template("wecp_lever/index.html", activity=rows, open_notes=notes, open_tags=tags,
-                           settings=plugin.settings, values=values, filters=filters,
-                           postings=activity.postings(org_id), statuses=activity.STATUS_LABELS,
-                           health=work_counts(org_id),
-                           names=activity.candidate_names(org_id, {r.opportunity_id for r in (*notes, *tags)}),
+    return render_template("wecp_lever/index.html", activity=activity_log.page(org_id, plugin, request.args),
+                           open_notes=notes, open_tags=tags, settings=plugin.settings, values=values,
+                           names=activity_log.subject_names(org_id, plugin.key,
+                                                            {r.opportunity_id for r in (*notes, *tags)}),
                            failed_emails=delivery_problems(org_id), stage_options=stage_options,
-                           stage_problem=stage_problem, pass_stage_key=PASS_STAGE,
-                           resend_limits=assessments.resend_limits(current_app.config))
+                           stage_problem=stage_problem, pass_stage_key=PASS_STAGE)
 
 
 #: The setting whose value is one of Lever's stages, picked from Lever's list.

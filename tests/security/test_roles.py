@@ -24,7 +24,7 @@ HUB_ACCESS = {
     "candidate.show": "token", "candidate.start": "token", "candidate.submit": "token",
     "candidate.done": "token", "assessments.report": "token", "webhooks.receive": "token",
     # Any signed-in user of the organization.
-    "settings.home": "member", "settings.index": "member",
+    "settings.home": "member", "settings.index": "member", "settings.activity": "member",
     "auth.account": "member", "auth.sign_out_everywhere": "member", "auth.change_own_password": "member",
     "auth.create_token": "member", "auth.revoke_token": "member",
     "api.me": "member", "api.integrations": "member",

@@ -9,8 +9,9 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
+from hub.activity import record
 from hub.extensions import db, get_redis
-from hub.models import utcnow
+from hub.models import Connection, utcnow
 from hub.outbox import DurableWork, durable
 from hub.outcomes import Done
 
@@ -31,4 +32,8 @@ def push(row: Push):
     r = get_redis()
     if r.set(f"partner:push:effect:{row.id}", row.attempts, nx=True):
         r.incr("partner:push:effects")
+    # The recruiter's line, in the job's transaction: written exactly when the push is done.
+    connection = db.session.get(Connection, row.connection_id)
+    record("partner_example", "invitation", "ok", f"Sent as the Partner ATS asked ({row.ref}).",
+           organization_id=connection.organization_id, subject_ref=row.ref)
     return Done(what=f"pushed {row.ref}")

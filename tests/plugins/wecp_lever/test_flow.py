@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hub.activity import ActivityLine
 from hub.assessments.models import Invitation, Result
 from hub.assessments.services import (
     complete_invitation,
@@ -24,7 +25,7 @@ from hub.mail import OutboundEmail
 from plugins.wecp_lever.flow import post_note, reconcile_postings
 from plugins.wecp_lever.lever import LEVER_ID as LEVER_ID_SHAPE
 from plugins.wecp_lever.lever import LeverError
-from plugins.wecp_lever.models import Activity, Note, PostingLink
+from plugins.wecp_lever.models import Note, PostingLink
 from tests.conftest import csrf_token
 from tests.plugins.wecp_lever.conftest import (
     ACCOUNT,
@@ -354,8 +355,8 @@ def test_moves_found_only_by_reconciliation_warn_until_lever_sends_again(connect
     opp = new_candidate(sandbox)
     sandbox.admin.move(ACCOUNT, [opp], ASSESSMENT)  # the toggle is off: no delivery
     assert reconcile_postings(conn.id)["invited"] == 1
-    [line] = db.session.scalars(db.select(Activity).filter_by(kind="webhook", status="missed")).all()
-    assert line.opportunity_id == opp and "Candidate Stage Change" in line.message
+    [line] = db.session.scalars(db.select(ActivityLine).filter_by(kind="webhook", status="missed")).all()
+    assert line.subject_ref == opp and "Candidate Stage Change" in line.message
     [alert] = lever_alerts(client)
     assert "Lever is not sending stage changes" in alert["message"] and "a move" in alert["message"]
     assert "Candidate Stage Change" in alert["next_step"]
@@ -377,7 +378,7 @@ def test_a_move_reconciliation_acts_on_while_lever_sends_webhooks_is_not_reporte
     other = new_candidate(sandbox, email="grace@example.com", name="Grace Hopper")
     move(sandbox, client, conn, other, stage=SCREEN)  # Lever sends: this move's own is on its way
     assert reconcile_postings(conn.id)["invited"] == 1
-    assert db.session.scalars(db.select(Activity).filter_by(status="missed")).all() == []
+    assert db.session.scalars(db.select(ActivityLine).filter_by(status="missed")).all() == []
     assert lever_alerts(client) == []
 
 
@@ -514,8 +515,8 @@ def test_one_test_linked_to_two_postings_shows_each_candidate_s_own_posting(conn
     assert ("Ada Backend", "Backend Engineer · Assessment") in shown
     assert ("Grace Frontend", "Frontend Engineer · Assessment") in shown
     assert not any(name == "Ada Backend" and "Frontend" in where for name, where in shown)
-    assert {name for name, _ in rows(f"posting={BACKEND}")} == {"Ada Backend"}
-    assert {name for name, _ in rows(f"posting={FRONTEND}")} == {"Grace Frontend"}
+    assert {name for name, _ in rows(f"job={BACKEND}")} == {"Ada Backend"}
+    assert {name for name, _ in rows(f"job={FRONTEND}")} == {"Grace Frontend"}
 
     ids = dict(db.session.execute(db.select(PostingLink.posting_id, PostingLink.id)).all())
     preview = client.get(f"/integrations/wecp_lever/links/{ids[FRONTEND]}/unlink").get_data(as_text=True)
@@ -525,7 +526,7 @@ def test_one_test_linked_to_two_postings_shows_each_candidate_s_own_posting(conn
     shown = set(rows())
     assert ("Grace Frontend", "Frontend Engineer · Assessment") in shown  # unlinked, still its posting
     assert not any(name == "Grace Frontend" and "Backend" in where for name, where in shown)
-    assert {name for name, _ in rows(f"posting={FRONTEND}")} == {"Grace Frontend"}  # still filterable
+    assert {name for name, _ in rows(f"job={FRONTEND}")} == {"Grace Frontend"}  # still filterable
     page = client.get("/integrations/wecp_lever/").get_data(as_text=True)
     assert f'<option value="{FRONTEND}"' in page
 
@@ -800,7 +801,7 @@ def test_a_signed_delivery_with_an_id_not_of_lever_s_shape_is_refused_and_calls_
     row = db.session.scalar(db.select(WebhookDelivery).order_by(WebhookDelivery.id.desc()).limit(1))
     db.session.refresh(row)
     assert (row.status, row.outcome) == ("skipped", "skipped") and row.summary.startswith("refused: ")
-    logged = db.session.scalar(db.select(Activity).filter_by(delivery_id=row.id))
+    logged = db.session.scalar(db.select(ActivityLine).filter_by(delivery_id=row.id))
     assert logged is not None and logged.message == row.summary  # visible in the activity log
     assert [r["path"] for r in sandbox.admin.requests_log() if r["seq"] > since] == []
 
@@ -868,11 +869,14 @@ def test_the_activity_log_reads_as_a_recruiter_reads_it(connected, sandbox):
     def shown(query):
         text = client.get(f"/integrations/wecp_lever/?{query}").get_data(as_text=True)
         return text.count('<td data-label="What">')
-    assert shown(f"posting={BACKEND}") == 4 and shown(f"posting={FRONTEND}") == 0
+    assert shown(f"job={BACKEND}") == 4
+    # A posting nobody was invited from is not offered, and one not offered is ignored (the filter
+    # is off): only the organization's own postings reach the query.
+    assert f'value="{FRONTEND}"' not in page and shown(f"job={FRONTEND}") == 4
     assert shown("status=ok") == 4 and shown("status=failed") == 0
     assert shown("since=2000-01-01&until=2000-01-02") == 0 and shown("since=2000-01-01") == 4
     assert shown("status=<script>&since=not-a-date") == 4  # not understood: that filter is off
-    assert shown("posting=../x%27%20OR%201=1") == 4  # not a Lever id: never reaches the query
+    assert shown("job=../x%27%20OR%201=1") == 4  # not one of the postings: never reaches the query
     assert "Nothing matches these filters." in client.get("/integrations/wecp_lever/?status=failed").get_data(as_text=True)
 
 
@@ -903,7 +907,7 @@ def test_a_candidate_who_has_not_started_is_reminded_once_before_the_deadline(co
         OutboundEmail.idempotency_key == f"invitation:{invitation.id}:reminder")).all()
     assert reminder.subject.startswith("Reminder: ") and reminder.to == "ada@example.com"
     assert "not started" in reminder.text and invitation_url(invitation.id) in reminder.text
-    [line] = db.session.scalars(db.select(Activity).filter_by(kind="email", opportunity_id=opp)).all()
+    [line] = db.session.scalars(db.select(ActivityLine).filter_by(kind="email", subject_ref=opp)).all()
     assert line.message.startswith("reminded ada@example.com")
     # Off for the organization: nobody is reminded.
     set_setting(conn.organization_id, "wecp_lever", "reminder_hours", 0)
@@ -942,8 +946,8 @@ def test_an_expired_invitation_is_recorded_and_tagged_once(connected, sandbox):
     assert expire_invitations() == {"expired": 1}
     assert expire_invitations() == {"expired": 0}
     run_inline_jobs()
-    [line] = db.session.scalars(db.select(Activity).filter_by(status="expired")).all()
-    assert line.opportunity_id == opp and line.candidate_name == "Ada Lovelace" and "expired" in line.message
+    [line] = db.session.scalars(db.select(ActivityLine).filter_by(status="expired")).all()
+    assert line.subject_ref == opp and line.subject_name == "Ada Lovelace" and "expired" in line.message
     [tag] = db.session.scalars(db.select(Tag).filter_by(key=f"expired:{invitation.id}")).all()
     assert tag.status == "done" and tag.tags == ["WeCP: expired"]
     added = [r for r in lever_writes(sandbox, since) if r["path"].endswith("/addTags")]
@@ -963,7 +967,7 @@ def test_status_tags_are_each_the_organization_s_choice_started_and_needs_review
     start_invitation(token)  # "started" is off by default: a line in the log, no tag
     run_inline_jobs()
     assert db.session.scalars(db.select(Tag).filter(Tag.key.like("started:%"))).all() == []
-    assert db.session.scalars(db.select(Activity).filter_by(kind="start", opportunity_id=opp)).all()
+    assert db.session.scalars(db.select(ActivityLine).filter_by(kind="start", subject_ref=opp)).all()
 
     set_setting(org, "wecp_lever", "tag_started", True)
     set_setting(org, "wecp_lever", "review_from", 0)
@@ -1058,8 +1062,8 @@ def test_archiving_a_candidate_before_they_start_withdraws_the_invitation_once(c
     assert [r.outcome for r in rows] == ["withdrawn", "skipped"]
     assert rows[0].summary == "1 invitation(s) withdrawn: the candidate was archived in Lever"
     assert "no invitation of this candidate waits to be started" in rows[1].summary
-    [line] = db.session.scalars(db.select(Activity).filter_by(status="cancelled")).all()
-    assert line.opportunity_id == opp and line.candidate_name == "Ada Lovelace"
+    [line] = db.session.scalars(db.select(ActivityLine).filter_by(status="cancelled")).all()
+    assert line.subject_ref == opp and line.subject_name == "Ada Lovelace"
     assert "withdrawn before the candidate started: the candidate was archived in Lever" in line.message
     # The candidate's link says so kindly; Start is refused the same way.
     page = client.get(f"/t/{token}")
@@ -1084,7 +1088,7 @@ def test_an_archive_event_lever_does_not_confirm_or_for_someone_not_invited_chan
     outcomes = [r.outcome for r in db.session.scalars(
         db.select(WebhookDelivery).filter_by(event="candidateArchiveChange").order_by(WebhookDelivery.id))]
     assert outcomes == ["skipped", "skipped"]
-    assert db.session.scalars(db.select(Activity).filter_by(status="cancelled")).all() == []
+    assert db.session.scalars(db.select(ActivityLine).filter_by(status="cancelled")).all() == []
 
 
 def test_a_candidate_who_started_is_not_withdrawn(connected, sandbox):
@@ -1110,7 +1114,7 @@ def test_leaving_the_posting_before_starting_withdraws_but_a_move_within_it_does
     move(sandbox, client, conn, opp, stage=NEW)
     [invitation] = invitations()
     assert invitation.status == "cancelled"
-    [line] = db.session.scalars(db.select(Activity).filter_by(status="cancelled")).all()
+    [line] = db.session.scalars(db.select(ActivityLine).filter_by(status="cancelled")).all()
     assert "the candidate left the job posting in Lever" in line.message
 
 

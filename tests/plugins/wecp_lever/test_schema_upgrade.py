@@ -120,3 +120,38 @@ def test_stage_changes_take_their_posting_s_names_on_upgrade(empty_database, red
         assert [tuple(r) for r in rows] == [(1, "Backend Engineer", "Assessment"), (2, None, None)]
         db.session.remove()
         db.engine.dispose()
+
+
+def test_lever_activity_moves_into_the_hubs_log_line_for_line(empty_database, redis_server):
+    """wecp_lever_0009 (#41, 4): every line of wecp_lever_activity is in the hub's ``activity``,
+    with its id, time, candidate and references; new lines continue after them."""
+    from hub.activity import record
+
+    app = create_app(base_config(empty_database, redis_server.url, HUB_PLUGINS=["plugins.wecp_lever"]))
+    with app.app_context():
+        command.upgrade(schema.history("hub", app).config(), "heads")
+        command.upgrade(schema.history("wecp_lever", app).config(), "wecp_lever_0008")
+        with db.engine.begin() as conn:
+            insert(conn, "organization", id=1, name="Org 1")
+            insert(conn, "wecp_lever_activity", id=7, organization_id=1, opportunity_id="opp-1",
+                   candidate_name="Ada Lovelace", kind="invitation", status="ok", message="Invited.",
+                   invitation_id="inv-1", created_at=NOW)
+            insert(conn, "wecp_lever_activity", id=9, organization_id=1, opportunity_id="opp-1",
+                   candidate_name=None, kind="note", status="failed", message="Lever refused.",
+                   result_id="res-1", delivery_id=3, created_at=NOW)
+        schema.upgrade(app)
+        with db.engine.connect() as conn:
+            rows = conn.execute(sa.text(
+                "SELECT id, organization_id, plugin_key, subject_ref, subject_name, kind, status, message, "
+                "delivery_id, invitation_id, result_id, created_at FROM activity ORDER BY id")).all()
+            assert not sa.inspect(conn).has_table("wecp_lever_activity")
+        assert [tuple(r)[:-1] for r in rows] == [
+            (7, 1, "wecp_lever", "opp-1", "Ada Lovelace", "invitation", "ok", "Invited.", None, "inv-1", None),
+            (9, 1, "wecp_lever", "opp-1", None, "note", "failed", "Lever refused.", 3, None, "res-1")]
+        # SQLite answers raw SQL with the stored text, PostgreSQL with a datetime: the same time.
+        assert {str(r.created_at)[:19] for r in rows} == {str(NOW)}
+        line = record("wecp_lever", "tag", "ok", "Tagged.", organization_id=1, subject_ref="opp-1")
+        db.session.commit()
+        assert line.id > 9
+        db.session.remove()
+        db.engine.dispose()
