@@ -470,6 +470,7 @@ def save_connection(candidate: Connection, *, scopes: str = "") -> Saved:
             conn.setup_completed_at = now  # nothing to set up at the provider: ready now
         conn.refresh_failures = 0
         conn.last_refresh_at = now
+        conn.last_used_at = None  # a new connection: the provider has not called with it yet
         audit("connection.connected", organization_id=conn.organization_id,
               user_id=candidate.connected_by_id, target=conn.id, plugin=plugin.key,
               provider=conn.provider, account=conn.external_account_name, reconnect=existing is not None)

@@ -182,6 +182,11 @@ def test_revoking_a_key_or_the_connection_refuses_at_once(app, org_a):
     assert caller.get(f"{BASE}/tests", headers=basic(new)).status_code == 401
     card = browser.get(PAGE).get_data(as_text=True)
     assert 'id="integration-partner_example" data-status="Not connected"' in card
+    # Connected again: a new key, which the provider has not used yet (the card's step says so).
+    again = browser.post("/integrations/partner_example/connect", data={"csrf_token": token})
+    assert again.status_code == 200 and new not in again.get_data(as_text=True)
+    card = browser.get(PAGE).get_data(as_text=True)
+    assert re.search(r'class="step todo">.{0,200}Partner ATS called WeCP with its key', card, re.S)
 
 
 def test_another_organizations_admin_cannot_rotate_or_revoke_this_ones_keys(app, org_a, org_b):
