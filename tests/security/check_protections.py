@@ -21,7 +21,7 @@ MUTATIONS = [
    "tests/security/test_tenant_isolation.py::test_webhook_for_org_a_cannot_reach_org_b"),
   ("roles: admin_required lets members in", "hub/auth.py",
    "        if not g.user.is_admin:\n            abort(403)\n        return view(*args, **kwargs)", "        return view(*args, **kwargs)",
-   "tests/security/test_roles.py::test_member_cannot_connect_lever"),
+   "tests/security/test_roles.py::test_members_cannot_connect_or_revoke_any_provider"),
   ("roles: a plugin route that says nothing of who may call it loads all the same", "hub/registry.py",
    "    if undeclared or unknown or wrong:", "    if False:",
    "tests/hub/test_registry.py::test_a_plugin_must_say_who_may_call_each_of_its_routes"),

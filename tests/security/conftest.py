@@ -1,4 +1,10 @@
-"""The security suite's world: two organizations with data, signed-in browsers, the Lever sandbox."""
+"""The security suite's world: two organizations with data, signed-in browsers, the Lever sandbox.
+
+The world follows the loaded plugins: each gets a connection in each organization (its own
+``tests/plugins/<key>/security.py`` may make it, and adds its rows), and the hub's routes are
+called with the connection and a failed delivery of the first loaded plugin. Tests of one plugin's
+own behaviour say so with ``needs_plugin`` and are skipped where it is not loaded.
+"""
 from __future__ import annotations
 
 import importlib
@@ -16,7 +22,7 @@ from hub.auth import create_user
 from hub.config import plugin_paths
 from hub.extensions import db
 from hub.inbox import WebhookDelivery
-from hub.models import ApiToken, User
+from hub.models import ApiToken, Connection, User
 from hub.registry import all_plugins
 from tests.conftest import _make_app, csrf_token, sign_in
 from tests.hub.assessments.conftest import SAMPLE
@@ -47,6 +53,16 @@ def app(database_url, redis_server, app_config):
         db.session.remove()
 
 
+def loaded_keys() -> list[str]:
+    """The keys of the plugins the suite loads (a plugin's key is the last part of its path)."""
+    return [path.rsplit(".", 1)[-1] for path in security_plugins()]
+
+
+def needs_plugin(key: str):
+    """Mark a test of one plugin's own routes or flow: skipped where that plugin is not loaded."""
+    return pytest.mark.skipif(key not in loaded_keys(), reason=f"{key} is not in HUB_PLUGINS")
+
+
 def lever_fixture(event: str) -> dict:
     return json.loads((LEVER_FIXTURES / f"{event}.json").read_text())
 
@@ -73,14 +89,22 @@ class Org:
     organization_id: int = 0
     #: Sample values of the plugins' URL arguments, naming this organization's own rows.
     plugin_rows: dict = field(default_factory=dict)
+    #: This organization's connection of each loaded plugin, by plugin key.
+    connections: dict = field(default_factory=dict)
+    #: The plugin whose connection and delivery the hub's routes are called with (the first loaded).
+    plugin_key: str = ""
+
+    def endpoint_of(self, plugin_key: str) -> str:
+        """The webhook endpoint id of this organization's connection of ``plugin_key``."""
+        return db.session.get(Connection, self.connections[plugin_key]).endpoint_id
 
 
-def plugin_security_modules() -> list:
-    """``tests.plugins.<key>.security`` of every loaded plugin that has one."""
-    found = []
+def plugin_security_modules() -> dict:
+    """``tests.plugins.<key>.security`` of every loaded plugin that has one, by key."""
+    found = {}
     for key in all_plugins():
         try:
-            found.append(importlib.import_module(f"tests.plugins.{key}.security"))
+            found[key] = importlib.import_module(f"tests.plugins.{key}.security")
         except ModuleNotFoundError as exc:
             if exc.name not in (f"tests.plugins.{key}", f"tests.plugins.{key}.security"):
                 raise
@@ -89,8 +113,8 @@ def plugin_security_modules() -> list:
 
 def make_org(name: str) -> Org:
     """An organization with an admin, a member, a test, a completed invitation with its report,
-    a Lever connection with a webhook secret, one failed delivery, and each loaded plugin's rows
-    (``tests/plugins/<key>/security.py``)."""
+    an API token, a connection of each loaded plugin (made by its ``security.connect`` where it
+    has one), one failed delivery, and each loaded plugin's rows (``security.seed``)."""
     slug = name.lower().replace(" ", "-")
     marker = f"Secret-of-{slug}"
     admin = create_user(name, f"admin@{slug}.example", "correct horse battery", "admin")
@@ -98,29 +122,43 @@ def make_org(name: str) -> Org:
     db.session.commit()
     test = services.save_test(admin.organization_id, {**SAMPLE, "title": f"{marker} test"})
     db.session.commit()
+    plugins = all_plugins()
     invitation, _ = services.create_invitation(
-        test.id, name=f"{marker} candidate", email=f"cand@{slug}.example", source="wecp_lever",
+        test.id, name=f"{marker} candidate", email=f"cand@{slug}.example", source=next(iter(plugins)),
         source_ref="opp-1", idempotency_key=f"sec:{slug}")
     token = invitation.token
     services.start_invitation(token)
     result = services.complete_invitation(token, {})
-    connection = make_connection(plugin_key="wecp_lever", provider="lever", org_name=name,
-                                 webhook_secret=f"whsec-{slug}-0123456789abcdef",
-                                 external_account_name=f"{marker}.lever.example")
-    delivery = WebhookDelivery(connection_id=connection.id, plugin_key="wecp_lever", source="lever",
-                               event="candidateStageChange", dedupe_key=f"dedupe-{slug}",
-                               payload={"data": {}}, status="failed", error=f"{marker}: boom")
-    db.session.add(delivery)
     api, _ = ApiToken.issue(admin, f"{marker} token")
     db.session.add(api)
     db.session.commit()
     email_id = services.invitation_email(invitation.id).id
     org = Org(name=name, admin=admin, member=member, test_id=test.id, invitation_id=invitation.id,
               invitation_token=token, result_id=result.id, report_token=result.report_token,
-              connection_id=connection.id, endpoint_id=connection.endpoint_id,
-              webhook_secret=f"whsec-{slug}-0123456789abcdef", delivery_id=delivery.id,
-              token_id=api.id, email_id=email_id, marker=marker, organization_id=admin.organization_id)
-    for module in plugin_security_modules():
+              connection_id="", endpoint_id="", webhook_secret=f"whsec-{slug}-0123456789abcdef",
+              delivery_id=0, token_id=api.id, email_id=email_id, marker=marker,
+              organization_id=admin.organization_id)
+    modules = plugin_security_modules()
+    for key, plugin in plugins.items():
+        module = modules.get(key)
+        # A plugin without providers may still take webhooks (its connections name the source).
+        names = [p.name for p in plugin.providers] or [s.name for s in plugin.webhook_sources]
+        if hasattr(module, "connect"):
+            org.connections[key] = module.connect(org).id
+        elif names:
+            org.connections[key] = make_connection(
+                plugin_key=key, provider=names[0], org_name=name, webhook_secret=org.webhook_secret,
+                external_account_name=f"{marker}.{key}.example").id
+    connection = db.session.get(Connection, next(iter(org.connections.values())))
+    sample = plugins[connection.plugin_key]
+    delivery = WebhookDelivery(connection_id=connection.id, plugin_key=sample.key, source=connection.provider,
+                               event="sample", dedupe_key=f"dedupe-{slug}",
+                               payload={"data": {}}, status="failed", error=f"{marker}: boom")
+    db.session.add(delivery)
+    db.session.commit()
+    org.plugin_key, org.connection_id, org.endpoint_id = sample.key, connection.id, connection.endpoint_id
+    org.delivery_id = delivery.id
+    for module in modules.values():
         org.plugin_rows.update(module.seed(org))
     return org
 

@@ -5,7 +5,9 @@ import pytest
 
 from hub.extensions import db
 from hub.models import Connection
-from tests.security.conftest import consent, finish, start_connect
+from tests.security.conftest import consent, finish, needs_plugin, start_connect
+
+pytestmark = needs_plugin("wecp_lever")
 
 
 @pytest.fixture

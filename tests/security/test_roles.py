@@ -10,7 +10,7 @@ from hub.inbox import WebhookDelivery
 from hub.models import Connection
 from hub.registry import all_plugins
 from tests.conftest import OPERATOR_PASSWORD, csrf_token, sign_in
-from tests.security.conftest import Org, api_token
+from tests.security.conftest import Org, api_token, needs_plugin
 
 #: Every endpoint of the hub and who may use it; each plugin declares its own in ``Plugin.access``
 #: (the hub refuses to load a plugin that leaves a route out). A new hub route fails
@@ -58,7 +58,7 @@ def access_of(endpoint: str) -> str | None:
 
 def url_for_rule(rule, org: Org) -> str:
     """The rule's URL with ``org``'s own objects in it (so only the role can refuse the call)."""
-    values = {"plugin_key": "wecp_lever", "test_id": org.test_id, "result_id": org.result_id,
+    values = {"plugin_key": org.plugin_key, "test_id": org.test_id, "result_id": org.result_id,
               "connection_id": org.connection_id, "endpoint_id": org.endpoint_id,
               "token": org.invitation_token, "instance_number": 0, "job_id": "x",
               "queue_name": "webhooks", "registry_name": "failed", "per_page": 10, "order": "asc",
@@ -129,20 +129,25 @@ def test_members_are_refused_every_admin_url(app, org_a, browser):
     assert db.session.get(Connection, org_a.connection_id).disconnected_at is None
 
 
-def test_member_cannot_connect_lever(org_a, browser):
-    member = browser(org_a.member)
-    token = csrf_token(member, "/settings/integrations")
-    assert member.post("/integrations/wecp_lever/connect", data={"csrf_token": token}).status_code == 403
-    assert member.get("/integrations/wecp_lever/connect/callback?state=x&code=y").status_code == 403
-    assert "hub.oauth.wecp_lever" not in (member.get_cookie("session").value or "")
+def providers_loaded():
+    """(plugin key, provider) of every provider of every loaded plugin."""
+    return [(key, provider) for key, plugin in all_plugins().items() for provider in plugin.providers]
 
 
-def test_member_cannot_revoke_lever(org_a, browser):
+def test_members_cannot_connect_or_revoke_any_provider(org_a, browser):
+    """Connect, its callback and Revoke, for every provider of every loaded plugin and every kind
+    of connection: 403 for a member, nothing started, nothing disconnected."""
     member = browser(org_a.member)
     token = csrf_token(member, "/settings/integrations")
-    assert member.post("/integrations/wecp_lever/revoke", data={"csrf_token": token}).status_code == 403
+    for key, provider in providers_loaded():
+        query = f"?provider={provider.name}"
+        assert member.post(f"/integrations/{key}/connect{query}", data={"csrf_token": token}).status_code == 403
+        assert member.get(f"/integrations/{key}/connect{query}").status_code == 403
+        assert member.get(f"/integrations/{key}/connect/callback?state=x&code=y").status_code == 403
+        assert member.post(f"/integrations/{key}/revoke{query}", data={"csrf_token": token}).status_code == 403
+    assert "hub.oauth." not in (member.get_cookie("session").value or "")
     db.session.expire_all()
-    assert db.session.get(Connection, org_a.connection_id).usable
+    assert all(db.session.get(Connection, c).usable for c in org_a.connections.values())
 
 
 def test_member_cannot_see_the_job_dashboard(org_a, browser):
@@ -174,12 +179,18 @@ def test_only_operators_reach_the_job_dashboard(app, org_a, browser, make_user, 
 
 
 def test_admin_and_super_admin_may_connect(app, org_a, browser, make_user):
+    """Connect, as an admin and a super admin, for every OAuth provider loaded: off to consent."""
+    oauth = [(key, p) for key, p in providers_loaded() if p.auth_mode == "oauth2"]
+    if not oauth:
+        pytest.skip("no OAuth provider is loaded")
     boss = make_user(org="Org A", role="super_admin", email="boss@org-a.example")
     for user in (org_a.admin, boss):
         client = browser(user)
-        response = client.post("/integrations/wecp_lever/connect",
-                               data={"csrf_token": csrf_token(client, "/settings/integrations")})
-        assert response.status_code == 302 and "/authorize?" in response.headers["Location"]
+        for key, provider in oauth:
+            response = client.post(f"/integrations/{key}/connect?provider={provider.name}",
+                                   data={"csrf_token": csrf_token(client, "/settings/integrations")})
+            assert response.status_code == 302, (key, provider.name, response.status_code)
+            assert response.headers["Location"].startswith(provider.setting(app.config, "AUTHORIZE_URL")), (key, provider.name)
 
 
 def test_member_creates_tests_in_the_page_and_the_api(org_a, browser):
@@ -195,11 +206,10 @@ def test_member_creates_tests_in_the_page_and_the_api(org_a, browser):
                                                   headers=bearer).status_code == 201
 
 
+@needs_plugin("wecp_lever")
 @pytest.mark.parametrize("role", ["member", "admin"])
 def test_member_can_link_a_posting_to_a_test(app, org_a, browser, role):
     """Linking postings is a member's job (the Lever plugin adds the route)."""
-    if "/api/v1/tests/<int:test_id>/lever-links" not in {r.rule for r in app.url_map.iter_rules()}:
-        pytest.skip("the Lever posting links API is not merged yet")
     client = browser(getattr(org_a, role))
     response = client.get(f"/api/v1/tests/{org_a.test_id}/lever-links")
     assert response.status_code == 200

@@ -32,6 +32,7 @@ from tests.security.conftest import (
     SAMPLE,
     api_token,
     consent,
+    needs_plugin,
 )
 from tests.services import free_port
 from tests.workers import ROOT, live_server, wait_for, worker_env, workers  # noqa: F401 (fixtures)
@@ -71,6 +72,7 @@ def _found(secret_values: dict, text: str) -> list[str]:
     return sorted(name for name, value in secret_values.items() if value and value in text)
 
 
+@needs_plugin("wecp_lever")
 def test_no_secret_reaches_any_log_during_a_full_journey(pg_app, sandbox, live_server, workers, all_logs):
     """Connect through the sandbox, refresh, API calls, a real webhook, an invitation email, the
     candidate's test and the report, over real HTTP with a real worker: every log line of this

@@ -9,7 +9,7 @@ from hub.inbox import WebhookDelivery
 from hub.models import Connection
 from tests.conftest import csrf_token
 from tests.plugins.wecp_lever.signing import lever_body
-from tests.security.conftest import api_token, lever_fixture, plugin_security_modules
+from tests.security.conftest import api_token, lever_fixture, needs_plugin, plugin_security_modules
 from tests.security.test_roles import access_of, calls, send
 
 #: URL arguments of the hub's routes that name a row of one organization (each plugin adds its own:
@@ -19,7 +19,7 @@ HUB_TENANT_ARGUMENTS = {"test_id", "result_id", "connection_id", "row_id", "toke
 
 def tenant_arguments() -> set[str]:
     arguments = set(HUB_TENANT_ARGUMENTS)
-    for module in plugin_security_modules():
+    for module in plugin_security_modules().values():
         arguments |= module.TENANT_ARGUMENTS
     return arguments
 
@@ -102,37 +102,41 @@ def deliveries_of(connection_id: str) -> list[WebhookDelivery]:
         connection_id=connection_id, status="pending")))
 
 
+@needs_plugin("wecp_lever")
 def test_webhook_for_org_a_cannot_reach_org_b(app, org_a, org_b, client):
     """A delivery is tied to the connection of the URL it arrives at, and must carry that
     connection's signature: Org A's signing secret opens nothing at Org B's endpoint."""
     payload = lever_fixture("candidateStageChange")
-    assert post_delivery(client, org_b.endpoint_id, lever_body(org_a.webhook_secret, payload)).status_code == 401
-    assert deliveries_of(org_b.connection_id) == [] and deliveries_of(org_a.connection_id) == []
+    assert post_delivery(client, org_b.endpoint_of("wecp_lever"), lever_body(org_a.webhook_secret, payload)).status_code == 401
+    assert deliveries_of(org_b.connections["wecp_lever"]) == [] and deliveries_of(org_a.connections["wecp_lever"]) == []
 
-    assert post_delivery(client, org_a.endpoint_id, lever_body(org_a.webhook_secret, payload)).status_code == 200
-    assert len(deliveries_of(org_a.connection_id)) == 1 and deliveries_of(org_b.connection_id) == []
+    assert post_delivery(client, org_a.endpoint_of("wecp_lever"), lever_body(org_a.webhook_secret, payload)).status_code == 200
+    assert len(deliveries_of(org_a.connections["wecp_lever"])) == 1 and deliveries_of(org_b.connections["wecp_lever"]) == []
 
 
+@needs_plugin("wecp_lever")
 def test_webhook_payload_cannot_choose_its_connection(app, org_a, org_b, client):
     """Fields naming another organization or connection in the body change nothing: only the
     unguessable endpoint id in the URL picks the connection."""
-    payload = dict(lever_fixture("candidateStageChange"), connection_id=org_b.connection_id,
-                   endpoint_id=org_b.endpoint_id, organization_id=org_b.admin.organization_id,
+    payload = dict(lever_fixture("candidateStageChange"), connection_id=org_b.connections["wecp_lever"],
+                   endpoint_id=org_b.endpoint_of("wecp_lever"), organization_id=org_b.admin.organization_id,
                    accountId="org-b")
-    response = post_delivery(client, org_a.endpoint_id, lever_body(org_a.webhook_secret, payload))
+    response = post_delivery(client, org_a.endpoint_of("wecp_lever"), lever_body(org_a.webhook_secret, payload))
     assert response.status_code == 200
-    assert len(deliveries_of(org_a.connection_id)) == 1 and deliveries_of(org_b.connection_id) == []
+    assert len(deliveries_of(org_a.connections["wecp_lever"])) == 1 and deliveries_of(org_b.connections["wecp_lever"]) == []
 
 
+@needs_plugin("wecp_lever")
 @pytest.mark.parametrize("endpoint", ["", "x", "0", "1", "wecp_lever", "%2A", "' OR '1'='1"])
 def test_a_guessed_webhook_endpoint_finds_nothing(app, org_a, client, endpoint):
     body = lever_body(org_a.webhook_secret, lever_fixture("candidateStageChange"))
     assert post_delivery(client, endpoint, body).status_code in (404, 405)
-    assert deliveries_of(org_a.connection_id) == []
+    assert deliveries_of(org_a.connections["wecp_lever"]) == []
 
 
+@needs_plugin("wecp_lever")
 def test_webhook_endpoint_ids_are_unguessable(app, org_a, org_b):
-    ids = [db.session.get(Connection, c).endpoint_id for c in (org_a.connection_id, org_b.connection_id)]
+    ids = [db.session.get(Connection, c).endpoint_id for c in (org_a.connections["wecp_lever"], org_b.connections["wecp_lever"])]
     assert all(len(i) >= 32 for i in ids) and ids[0] != ids[1]
 
 
@@ -161,7 +165,7 @@ def test_a_partner_key_never_reaches_another_organizations_data(app, org_a, org_
             body = client.get(rule.rule, headers=theirs).get_data(as_text=True)
             assert org_a.marker not in body, rule.endpoint
             lists += org_b.marker in body  # the list shows B's own rows: it looked at real data
-    for module in plugin_security_modules():
+    for module in plugin_security_modules().values():
         for method, path in getattr(module, "partner_calls", lambda org: [])(org_a):
             plugin = all_plugins()[path.split("/")[2]]
             mine = _key_headers(plugin, org_a.plugin_rows[f"partner_key:{plugin.key}"])

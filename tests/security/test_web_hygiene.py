@@ -12,7 +12,7 @@ from hub.assessments.models import AssessmentTest
 from hub.extensions import db
 from hub.models import AuditEvent
 from tests.conftest import _make_app, base_config, csrf_token, sign_in
-from tests.security.conftest import api_token, form_token
+from tests.security.conftest import PARTNER_EXAMPLE, api_token, form_token
 from tests.security.test_roles import access_of, calls
 
 ROOT = pathlib.Path(__file__).parents[2]
@@ -124,7 +124,9 @@ def test_next_keeps_local_paths(org_a, client):
 def production_app(postgres_url, redis_server):
     app = _make_app(postgres_url, redis_server, {"HUB_ENV": "production", "HUB_BASE_URL": "https://hub.test",
                                                  "HUB_TRUSTED_HOSTS": "hub.test", "SMTP_URL": "smtp://127.0.0.1:1",
-                                                 "LEVER_ENV": "sandbox"})
+                                                 # the hub's cookies, whatever is loaded: a plugin
+                                                 # that needs no production settings of its own
+                                                 "HUB_PLUGINS": [PARTNER_EXAMPLE]})
     with app.app_context():
         yield app
         db.session.remove()

@@ -20,12 +20,19 @@ from .work import Push
 TENANT_ARGUMENTS: set[str] = set()
 
 
-def seed(org) -> dict:
+def connect(org) -> Connection:
+    """The organization's partner connection (no credentials of its own: the key WeCP issues)."""
     conn = Connection(id=new_uuid(), organization_id=org.organization_id, plugin_key="partner_example",
-                      provider="partner", connected_at=utcnow(), setup_completed_at=utcnow())
+                      provider="partner", connected_at=utcnow(), setup_completed_at=utcnow(),
+                      external_account_name=f"{org.marker}.partner_example.example")
     conn.credentials = json.dumps({})
     db.session.add(conn)
-    db.session.flush()
+    db.session.commit()
+    return conn
+
+
+def seed(org) -> dict:
+    conn = db.session.get(Connection, org.connections["partner_example"])
     _, key = issue_key(conn, org.admin.id)
     push = Push(connection_id=conn.id, ref=f"{org.marker} send", status="done", due_at=utcnow())
     db.session.add(push)

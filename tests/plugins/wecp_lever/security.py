@@ -17,9 +17,9 @@ def seed(org) -> dict:
     """A posting link, a failed note and a failed tag of ``org`` (its test, result and connection)."""
     link = PostingLink(organization_id=org.organization_id, test_id=org.test_id, posting_id="posting-1",
                        posting_text=f"{org.marker} posting", stage_id="stage-1", stage_text="Assessment")
-    note = Note(organization_id=org.organization_id, connection_id=org.connection_id,
+    note = Note(organization_id=org.organization_id, connection_id=org.connections["wecp_lever"],
                 key=f"result:{org.result_id}", result_id=org.result_id, opportunity_id="opp-1", status="failed")
-    tag = Tag(organization_id=org.organization_id, connection_id=org.connection_id, key=f"result:{org.result_id}",
+    tag = Tag(organization_id=org.organization_id, connection_id=org.connections["wecp_lever"], key=f"result:{org.result_id}",
               opportunity_id="opp-1", tags=["WeCP: passed"], status="failed", attempts=1)
     db.session.add_all([link, note, tag])
     db.session.commit()
