@@ -252,10 +252,20 @@ class PartnerKey(_IssuedSecret, db.Model):
     expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
+    #: The last call refused because this key was revoked or had expired, and how many were:
+    #: the provider still uses a key the admin replaced, which the card says.
+    refused_at: Mapped[datetime | None]
+    refused_count: Mapped[int] = mapped_column(default=0, server_default="0")
 
     created_by: Mapped[User | None] = relationship()
 
     PREFIX = "wcp_pk_"
+
+    @property
+    def ended_at(self) -> datetime | None:
+        """When the key stopped working (revoked, or the end of its overlap), or None."""
+        ends = [t for t in (self.revoked_at, self.expires_at) if t is not None and t <= utcnow()]
+        return min(ends) if ends else None
 
 
 class IntegrationSetting(_PresetId, db.Model):

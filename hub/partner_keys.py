@@ -1,5 +1,6 @@
 """Keys WeCP issues to a provider that calls it (the partner-key connection kind): issue one,
-rotate with an overlap, revoke one, and find the connection a presented key belongs to.
+rotate with an overlap, revoke one, find the connection a presented key belongs to, and note a
+call made with a key that no longer works (the admin is told on the card).
 
 A key is shown once, when issued; only its SHA-256 is kept (``PartnerKey``).
 """
@@ -69,3 +70,28 @@ def find_key(presented: str, plugin_key: str) -> PartnerKey | None:
         Connection, Connection.id == PartnerKey.connection_id).where(
         PartnerKey.key_hash == PartnerKey.hash(presented), _working(),
         Connection.plugin_key == plugin_key, Connection.usable))
+
+
+def note_refused(presented: str, plugin_key: str) -> PartnerKey | None:
+    """Count a refused call on the key ``presented`` is when that key was revoked or has expired
+    (its connection still usable): the provider was not given the new key. None for any other
+    key (unknown ones are not ours to count)."""
+    if not presented or len(presented) > MAX_PRESENTED:
+        return None
+    row = db.session.scalar(db.select(PartnerKey).join(
+        Connection, Connection.id == PartnerKey.connection_id).where(
+        PartnerKey.key_hash == PartnerKey.hash(presented), sa.not_(_working()),
+        Connection.usable, Connection.plugin_key == plugin_key))
+    if row is not None:
+        # One statement, so calls refused side by side in several processes all count.
+        db.session.execute(db.update(PartnerKey).where(PartnerKey.id == row.id).values(
+            refused_at=utcnow(), refused_count=PartnerKey.refused_count + 1))
+    return row
+
+
+def refused_keys(connection_id: str, since) -> list[PartnerKey]:
+    """The connection's keys that no longer work but were presented since ``since``, newest first."""
+    return [row for row in db.session.scalars(db.select(PartnerKey).where(
+        PartnerKey.connection_id == connection_id, PartnerKey.refused_at.is_not(None),
+        PartnerKey.refused_at >= since).order_by(PartnerKey.refused_at.desc()))
+        if row.ended_at is not None and row.refused_at >= row.ended_at]

@@ -25,7 +25,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, TooManyReq
 
 from .extensions import csrf, db, get_redis
 from .models import Connection, PartnerKey, audit, utcnow
-from .partner_keys import find_key
+from .partner_keys import find_key, note_refused
 from .ratelimit import TokenBucket, limit_client
 
 log = logging.getLogger("hub.partners")
@@ -89,9 +89,11 @@ def _presented(scheme: str) -> str:
     return user
 
 
-def _refuse(scheme: str, why: str):
+def _refuse(scheme: str, why: str, organization_id: int | None = None, connection_id: str | None = None,
+            key_id: int | None = None):
     limit_client("partner-refused", current_app.config["HUB_API_CALLS_PER_MINUTE"])
-    audit("partner.refused", target=request.path[:200], reason=why)
+    audit("partner.refused", organization_id=organization_id, target=connection_id or request.path[:200],
+          reason=why, path=request.path[:200], key_id=key_id)
     db.session.commit()
     log.warning("hub.partners.refused path=%s reason=%s", request.path[:200], why)
     challenge = WWWAuthenticate(scheme, {"realm": "WeCP"})
@@ -124,8 +126,13 @@ def authenticate() -> None:
     request.max_content_length = limit
     provider = next((p for p in plugin.providers if p.auth_mode == "partner_key"), None)
     scheme = provider.scheme if provider is not None else "basic"
-    key = find_key(_presented(scheme), plugin.key)
+    presented = _presented(scheme)
+    key = find_key(presented, plugin.key)
     if key is None:
+        ended = note_refused(presented, plugin.key)
+        if ended is not None:
+            _refuse(scheme, "a revoked or expired key", organization_id=ended.organization_id,
+                    connection_id=ended.connection_id, key_id=ended.id)
         _refuse(scheme, "unknown, revoked or expired key, or its connection is not usable")
     _limit_key(key.id)
     g.hub_partner = Caller(plugin.key, key.connection_id, key.organization_id, key.id)

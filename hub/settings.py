@@ -21,7 +21,7 @@ from .connect import authorize_origins
 from .connections import renewal_due
 from .extensions import db
 from .models import Connection, utcnow
-from .partner_keys import working_keys
+from .partner_keys import refused_keys, working_keys
 from .registry import all_plugins
 
 bp = Blueprint("settings", __name__)
@@ -136,6 +136,8 @@ def card_alerts(plugin, conn, provider=None) -> list:
     if conn is None or not conn.usable:
         return []
     alerts = failed_work_alerts(conn, provider.title if provider else plugin.title)
+    if provider is not None and provider.auth_mode == "partner_key":
+        alerts += refused_key_alerts(conn, provider)
     try:
         alerts += list(plugin.alerts(conn))
     except Exception:  # a warning must never break the page
@@ -161,6 +163,25 @@ def failed_work_alerts(conn, where: str) -> list:
         f"{'by itself' if total == 1 else 'by themselves'} ({kinds}){f'. The last reason: {last}' if last else ''}.",
         "Fix the cause, then retry them.", level="error",
         link=url_for("work.index"), link_label="Work needing attention (Retry)")]
+
+
+def refused_key_alerts(conn, provider) -> list:
+    """The provider still calls with a key that was revoked or has expired (in the last week):
+    its calls are refused, so nothing it sends arrives until it is given the current key."""
+    from .plugin import CardAlert
+
+    alerts = []
+    for row in refused_keys(conn.id, utcnow() - FAILED_WORK_SHOWN):
+        why = f"you revoked on {row.revoked_at:%Y-%m-%d}" if row.revoked_at is not None \
+            else f"was replaced and stopped working on {row.expires_at:%Y-%m-%d %H:%M} UTC"
+        calls = f"{row.refused_count} call{'' if row.refused_count == 1 else 's'}"
+        alerts.append(CardAlert(
+            f"{provider.title} still calls WeCP with the key ending …{row.hint}, which {why}: "
+            f"{calls} refused, the last at {row.refused_at:%Y-%m-%d %H:%M} UTC. Nothing it sent "
+            f"with that key reached WeCP.",
+            f"Give {provider.title} the current key (Rotate key shows a new one once). "
+            + (provider.hand_over or ""), level="error"))
+    return alerts
 
 
 def card_json(card: dict) -> dict:

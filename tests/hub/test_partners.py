@@ -189,6 +189,49 @@ def test_revoking_a_key_or_the_connection_refuses_at_once(app, org_a):
     assert re.search(r'class="step todo">.{0,200}Partner ATS called WeCP with its key', card, re.S)
 
 
+def test_calls_with_a_replaced_key_are_told_on_the_card_until_the_provider_has_the_new_one(app, org_a, org_b):
+    """The provider still calls with a key the admin revoked (or whose overlap ended): refused,
+    counted on that key, and said on the card with the key's ending and what to do. A key nobody
+    issued, or another organization's working key, adds nothing to this card."""
+    admin, old = org_a
+    browser = app.test_client()
+    sign_in(browser, admin.email)
+    token = csrf_token(browser, PAGE)
+
+    def rotate() -> str:
+        answer = browser.post("/integrations/partner_example/keys/rotate", data={"csrf_token": token})
+        return re.search(r'readonly value="([^"]+)"', answer.get_data(as_text=True)).group(1)
+
+    new = rotate()
+    row = db.session.scalar(db.select(PartnerKey).filter_by(key_hash=PartnerKey.hash(old)))
+    browser.post(f"/integrations/partner_example/keys/{row.id}/revoke", data={"csrf_token": token})
+    assert "still calls WeCP" not in browser.get(PAGE).get_data(as_text=True)
+    caller = app.test_client()
+    for _ in range(3):
+        assert caller.get(f"{BASE}/tests", headers=basic(old)).status_code == 401
+    assert caller.get(f"{BASE}/tests", headers=basic(PartnerKey.PREFIX + "never-issued")).status_code == 401
+    assert caller.get(f"{BASE}/tests", headers=basic(org_b[1])).status_code == 200
+    card = browser.get(PAGE).get_data(as_text=True)
+    assert re.search(rf"Partner ATS still calls WeCP with the key ending …{row.hint}, which you revoked on "
+                     rf"[0-9-]+: 3 calls refused", card), card
+    assert "Give Partner ATS the current key" in card
+    refused = db.session.scalars(db.select(AuditEvent).filter_by(action="partner.refused")).all()
+    assert [e.organization_id for e in refused if e.details.get("key_id") == row.id] == [admin.organization_id] * 3
+    # A key whose overlap ended after a rotation is said as such, in the API's card too.
+    rotate()
+    ended = db.session.scalar(db.select(PartnerKey).filter_by(key_hash=PartnerKey.hash(new)))
+    ended.expires_at = utcnow() - timedelta(minutes=1)
+    db.session.commit()
+    assert caller.get(f"{BASE}/tests", headers=basic(new)).status_code == 401
+    alerts = [a["message"] for c in browser.get("/api/v1/integrations").json["data"] for a in c["alerts"]]
+    assert any(f"key ending …{ended.hint}, which was replaced and stopped working on" in a
+               and "1 call refused" in a for a in alerts), alerts
+    # Org B's card says nothing of Org A's old keys.
+    other = app.test_client()
+    sign_in(other, org_b[0].email)
+    assert "still calls WeCP" not in other.get(PAGE).get_data(as_text=True)
+
+
 def test_another_organizations_admin_cannot_rotate_or_revoke_this_ones_keys(app, org_a, org_b):
     admin_a, key_a = org_a
     admin_b, _ = org_b
