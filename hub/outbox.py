@@ -406,7 +406,10 @@ def finish(row: DurableWork, outcome: Outcome) -> None:
     """Record the outcome on the row, in the current transaction (committed by the job)."""
     row.status = outcome.status if outcome.status in FINAL else DONE
     row.outcome, row.summary = outcome.code, outcome.describe()[:2000]
-    row.error, row.lease_until, row.finished_at = None, None, utcnow()
+    # Work that returns ``Failed`` (after writing its own lines) keeps the reason where the
+    # card and the Work page read it, as a ``Refused`` does.
+    row.error = outcome.reason[:2000] if isinstance(outcome, Failed) and outcome.reason else None
+    row.lease_until, row.finished_at = None, utcnow()
 
 
 def _check_usable(connection_id: str) -> None:

@@ -134,6 +134,14 @@ def test_refused_fails_at_once_with_the_readable_reason(app):
     assert (row.status, row.error) == ("failed", "the provider refused this for good")
 
 
+def test_work_that_returns_failed_keeps_its_reason_for_the_card(app):
+    row_id = add("no", "give_up")
+    with a_try_with_retries_left():
+        assert echo(row_id)["outcome"] == "failed"
+    row = reload(row_id)
+    assert (row.status, row.error) == ("failed", "gave up after writing its own line")
+
+
 def test_defer_gives_the_worker_back_without_spending_an_attempt(app):
     from rq import Retry
 

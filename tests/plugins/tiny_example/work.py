@@ -17,7 +17,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from hub.extensions import db, get_redis
 from hub.models import utcnow
 from hub.outbox import Defer, DurableWork, Refused, durable
-from hub.outcomes import Done
+from hub.outcomes import Done, Failed
 from hub.plugin import ConnectionUnusable
 
 
@@ -46,6 +46,8 @@ def echo(row: Echo):
     if kind == "defer" and row.attempts == 1 and not r.get(f"tiny:echo:deferred:{row.key}"):
         r.set(f"tiny:echo:deferred:{row.key}", 1)
         raise Defer(1.0, "no token")
+    if kind == "give_up":
+        return Failed(reason="gave up after writing its own line")
     if kind == "unusable":
         raise ConnectionUnusable(row.connection_id or "-", "revoked in the provider")
     if r.set(f"tiny:echo:effect:{row.key}", row.attempts, nx=True):
