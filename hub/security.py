@@ -71,6 +71,10 @@ _SECRET_PATTERNS = [
     re.compile(r"(?i)((?:access_token|refresh_token|client_secret|signatureToken|signature_token|"
                r"password|code|token)[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,}]+"),
     re.compile(r"hub_[A-Za-z0-9_-]{20,}"),
+    # Partner keys WeCP issues, wherever they appear.
+    re.compile(r"wcp_pk_[A-Za-z0-9_-]{20,}"),
+    # An access log's user field is HTTP Basic's user name: a partner key (ours or a stranger's).
+    re.compile(r"^([^\s\[]+ - )(?!- \[)[^\s\[]+(?= \[)"),
     # Candidate links /t/<token> and report links /r/<token>: access logs print every path.
     re.compile(r"(/[tr]/)[A-Za-z0-9_-]{20,}"),
 ]

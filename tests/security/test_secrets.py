@@ -207,12 +207,15 @@ def test_gunicorn_access_and_error_logs_hide_link_tokens(pg_app, tmp_path):
         wait_for(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), timeout=60, message="gunicorn")
         assert requests.get(f"http://127.0.0.1:{port}/t/{link}", timeout=10).status_code == 404
         assert requests.get(f"http://127.0.0.1:{port}/r/{report}?token={report}", timeout=10).status_code == 404
+        # A provider's key is HTTP Basic's user name, which access logs print (%(u)s).
+        requests.get(f"http://127.0.0.1:{port}/healthz", auth=(f"their-key-{link}", ""), timeout=10)
     finally:
         proc.terminate()
         proc.wait(30)
     text = log_path.read_text(errors="replace")
     assert "GET /t/[redacted]" in text and "GET /r/[redacted]" in text
     assert link not in text and report not in text
+    assert "- [redacted] [" in text
 
 
 def _answers(url: str) -> bool:
@@ -226,7 +229,9 @@ def test_redaction_patterns_cover_every_kind_of_secret():
     token = secrets.token_urlsafe(32)
     lines = [f"Authorization: Bearer {token}", f'{{"access_token": "{token}"}}',
              f"refresh_token={token}&x=1", f"client_secret={token}", f"signatureToken: {token}",
-             f"GET /t/{token}/start", f"GET /r/{token}", f"hub_{token}", f"code={token}&state=x"]
+             f"GET /t/{token}/start", f"GET /r/{token}", f"hub_{token}", f"code={token}&state=x",
+             f"key wcp_pk_{token} refused",
+             f'127.0.0.1 - {token} [07/Dec/2026:19:58:59 +0000] "GET /partners/x/list_tests HTTP/1.1" 200 70']
     for line in lines:
         assert token not in redact(line), line
 
