@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from .extensions import db
 from .models import Connection, PartnerKey, audit, utcnow
 
-#: Longest key accepted from a caller (ours are 50 characters; Greenhouse allows under 171).
+#: Longest key accepted from a caller (ours are 50 characters; providers cap theirs well under this).
 MAX_PRESENTED = 200
 
 

@@ -6,4 +6,5 @@ adds its module path here (or to ``HUB_PLUGINS``), and nothing in ``hub/``.
 
 DEFAULT_PLUGINS = (
     "plugins.wecp_lever",
+    "plugins.wecp_greenhouse",
 )

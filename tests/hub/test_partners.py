@@ -56,7 +56,7 @@ def test_connect_issues_a_key_shown_once_and_stored_hashed(app, make_user):
     admin = make_user(org="Acme")
     browser = app.test_client()
     key = issue(browser, admin)
-    assert key.startswith(PartnerKey.PREFIX) and len(key) < 171  # Greenhouse's limit, the strictest known
+    assert key.startswith(PartnerKey.PREFIX) and len(key) < 171  # under the strictest provider limit known
     row = db.session.scalar(db.select(PartnerKey))
     assert row.key_hash == PartnerKey.hash(key) and row.hint == key[-4:]
     conn = db.session.get(Connection, row.connection_id)
