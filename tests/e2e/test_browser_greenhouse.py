@@ -8,8 +8,6 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-# The end-to-end suite's stack (one per module) and browser, as its own tests use them.
-from tests.e2e.conftest import _module_stack, admin_account, browser, page, stack, stack_options  # noqa: F401
 from tests.e2e.steps import open_integrations, seed_sample_test, sign_in, take_test
 from tests.stack import wait_until
 
