@@ -22,11 +22,34 @@ pytestmark = pytest.mark.slow
 WELCOME = "WeCP Integration Hub demo is running"
 
 
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def demo_ports(sandboxes: int = 4) -> tuple[int, int, int]:
+    """Ports for the hub, the first sandbox and Redis: the demo gives each further sandbox the port
+    after the last, so those must be free too, and apart from the other two."""
+    while True:
+        first = free_port()
+        if all(_free(first + i) for i in range(1, sandboxes)):
+            break
+    hub = free_port()
+    redis_port = free_port()
+    while {hub, redis_port} & set(range(first, first + sandboxes)) or hub == redis_port:
+        hub, redis_port = free_port(), free_port()
+    return hub, first, redis_port
+
+
 class Demo:
     """`python -m sandboxes.demo` in its own session, as a terminal would run it; output collected."""
 
     def __init__(self, tmp_path, *args: str, ports: tuple[int, int, int] | None = None):
-        self.port, self.sandbox_port, self.redis_port = ports or (free_port(), free_port(), free_port())
+        self.port, self.sandbox_port, self.redis_port = ports or demo_ports()
         self.data_dir = tmp_path / "demo"
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("HUB_", "LEVER_", "SMTP_"))
