@@ -45,20 +45,35 @@ def list_tests():
 @bp.post("/send_test")
 def send_test():
     """Send a test to a candidate, once per take-home test however often Greenhouse asks
-    (docs/providers/greenhouse.md#send-test): ``{"partner_interview_id": "…"}``."""
+    (docs/providers/greenhouse.md#send-test): ``{"partner_interview_id": "…"}``. A refused send
+    is an activity line too: the recruiter sees Greenhouse's error, the admin WeCP's reason."""
     who = caller()
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        _refuse_send(who, 400, "the body must be a JSON object", body)
     try:
-        data = SendTestSchema().load(_body())
+        data = SendTestSchema().load(body)
     except ValidationError as exc:
-        abort(422, description=in_words(exc))
+        _refuse_send(who, 422, in_words(exc), body)
     test = assessments.get_test(int(data["partner_test_id"]), who.organization_id)
     if test is None:
-        abort(404, description="no such test for this key: list_tests names the tests it may send")
+        _refuse_send(who, 404, "no such test for this key: list_tests names the tests it may send", body)
     if data.get("url") and not on_greenhouse(data["url"]):
-        abort(422, description="url: not an address on Greenhouse's host")
+        _refuse_send(who, 422, "url: not an address on Greenhouse's host", body)
     sent = send(who.organization_id, who.connection_id, test, data)
     db.session.commit()
     return jsonify({"partner_interview_id": sent.interview.id})
+
+
+def _refuse_send(who, status: int, reason: str, body) -> None:
+    candidate = body.get("candidate") if isinstance(body, dict) else None
+    email = candidate.get("email") if isinstance(candidate, dict) else None
+    to = f" to {email[:320]}" if isinstance(email, str) and email.strip() else ""
+    record("invitation", "failed", f"Greenhouse asked WeCP to send a test{to}; refused, nothing sent: {reason}. "
+           "Greenhouse shows the recruiter an error; Send Test again once it is fixed.",
+           organization_id=who.organization_id)
+    db.session.commit()
+    abort(status, description=reason)
 
 
 @bp.get("/test_status")

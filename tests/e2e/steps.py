@@ -9,6 +9,14 @@ from playwright.sync_api import Page, expect
 LEVER_ACCOUNT = "acme"
 LEVER_ADMIN = ("olivia@acme.example", "sandbox")
 STAGE_CHANGE_HINT = re.compile(r"Candidate Stage Change.{0,3} on")
+#: Every answer of the demo's sample test right (hub/assessments/demo.py).
+SAMPLE_ANSWERS = {
+    "What does len([1, 2, 3]) return?": ["3"],
+    "Which of these types are mutable?": ["list", "dict"],
+    "Which keyword starts a function definition?": ["def"],
+    "What is the value of bool([])?": ["False"],
+    "Which of these are Python keywords for handling exceptions?": ["try", "except"],
+}
 
 
 def sign_in(page: Page, hub_url: str, email: str, password: str) -> None:

@@ -8,20 +8,13 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from tests.e2e.steps import SAMPLE_ANSWERS as ANSWERS
 from tests.e2e.steps import open_integrations, seed_sample_test, sign_in, take_test
 from tests.stack import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CANDIDATE, CANDIDATE_EMAIL = "Katherine Johnson", "katherine.johnson@example.com"
-#: Every answer right (hub/assessments/demo.py).
-ANSWERS = {
-    "What does len([1, 2, 3]) return?": ["3"],
-    "Which of these types are mutable?": ["list", "dict"],
-    "Which keyword starts a function definition?": ["def"],
-    "What is the value of bool([])?": ["False"],
-    "Which of these are Python keywords for handling exceptions?": ["try", "except"],
-}
 
 
 def test_a_recruiter_sends_a_wecp_test_from_greenhouse_and_sees_the_result_there(page, stack, admin_account):

@@ -7,6 +7,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.steps import LEVER_ACCOUNT, connect_and_link, move_in_lever, take_test
+from tests.e2e.steps import SAMPLE_ANSWERS as ANSWERS
 from tests.stack import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -14,14 +15,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 POSTING_ID, POSTING = "f1e2d3c4-b5a6-4978-8695-a4b3c2d1e0f9", "Backend Engineer"
 POSTING_OWNER = "b1f2c3d4-0000-4000-8000-000000000001"  # Olivia, in the sandbox's seed
 CANDIDATE, CANDIDATE_EMAIL = "Radia Perlman", "radia.perlman@example.com"
-#: Every answer right (hub/assessments/demo.py).
-ANSWERS = {
-    "What does len([1, 2, 3]) return?": ["3"],
-    "Which of these types are mutable?": ["list", "dict"],
-    "Which keyword starts a function definition?": ["def"],
-    "What is the value of bool([])?": ["False"],
-    "Which of these are Python keywords for handling exceptions?": ["try", "except"],
-}
 
 
 def test_candidate_moved_in_lever_takes_the_test_and_the_score_lands_in_lever(

@@ -22,7 +22,7 @@ from hub.auth import create_user
 from hub.config import plugin_paths
 from hub.extensions import db
 from hub.inbox import WebhookDelivery
-from hub.models import ApiToken, Connection, User
+from hub.models import ApiToken, Connection, User, utcnow
 from hub.registry import all_plugins
 from tests.conftest import _make_app, csrf_token, sign_in
 from tests.hub.assessments.conftest import SAMPLE
@@ -109,6 +109,18 @@ def plugin_security_modules() -> dict:
             if exc.name not in (f"tests.plugins.{key}", f"tests.plugins.{key}.security"):
                 raise
     return found
+
+
+def partner_connection(org: Org, plugin_key: str, provider: str) -> Connection:
+    """A connection of a provider that calls WeCP with keys WeCP issues (no credentials of its own),
+    for a plugin's ``security.connect``; its keys come from ``hub.partner_keys.issue_key``."""
+    conn = Connection(organization_id=org.organization_id, plugin_key=plugin_key, provider=provider,
+                      connected_at=utcnow(), setup_completed_at=utcnow(),
+                      external_account_name=f"{org.marker}.{plugin_key}.example")
+    conn.credentials = json.dumps({})
+    db.session.add(conn)
+    db.session.commit()
+    return conn
 
 
 def make_org(name: str) -> Org:

@@ -7,10 +7,8 @@ organization's), and the ids its calls name.
 """
 from __future__ import annotations
 
-import json
-
 from hub.extensions import db
-from hub.models import Connection, new_uuid, utcnow
+from hub.models import Connection, utcnow
 from hub.partner_keys import issue_key
 
 from .work import Push
@@ -21,14 +19,9 @@ TENANT_ARGUMENTS: set[str] = set()
 
 
 def connect(org) -> Connection:
-    """The organization's partner connection (no credentials of its own: the key WeCP issues)."""
-    conn = Connection(id=new_uuid(), organization_id=org.organization_id, plugin_key="partner_example",
-                      provider="partner", connected_at=utcnow(), setup_completed_at=utcnow(),
-                      external_account_name=f"{org.marker}.partner_example.example")
-    conn.credentials = json.dumps({})
-    db.session.add(conn)
-    db.session.commit()
-    return conn
+    from tests.security.conftest import partner_connection
+
+    return partner_connection(org, "partner_example", "partner")
 
 
 def seed(org) -> dict:

@@ -3,10 +3,9 @@ interview (a test Greenhouse sent) and the partner calls that name it."""
 from __future__ import annotations
 
 import hashlib
-import json
 
 from hub.extensions import db
-from hub.models import Connection, new_uuid, utcnow
+from hub.models import Connection, new_uuid
 from hub.partner_keys import issue_key
 from plugins.wecp_greenhouse.models import Interview
 
@@ -15,13 +14,9 @@ TENANT_ARGUMENTS: set[str] = set()
 
 
 def connect(org) -> Connection:
-    conn = Connection(id=new_uuid(), organization_id=org.organization_id, plugin_key="wecp_greenhouse",
-                      provider="greenhouse", connected_at=utcnow(), setup_completed_at=utcnow(),
-                      external_account_name=f"{org.marker}.wecp_greenhouse.example")
-    conn.credentials = json.dumps({})
-    db.session.add(conn)
-    db.session.commit()
-    return conn
+    from tests.security.conftest import partner_connection
+
+    return partner_connection(org, "wecp_greenhouse", "greenhouse")
 
 
 def seed(org) -> dict:

@@ -108,6 +108,9 @@ def test_send_test_refuses_a_bad_body_with_a_clear_json_error_and_stores_nothing
     assert answer.status_code == status and answer.is_json
     assert words in answer.json["error"]
     assert interviews() == [] and invitation_emails() == []
+    # The admin reads why in the activity log.
+    (line,) = db.session.scalars(db.select(ActivityLine).filter_by(plugin_key="wecp_greenhouse")).all()
+    assert line.status == "failed" and "refused, nothing sent" in line.message and words in line.message
 
 
 def test_send_test_with_a_body_that_is_not_an_object_is_a_json_400(app, hogwarts):
@@ -115,6 +118,7 @@ def test_send_test_with_a_body_that_is_not_an_object_is_a_json_400(app, hogwarts
     for data in (b"[1, 2]", b"{not json", b""):
         answer = client.post(f"{BASE}/send_test", data=data, headers={**hogwarts.auth, "Content-Type": "application/json"})
         assert answer.status_code == 400 and answer.json == {"error": "the body must be a JSON object"}
+    assert len(db.session.scalars(db.select(ActivityLine).filter_by(status="failed")).all()) == 3
 
 
 def test_another_organizations_test_cannot_be_sent_with_this_key(app, hogwarts, durmstrang):
