@@ -84,9 +84,8 @@ def measure_hub(args, wrk, ctx) -> dict:
     for status in answers.values():
         statuses[str(status)] = statuses.get(str(status), 0) + 1
     acked = {tokens[i] for i, status in answers.items() if 200 <= status < 300}
-    stored = h.inbox(app, conn_id)
     sent = set(tokens)
-    run_rows = {k: v for k, v in stored.items() if k in sent}
+    run_rows, not_enqueued = _settled(app, conn_id, sent)
     result.update({
         "statuses": statuses,
         "acknowledged": len(acked),
@@ -94,11 +93,27 @@ def measure_hub(args, wrk, ctx) -> dict:
         "lost": len(acked - run_rows.keys()),
         "stored_unacknowledged": len(run_rows.keys() - acked),
         "duplicates": sum(v["copies"] - 1 for v in run_rows.values()),
-        "not_enqueued": _without_job(app, [v["id"] for v in run_rows.values() if v["status"] == "pending"]),
+        "not_enqueued": not_enqueued,
         "cpu_seconds": cpu,
         "cpu_seconds_per_1000": {k: v * 1000 / max(len(acked), 1) for k, v in cpu.items()},
     })
     return result
+
+
+def _settled(app, conn_id: str, sent: set[str], patience: float = 3.0) -> tuple[dict, int]:
+    """This run's stored deliveries and how many have no job, once the requests in flight are done.
+
+    The load generator stops at its deadline with requests still inside the hub: each stores its
+    row, commits, then enqueues. Read at once, such a row looks stored but never enqueued, so the
+    count is read again until it is 0 or has had ``patience`` seconds to settle.
+    """
+    deadline = time.monotonic() + patience
+    while True:
+        rows = {k: v for k, v in h.inbox(app, conn_id).items() if k in sent}
+        missing = _without_job(app, [v["id"] for v in rows.values() if v["status"] == "pending"])
+        if missing == 0 or time.monotonic() > deadline:
+            return rows, missing
+        time.sleep(0.2)
 
 
 def _without_job(app, delivery_ids: list[int]) -> int:
