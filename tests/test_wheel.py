@@ -55,11 +55,12 @@ def test_the_readme_s_production_commands_run_from_the_installed_wheel_in_an_emp
     empty.mkdir()
     readme = (ROOT / "README.md").read_text()
     served = shlex.split(re.search(r"^gunicorn (.+?)\s+#", readme, re.M).group(1))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HUB_", "LEVER_", "SMTP_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HUB_", "LEVER_", "GREENHOUSE_", "SMTP_"))}
     env.update(PYTHONPATH=str(site), HUB_ENV="production", DATABASE_URL=postgres_db.url, REDIS_URL=redis_server.url,
                SECRET_KEY="Vq3-Zt8pLr2_Wx9KmN4cYb7Hs1Dj6Gf0", HUB_ENCRYPTION_KEYS=generate_key(),
                HUB_BASE_URL="https://hub.example", HUB_TRUSTED_HOSTS="hub.example", SMTP_URL="smtp://mail.example:587",
-               LEVER_CLIENT_ID="client-id", LEVER_CLIENT_SECRET="client-secret")
+               LEVER_CLIENT_ID="client-id", LEVER_CLIENT_SECRET="client-secret",
+               GREENHOUSE_HARVEST_CLIENT_ID="harvest-id", GREENHOUSE_HARVEST_CLIENT_SECRET="harvest-secret")
 
     def hub(*args):
         done = subprocess.run([sys.executable, "-m", "hub.cli", *args], cwd=empty, env=env,

@@ -3,7 +3,8 @@
 An ``Interview`` is one ``send_test`` (one take-home test instance in Greenhouse): its id is the
 ``partner_interview_id`` Greenhouse keeps and asks ``test_status`` about. A ``Completion`` is
 durable work (``hub.outbox``): the PATCH that tells Greenhouse a result is ready, done exactly
-once by ``push.mark_complete``.
+once by ``push.mark_complete``. A ``HarvestWrite`` is durable work too: a note or a move
+through Harvest, for organizations that connected it (``followup.write``).
 """
 from __future__ import annotations
 
@@ -63,6 +64,25 @@ class Completion(DurableWork, db.Model):
     interview_id: Mapped[str] = mapped_column(sa.ForeignKey("wecp_greenhouse_interview.id"), index=True)
     result_id: Mapped[str] = mapped_column(sa.String(36))
     #: ``result:<result id>``, or ``regrade:<result id>:<n>`` for a corrected score.
+    key: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class HarvestWrite(DurableWork, db.Model):
+    """A note on the candidate, or a move of one who passed, written through Harvest
+    (``followup.write``): once per result (a corrected score adds a note)."""
+
+    __tablename__ = "wecp_greenhouse_harvest_write"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(sa.ForeignKey("organization.id"))
+    #: The organization's Harvest connection: the work pauses while it is revoked.
+    connection_id: Mapped[str] = mapped_column(sa.ForeignKey("connection.id"), index=True)
+    interview_id: Mapped[str] = mapped_column(sa.ForeignKey("wecp_greenhouse_interview.id"), index=True)
+    result_id: Mapped[str] = mapped_column(sa.String(36))
+    #: ``note`` or ``move``.
+    action: Mapped[str] = mapped_column(sa.String(10))
+    #: ``note:<result id>`` (``:<n>`` after a correction) or ``move:<result id>``.
     key: Mapped[str] = mapped_column(sa.String(100), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

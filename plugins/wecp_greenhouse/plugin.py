@@ -4,9 +4,11 @@ from __future__ import annotations
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from hub.plugin import ActivityContext, CardAlert, PartnerKeyProvider, Plugin, SetupStep
+import sqlalchemy as sa
 
-from . import push
+from hub.plugin import ActivityContext, CardAlert, OAuth2Provider, PartnerKeyProvider, Plugin, SetupStep
+
+from . import followup, push
 
 #: The calls Greenhouse makes, in the order its set-up form lists them
 #: (docs/providers/greenhouse.md#assessment-api).
@@ -14,6 +16,17 @@ CALLS = ("list_tests", "send_test", "test_status", "response_error")
 
 #: How long the card keeps saying that Greenhouse reported answers it could not use.
 ERRORS_SHOWN = timedelta(days=7)
+
+# docs/providers/greenhouse.md#harvest-auth: Greenhouse's OAuth hosts and Harvest's; the local
+# stand-in serves the same routes.
+HARVEST_ENVIRONMENTS = {
+    "production": {"GREENHOUSE_HARVEST_AUTHORIZE_URL": "https://auth.greenhouse.io/authorize",
+                   "GREENHOUSE_HARVEST_TOKEN_URL": "https://auth.greenhouse.io/token",
+                   "GREENHOUSE_HARVEST_API_BASE_URL": "https://harvest.greenhouse.io"},
+    "local": {"GREENHOUSE_HARVEST_AUTHORIZE_URL": "{sandbox}/oauth/authorize",
+              "GREENHOUSE_HARVEST_TOKEN_URL": "{sandbox}/oauth/token",
+              "GREENHOUSE_HARVEST_API_BASE_URL": "{sandbox}"},
+}
 
 
 class WecpGreenhousePlugin(Plugin):
@@ -42,11 +55,35 @@ class WecpGreenhousePlugin(Plugin):
                 "report answers of WeCP it could not use (shown in the activity log)",
             ),
         ),
+        OAuth2Provider(
+            name=followup.PROVIDER,
+            title="Greenhouse Harvest",
+            config_prefix="GREENHOUSE_HARVEST",
+            # docs/providers/greenhouse.md#harvest-auth: a partner's scopes are set with Greenhouse
+            # Partner Support on its client, not asked for at consent; no PKCE; the client
+            # authenticates at the token endpoint with HTTP Basic.
+            scopes=(),
+            pkce=False,
+            token_endpoint_auth_method="client_secret_basic",
+            # Access tokens last an hour and refresh tokens 24 hours: an idle connection is
+            # refreshed every few hours, well inside a day.
+            refresh_idle_after=timedelta(hours=4),
+            consent_by="a Greenhouse Site Admin (as themselves or with a service account)",
+            authorized_apps="Configure › Dev Center › Harvest partner integrations",
+            permissions=(
+                "read your open jobs and their stages (to pick where candidates who pass go)",
+                "read a candidate's application (its stage, just before moving it)",
+                "add a note to the candidate (the score and a link to the report)",
+                "move candidates who pass to the stage you pick",
+            ),
+        ),
     )
     partner_blueprint = "plugins.wecp_greenhouse.partner:bp"
-    #: The completion PATCH, exactly once per result (durable work).
-    jobs = (push.mark_complete,)
-    access = {f"wecp_greenhouse_partner.{call}": "partner" for call in CALLS}
+    blueprint = "plugins.wecp_greenhouse.views:bp"
+    #: The completion PATCH, exactly once per result; with Harvest, the note and the move.
+    jobs = (push.mark_complete, followup.write)
+    access = {**{f"wecp_greenhouse_partner.{call}": "partner" for call in CALLS},
+              "wecp_greenhouse.index": "member", "wecp_greenhouse.harvest_settings": "admin"}
     config = {
         # production: Greenhouse's hosts; local: the sandbox stand-in (development and tests).
         "GREENHOUSE_ENV": "production",
@@ -59,9 +96,15 @@ class WecpGreenhousePlugin(Plugin):
         "GREENHOUSE_PATCH_USERNAME": "",
         "GREENHOUSE_PATCH_PASSWORD": "",
         "GREENHOUSE_TIMEOUT": 10,
+        # Harvest v3 (optional per customer): WeCP's partner client, from Greenhouse Partner Support.
+        "GREENHOUSE_HARVEST_CLIENT_ID": "",
+        "GREENHOUSE_HARVEST_CLIENT_SECRET": "",
+        "GREENHOUSE_HARVEST_AUTHORIZE_URL": None,
+        "GREENHOUSE_HARVEST_TOKEN_URL": None,
+        "GREENHOUSE_HARVEST_API_BASE_URL": None,
     }
     activity_kinds = {"invitation": "Test sent", "completion": "Completed", "result": "Result to Greenhouse",
-                      "greenhouse_error": "Greenhouse error"}
+                      "greenhouse_error": "Greenhouse error", "harvest": "Note or move"}
 
     def init_app(self, app) -> None:
         from hub.assessments.signals import invitation_completed, result_regraded
@@ -80,11 +123,28 @@ class WecpGreenhousePlugin(Plugin):
         if isinstance(hosts, str):
             hosts = [h.strip().lower() for h in hosts.split(",") if h.strip()]
         config["GREENHOUSE_APP_HOSTS"] = frozenset(hosts)
+        sandbox = config["GREENHOUSE_SANDBOX_URL"].rstrip("/")
+        for name, value in HARVEST_ENVIRONMENTS[env].items():
+            if not config.get(name):
+                config[name] = value.format(sandbox=sandbox)
 
     def production_problems(self, config) -> list[str]:
+        problems = []
         if config.get("GREENHOUSE_ENV") == "local":
-            return ["GREENHOUSE_ENV must be production (local is the development stand-in)"]
-        return []
+            problems.append("GREENHOUSE_ENV must be production (local is the development stand-in)")
+        # The card offers Harvest to every customer: without WeCP's partner client its Connect
+        # could only fail at Greenhouse.
+        for name in ("GREENHOUSE_HARVEST_CLIENT_ID", "GREENHOUSE_HARVEST_CLIENT_SECRET"):
+            if not config.get(name):
+                problems.append(f"{name} is not set (WeCP's Harvest partner client, from Greenhouse Partner Support)")
+        return problems
+
+    def check_connection(self, connection) -> None:
+        """Harvest: one cheap read with the new tokens. The partner key needs no check."""
+        if connection.provider == followup.PROVIDER:
+            from . import harvest
+
+            harvest.check(connection.id)
 
     def partner_error(self, status: int, message: str) -> dict:
         # docs/providers/greenhouse.md#assessment-errors: no shape is specified; ours is documented.
@@ -94,7 +154,7 @@ class WecpGreenhousePlugin(Plugin):
         """The addresses to give Greenhouse, until it has called one of them."""
         from hub.partners import partner_urls
 
-        if connection.last_used_at is not None:
+        if connection.provider == followup.PROVIDER or connection.last_used_at is not None:
             return []
         urls = dict(partner_urls(self))
         return ["Greenhouse needs these addresses with the key: "
@@ -105,8 +165,20 @@ class WecpGreenhousePlugin(Plugin):
         from hub.extensions import db
         from hub.outbox import DONE
 
-        from .models import Completion, Interview
+        from .models import Completion, HarvestWrite, Interview
 
+        if connection.provider == followup.PROVIDER:
+            picked = bool(followup.moves_of(connection))
+            written = db.session.scalar(db.select(HarvestWrite.id).filter_by(
+                connection_id=connection.id, status=DONE).limit(1)) is not None
+            return [
+                SetupStep("Stages picked for candidates who pass", picked,
+                          "" if picked else "Optional: open Activity and settings, then Change…, and pick per job "
+                          "the stage candidates who pass move to."),
+                SetupStep("First note or move written in Greenhouse", written,
+                          "" if written else "When a candidate completes a test sent from Greenhouse, WeCP writes "
+                          "the score as a note on them."),
+            ]
         listed = bool((connection.data or {}).get("listed_at"))
         sent = db.session.scalar(db.select(Interview.id).filter_by(
             organization_id=connection.organization_id).limit(1)) is not None
@@ -124,21 +196,30 @@ class WecpGreenhousePlugin(Plugin):
         ]
 
     def alerts(self, connection) -> list[CardAlert]:
-        """Greenhouse reported answers it could not use (``response_error``) in the last week."""
+        """Greenhouse reported answers it could not use (``response_error``) in the last week; for
+        Harvest, notes or moves that failed for good in the last week."""
         from flask import url_for
 
         from hub.activity import ActivityLine
         from hub.extensions import db
         from hub.models import utcnow
 
+        harvest = connection.provider == followup.PROVIDER
         lines = db.session.execute(db.select(db.func.count(ActivityLine.id), db.func.max(ActivityLine.created_at))
                                    .where(ActivityLine.organization_id == connection.organization_id,
                                           ActivityLine.plugin_key == self.key,
-                                          ActivityLine.kind == "greenhouse_error",
+                                          ActivityLine.kind == ("harvest" if harvest else "greenhouse_error"),
+                                          ActivityLine.status == "failed" if harvest else sa.true(),
                                           ActivityLine.created_at >= utcnow() - ERRORS_SHOWN)).one()
         count, last = lines
         if not count:
             return []
+        if harvest:
+            return [CardAlert(
+                f"{count} note(s) or move(s) could not be written in Greenhouse in the last week (the last on "
+                f"{last:%d %b %H:%M} UTC). The results are in Greenhouse through the assessment.",
+                "Read why in the activity log; Retry them under Work needing attention once fixed.",
+                link=url_for("settings.activity", plugin_key=self.key, status="failed"), link_label="Activity log")]
         times = "once" if count == 1 else f"{count} times"
         return [CardAlert(
             f"Greenhouse reported {times} in the last week that it could not use an answer of WeCP "

@@ -23,6 +23,7 @@ from hub.jobs import Defer
 from hub.outbox import durable, schedule_once
 from hub.outcomes import Failed, Outcome
 
+from . import followup
 from .addresses import on_greenhouse
 from .models import KEY, Completion, Interview, record
 
@@ -63,6 +64,7 @@ def on_invitation_completed(sender, result_id: str, invitation_id: str, **extra)
     record("completion", "ok", "completed the test", organization_id=interview.organization_id,
            interview=interview, invitation_id=invitation_id, result_id=result_id)
     _tell(interview, result_id, f"result:{result_id}")
+    followup.plan(interview, assessments.get_result(result_id))
 
 
 def on_result_regraded(sender, result_id: str, previous: dict, **extra) -> None:
@@ -78,6 +80,7 @@ def on_result_regraded(sender, result_id: str, previous: dict, **extra) -> None:
            f"Greenhouse is told again", organization_id=interview.organization_id, interview=interview,
            result_id=result_id)
     _tell(interview, result_id, f"regrade:{result_id}:{done}")
+    followup.plan(interview, result, regrade=done)
 
 
 def _tell(interview: Interview, result_id: str, key: str) -> None:

@@ -7,23 +7,27 @@ beyond localhost.
 from __future__ import annotations
 
 import threading
-import time
 
 from flask import Flask, abort, jsonify, redirect, render_template, request, url_for
 
-from . import partner
+from . import harvest, partner
 from .partner import PartnerProblem
 from .state import CALLS, Fault, TakeHomeTest, World, now
 
+#: WeCP's Harvest partner client in the sandbox (Greenhouse Partner Support issues the real one).
+HARVEST_CLIENT_ID, HARVEST_CLIENT_SECRET = "wecp-harvest-demo", "sandbox-harvest-secret"
 #: Where a take-home test's completion is PATCHed (docs/providers/greenhouse.md#mark-complete).
 TAKE_HOME_PATH = "/integrations/testing_partners/take_home_tests/"
 
 
 def create_app(config: dict | None = None) -> Flask:
     app = Flask(__name__)
-    app.config.update({"SANDBOX_RECRUITER": "recruiter@acme.example", **(config or {})})
+    app.config.update({"SANDBOX_RECRUITER": "recruiter@acme.example",
+                       "SANDBOX_HARVEST_CLIENT_ID": HARVEST_CLIENT_ID,
+                       "SANDBOX_HARVEST_CLIENT_SECRET": HARVEST_CLIENT_SECRET, **(config or {})})
     world = World()
     app.extensions["greenhouse_sandbox"] = world
+    app.register_blueprint(harvest.bp)
 
     def job_or_404(job_id: int):
         job = world.jobs.get(job_id)
@@ -117,8 +121,9 @@ def create_app(config: dict | None = None) -> Flask:
             abort(404)
         applications = [a for a in world.applications.values() if a.candidate_id == candidate_id]
         tests = [t for t in world.tests.values() if world.applications[t.application_id].candidate_id == candidate_id]
+        notes = [n for n in world.harvest.notes if n.candidate_id == candidate_id]
         return render_template("greenhouse/person.html", candidate=candidate, applications=applications,
-                               tests=tests, world=world)
+                               tests=tests, world=world, notes=notes)
 
     def send(application, base_url: str, sent_by: str) -> TakeHomeTest:
         job = world.jobs[application.job_id]
@@ -154,12 +159,9 @@ def create_app(config: dict | None = None) -> Flask:
         """The partner says a test is complete; Greenhouse then reads ``test_status``."""
         fault = world.fault_for("patch")
         world.record(direction="from partner", call="PATCH", test=test_id, fault=fault.id if fault else None)
-        if fault is not None:
-            if fault.timeout:
-                time.sleep(fault.seconds)
-            else:
-                headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
-                return jsonify({"message": "injected fault"}), fault.status or 500, headers
+        answer = harvest.injected(fault)
+        if answer is not None:
+            return answer
         test = world.tests.get(test_id)
         if test is None or test.partner_interview_id is None:
             return jsonify({"message": "no such take-home test"}), 404

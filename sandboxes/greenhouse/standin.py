@@ -25,7 +25,10 @@ def argv(port: int, hub_url: str, state_file=None) -> list[str]:
 
 def hub_settings(sandbox_url: str) -> dict[str, str]:
     """The hub's settings that make the Greenhouse plugin call (and link to) this sandbox."""
-    return {"GREENHOUSE_ENV": "local", "GREENHOUSE_SANDBOX_URL": sandbox_url}
+    from .app import HARVEST_CLIENT_ID, HARVEST_CLIENT_SECRET
+
+    return {"GREENHOUSE_ENV": "local", "GREENHOUSE_SANDBOX_URL": sandbox_url,
+            "GREENHOUSE_HARVEST_CLIENT_ID": HARVEST_CLIENT_ID, "GREENHOUSE_HARVEST_CLIENT_SECRET": HARVEST_CLIENT_SECRET}
 
 
 def sign_in() -> str:
@@ -43,6 +46,9 @@ def next_steps(hub_url: str, sandbox_url: str, connected: bool = False) -> list[
         "Move a candidate to Take Home Test and click Send Test: WeCP emails them (see the email outbox).",
         "Take the test from the email: the candidate's page in the sandbox shows complete, the score and the "
         "report link.",
+        "Optional, Harvest: on the Greenhouse card, Connect Greenhouse Harvest and Authorize in the sandbox; under "
+        "Activity and settings › Change…, pick Onsite for Backend Engineer. The next candidate who passes gets the "
+        "score as a note and moves to Onsite.",
     ]
 
 

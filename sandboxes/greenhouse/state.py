@@ -1,6 +1,7 @@
 """The Greenhouse sandbox's world, in memory: jobs with their hiring plans, candidates and their
-applications, the take-home tests sent through the assessment partner, and the partner's set-up
-(the key and the four addresses Greenhouse Support enters: docs/providers/greenhouse.md#assessment-flow).
+applications, the take-home tests sent through the assessment partner, the partner's set-up
+(the key and the four addresses Greenhouse Support enters: docs/providers/greenhouse.md#assessment-flow)
+and Harvest's tokens, notes and moves.
 
 One ``World`` per app, guarded by one lock; ids are integers, as Greenhouse's are.
 """
@@ -88,6 +89,35 @@ class Fault:
     retry_after: int | None = None
 
 
+@dataclass
+class Note:
+    """A note on a candidate, written through Harvest."""
+
+    id: int
+    candidate_id: int
+    body: str
+    visibility: str
+    created_at: str = field(default_factory=now)
+
+
+@dataclass
+class Harvest:
+    """Harvest v3's side: the partner's codes and tokens (value → expiry), the notes and moves
+    made through it, and the rate-limit window."""
+
+    codes: dict = field(default_factory=dict)
+    access_tokens: dict = field(default_factory=dict)
+    refresh_tokens: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+    moves: list = field(default_factory=list)
+    token_calls: int = 0
+    #: Calls allowed per 10-second window (docs/providers/greenhouse.md#harvest-rate-limits: 50 in
+    #: Greenhouse's example).
+    rate_limit: int = 50
+    window_start: float = 0.0
+    window_calls: int = 0
+
+
 class World:
     def __init__(self):
         self.lock = threading.RLock()
@@ -104,6 +134,7 @@ class World:
             self.faults: list[Fault] = []
             self.log: list[dict] = []  # calls to the partner and the partner's calls here
             self.errors_reported: list[dict] = []  # response_error calls Greenhouse made
+            self.harvest = Harvest()
             self._seed()
 
     def next_id(self) -> int:

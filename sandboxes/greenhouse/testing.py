@@ -49,6 +49,16 @@ class AdminClient:
     def send_test(self, application_id: int) -> dict:
         return self._call("POST", f"/applications/{application_id}/send_test")
 
+    def harvest(self) -> dict:
+        """Harvest's side: notes, moves, token calls."""
+        return self._call("GET", "/harvest")
+
+    def revoke_harvest(self):
+        return self._call("POST", "/harvest/revoke")
+
+    def set_harvest_rate_limit(self, limit: int):
+        return self._call("PUT", "/harvest/rate_limit", {"limit": limit})
+
     def state(self) -> dict:
         return self._call("GET", "/state")
 
