@@ -24,7 +24,7 @@ def test_a_recruiter_sends_a_wecp_test_from_greenhouse_and_sees_the_result_there
 
     # The admin issues the key: shown once, with the four addresses Greenhouse needs.
     open_integrations(page, stack.hub_url)
-    card = page.locator("#integration-wecp_greenhouse")
+    card = page.locator("#connection-wecp_greenhouse-greenhouse")
     expect(card.locator(".badge")).to_have_text("Not connected")
     card.get_by_role("button", name="Connect").click()
     expect(page.get_by_role("heading", name="Key for Greenhouse")).to_be_visible()
@@ -37,6 +37,20 @@ def test_a_recruiter_sends_a_wecp_test_from_greenhouse_and_sees_the_result_there
     page.get_by_role("link", name="I have copied it").click()
     expect(card.locator(".badge")).to_have_text("Active")
     expect(card).to_contain_text("Greenhouse needs these addresses with the key")
+
+    # Harvest, optional: a Site Admin authorizes WeCP in Greenhouse, and the admin picks where
+    # candidates who pass move, from Greenhouse's own jobs and stages.
+    harvest = page.locator("#connection-wecp_greenhouse-harvest")
+    harvest.get_by_role("button", name="Connect").click()
+    expect(page.get_by_role("heading", name="Authorize WeCP to use Harvest")).to_be_visible()
+    page.get_by_role("button", name="Authorize").click()
+    expect(page.get_by_text("Greenhouse Harvest is connected")).to_be_visible()
+    expect(harvest.locator(".badge")).to_have_text("Active")
+    page.get_by_role("link", name="Activity and settings").first.click()
+    page.get_by_role("link", name="Change…").click()
+    page.get_by_label("Backend Engineer").select_option(label="Onsite")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#harvest")).to_contain_text("Onsite")
 
     # Greenhouse Support enters the key and the addresses (the sandbox's Support form).
     page.goto(f"{greenhouse.url}/support")
@@ -78,6 +92,11 @@ def test_a_recruiter_sends_a_wecp_test_from_greenhouse_and_sees_the_result_there
     page.get_by_role("link", name=CANDIDATE).click()
     expect(page.locator(".test-status")).to_have_text("complete")
     expect(page.locator(".test-score")).to_have_text("100")
+    # With Harvest: the score as a note on the candidate, and the pass moved them to Onsite.
+    wait_until(lambda: greenhouse.admin.harvest()["moves"] or None, 30, 0.2, "the move in Greenhouse")
+    page.reload()
+    expect(page.locator(".note")).to_contain_text("View a detailed report on WeCP")
+    expect(page.locator(".application-stage")).to_contain_text("Backend Engineer: Onsite")
     page.get_by_role("link", name="View the report on WeCP").click()
     expect(page.get_by_text(title).first).to_be_visible()
     assert len(stack.smtp.messages) == 1  # one invitation
@@ -86,6 +105,8 @@ def test_a_recruiter_sends_a_wecp_test_from_greenhouse_and_sees_the_result_there
     open_integrations(page, stack.hub_url)
     for step in ("Greenhouse listed your tests", "First test sent from Greenhouse", "First result sent to Greenhouse"):
         expect(card.locator("li.step.done").filter(has_text=step)).to_be_visible()
+    for step in ("Stages picked for candidates who pass", "First note or move written in Greenhouse"):
+        expect(harvest.locator("li.step.done").filter(has_text=step)).to_be_visible()
     page.goto(f"{stack.hub_url}/settings/integrations/wecp_greenhouse/activity")
     expect(page.locator("main")).to_contain_text("result sent to Greenhouse")
     expect(page.locator("main")).to_contain_text(CANDIDATE)
