@@ -1,5 +1,6 @@
-"""The Greenhouse journey over HTTP: a key, Support enters it, a test picked for the take-home
-stage, Send Test, the email, the test, the result shown on the candidate in Greenhouse.
+"""The Greenhouse journey over HTTP: a key, Support enters it, Harvest connected and a stage picked
+for those who pass, a test picked for the take-home stage, Send Test, the email, the test, the
+result shown on the candidate in Greenhouse, then the note and the move through Harvest.
 
 Used by the scripted demo and the end-to-end tests (``sandboxes.journey`` holds the shared steps).
 """
@@ -49,6 +50,50 @@ def issue_key(http: requests.Session, hub_url: str) -> tuple[str, dict[str, str]
 def support_enters_key(sandbox_url: str, key: str, urls: dict[str, str]) -> None:
     """Greenhouse Support's form in the sandbox: the key and the four addresses."""
     requests.post(f"{sandbox_url}/support", data={"key": key, **urls}, timeout=10).raise_for_status()
+
+
+def connect_harvest(http: requests.Session, hub_url: str, sandbox_url: str) -> None:
+    """The Greenhouse card's Harvest Connect → the sandbox's consent page → Authorize → back."""
+    token = hidden(http.get(f"{hub_url}/settings/integrations", timeout=10).text, "csrf_token")
+    answer = http.post(f"{hub_url}/integrations/{PLUGIN_KEY}/connect", data={"csrf_token": token, "provider": "harvest"},
+                       allow_redirects=False, timeout=10)
+    consent = answer.headers.get("Location", "")
+    if not consent.startswith(f"{sandbox_url}/oauth/authorize"):
+        raise StepFailed(f"Connect did not lead to Greenhouse's consent page (HTTP {answer.status_code})")
+    page = requests.get(consent, timeout=10).text
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', page))
+    back = requests.post(f"{sandbox_url}/oauth/authorize", data={**{k: unescape(v) for k, v in fields.items()},
+                                                                  "decision": "accept"},
+                         allow_redirects=False, timeout=10).headers.get("Location", "")
+    done = http.get(back, timeout=30)
+    if "Greenhouse Harvest is connected" not in done.text:
+        raise StepFailed("WeCP did not say Greenhouse Harvest is connected")
+
+
+def pick_onsite(http: requests.Session, hub_url: str, sandbox_url: str) -> None:
+    """On WeCP's Greenhouse page, candidates who pass the job's test move to Onsite."""
+    page = http.get(f"{hub_url}/integrations/{PLUGIN_KEY}/harvest", timeout=30).text
+    job = job_id(sandbox_url)
+    select = re.search(rf'<select id="job-{job}" name="job-{job}">(.*?)</select>', page, re.S)
+    onsite = select and re.search(r'<option value="(\d+)"[^>]*>Onsite<', select.group(1))
+    if onsite is None:
+        raise StepFailed("WeCP's Harvest page does not offer the job's Onsite stage")
+    http.post(f"{hub_url}/integrations/{PLUGIN_KEY}/harvest", data={
+        "csrf_token": hidden(page, "csrf_token"), f"job-{job}": onsite.group(1), "notes": "on"},
+        timeout=30).raise_for_status()
+
+
+def wait_for_note_and_move(sandbox_url: str, candidate_id: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = requests.get(f"{sandbox_url}/_sandbox/harvest", timeout=10).json()["data"]
+        noted = any(n["candidate_id"] == candidate_id for n in seen["notes"])
+        if noted and seen["moves"]:
+            return
+        if time.monotonic() > deadline:
+            raise StepFailed(f"after {timeout:.0f}s: note {'seen' if noted else 'missing'}, "
+                             f"{len(seen['moves'])} move(s)")
+        time.sleep(0.3)
 
 
 def job_id(sandbox_url: str, name: str = JOB) -> int:
@@ -115,11 +160,17 @@ def run_journey(hub_url: str, sandbox_url: str, env: dict | None = None, *,
          lambda: support_enters_key(sandbox_url, found["key"], found["urls"])),
         ("the take-home stage lists WeCP's tests; the sample test is picked",
          lambda: choose_sample_test(sandbox_url)),
+        ("connect Greenhouse Harvest: a Site Admin authorizes WeCP in the sandbox",
+         lambda: connect_harvest(http, hub_url, sandbox_url)),
+        ("candidates who pass move to Onsite (picked from Greenhouse's stages)",
+         lambda: pick_onsite(http, hub_url, sandbox_url)),
         ("a new candidate is moved to Take Home Test and the recruiter clicks Send Test",
-         lambda: send_test_to_new_candidate(sandbox_url, candidate_email)),
+         lambda: found.update(candidate=send_test_to_new_candidate(sandbox_url, candidate_email))),
         ("the invitation email arrives",
          lambda: found.update(link=invitation_link(http, hub_url, candidate_email))),
         ("the candidate takes the test", lambda: take_sample_test(found["link"])),
         ("Greenhouse shows the result: complete, the score and the report link",
          lambda: found.update(result=wait_for_result(sandbox_url, candidate_email))),
+        ("through Harvest: the score is a note on the candidate, who moved to Onsite",
+         lambda: wait_for_note_and_move(sandbox_url, found["candidate"])),
     ], echo=echo)

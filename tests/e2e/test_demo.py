@@ -182,6 +182,9 @@ def test_scripted_demo_walks_the_journey_and_stops(demo_run):
                  "the score is a note in Lever"):
         assert f"✓ {step}" in demo.text, demo.text
     assert "✗" not in demo.text and "10 of 10 steps passed" in demo.text
+    for step in ("connect Greenhouse Harvest", "candidates who pass move to Onsite",
+                 "Greenhouse shows the result", "through Harvest: the score is a note on the candidate"):
+        assert f"✓ {step}" in demo.text, demo.text
 
 
 def test_a_restarted_demo_is_still_connected(demo_run):
