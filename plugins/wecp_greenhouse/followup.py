@@ -11,12 +11,16 @@ import logging
 from dataclasses import dataclass
 from typing import ClassVar
 
+from flask import current_app
+
 from hub.assessments import services as assessments
-from hub.connections import connection_of
+from hub.connections import TokenRefreshError, connection_of
 from hub.extensions import db
+from hub.jobs import Defer
 from hub.models import Connection
 from hub.outbox import durable, schedule_once
 from hub.outcomes import AlreadyDone, Failed, Outcome, Skipped
+from hub.plugin import ConnectionUnusable
 
 from . import harvest
 from .harvest import HarvestNotFound, HarvestRefused, InvalidId
@@ -54,6 +58,25 @@ def moves_of(connection) -> dict[str, dict]:
 
 def notes_on(connection) -> bool:
     return bool((connection.data or {}).get("notes", True))
+
+
+def job_title(organization_id: int, application_id: int | None) -> str | None:
+    """The job the candidate applied for, read through Harvest while Greenhouse waits for
+    ``send_test`` (the Assessment API names no job: docs/providers/greenhouse.md#send-test), for
+    the invitation email. Best effort and quick: without Harvest, or when it cannot answer within
+    ``GREENHOUSE_HARVEST_SEND_TIMEOUT``, the email names the employer and the test only."""
+    conn = connection_of(organization_id, KEY, PROVIDER)
+    if application_id is None or conn is None or not conn.usable:
+        return None
+    try:
+        found = harvest.application(conn.id, application_id,
+                                    timeout=float(current_app.config["GREENHOUSE_HARVEST_SEND_TIMEOUT"]))
+    except (harvest.HarvestError, Defer, ConnectionUnusable, TokenRefreshError, InvalidId, ValueError) as exc:
+        log.info("wecp_greenhouse.job_unread organization=%s error=%s", organization_id, type(exc).__name__)
+        return None
+    jobs = found.get("jobs") or [found.get("job")]
+    name = jobs[0].get("name") if isinstance(jobs, list) and jobs and isinstance(jobs[0], dict) else None
+    return (str(name).strip()[:200] or None) if name else None
 
 
 # --- a result → rows of work --------------------------------------------------------------------

@@ -158,7 +158,7 @@ def _url(path_or_url: str) -> str:
 
 
 def call(connection_id: str, method: str, path: str, *, params: dict | None = None,
-         json: dict | None = None) -> requests.Response:
+         json: dict | None = None, timeout: float | None = None) -> requests.Response:
     """One Harvest call for this connection; raises as the module docstring says."""
     wait = paused_for(connection_id)
     if wait > 0:
@@ -166,7 +166,7 @@ def call(connection_id: str, method: str, path: str, *, params: dict | None = No
     url = _url(path)
     shown = urlsplit(url).path
     token = access_token(connection_id)
-    timeout = float(current_app.config["GREENHOUSE_TIMEOUT"])
+    timeout = timeout or float(current_app.config["GREENHOUSE_TIMEOUT"])
     for attempt in (1, 2):
         try:
             response = session().request(method, url, params=params, json=json, timeout=timeout,
@@ -236,9 +236,10 @@ def check(connection_id: str) -> None:
     call(connection_id, "GET", "/v3/jobs", params={"per_page": 1})
 
 
-def application(connection_id: str, application_id: int) -> dict:
+def application(connection_id: str, application_id: int, *, timeout: float | None = None) -> dict:
     """One application: its status, current stage and job (docs/providers/greenhouse.md#harvest-move)."""
-    body = call(connection_id, "GET", f"/v3/applications/{harvest_id(application_id, 'application id')}").json()
+    body = call(connection_id, "GET", f"/v3/applications/{harvest_id(application_id, 'application id')}",
+                timeout=timeout).json()
     return body if isinstance(body, dict) else {}
 
 

@@ -45,6 +45,8 @@ class Interview(db.Model):
     profile_url: Mapped[str | None] = mapped_column(sa.Text)
     application_id: Mapped[int | None] = mapped_column(sa.BigInteger)
     candidate_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    #: The job applied for, when Harvest could say at ``send_test`` (the Assessment API does not).
+    job_title: Mapped[str | None] = mapped_column(sa.String(200))
     #: The Greenhouse user who clicked Send Test (their email), when Greenhouse says.
     sent_by: Mapped[str | None] = mapped_column(sa.String(320))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

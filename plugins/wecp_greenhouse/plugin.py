@@ -97,6 +97,8 @@ class WecpGreenhousePlugin(Plugin):
         "GREENHOUSE_PATCH_PASSWORD": "",
         "GREENHOUSE_TIMEOUT": 10,
         # Harvest v3 (optional per customer): WeCP's partner client, from Greenhouse Partner Support.
+        # How long send_test may wait for Harvest to name the job for the email (seconds).
+        "GREENHOUSE_HARVEST_SEND_TIMEOUT": 3,
         "GREENHOUSE_HARVEST_CLIENT_ID": "",
         "GREENHOUSE_HARVEST_CLIENT_SECRET": "",
         "GREENHOUSE_HARVEST_AUTHORIZE_URL": None,
@@ -229,7 +231,7 @@ class WecpGreenhousePlugin(Plugin):
             link_label="Activity log")]
 
     def activity_context(self, organization_id: int, subject_refs: set) -> dict:
-        """Each candidate's test and Greenhouse profile (the Assessment API names no job)."""
+        """Each candidate's test, Greenhouse profile and job (when Harvest named it)."""
         from hub.assessments.services import get_test
         from hub.extensions import db
 
@@ -243,6 +245,6 @@ class WecpGreenhousePlugin(Plugin):
             if interview.test_id not in titles:
                 test = get_test(interview.test_id)
                 titles[interview.test_id] = test.title if test else ""
-            context[interview.id] = ActivityContext(job="", stage=titles[interview.test_id],
+            context[interview.id] = ActivityContext(job=interview.job_title or "", stage=titles[interview.test_id],
                                                     profile_url=interview.profile_url)
         return context

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from hub.assessments import services as assessments
 from hub.extensions import db
 
+from . import followup
 from .addresses import on_greenhouse, profile_ids
 from .models import KEY, Interview, record
 
@@ -59,8 +60,9 @@ def send(organization_id: int, connection_id: str, test, data: dict) -> Sent:
     if found is not None:
         return Sent(found, False)
     name = candidate_name(candidate)
+    job = followup.job_title(organization_id, application_id)
     interview = Interview(organization_id=organization_id, connection_id=connection_id, dedupe_key=key,
-                          test_id=test.id, callback_url=data.get("url"), candidate_name=name,
+                          test_id=test.id, callback_url=data.get("url"), candidate_name=name, job_title=job,
                           candidate_email=candidate["email"].strip(), profile_url=profile,
                           application_id=application_id, candidate_id=candidate_id, sent_by=data.get("sent_by"))
     try:
@@ -72,10 +74,11 @@ def send(organization_id: int, connection_id: str, test, data: dict) -> Sent:
         return Sent(_find(organization_id, key), False)
     invitation_id, _ = assessments.invite(
         test.id, name=name, email=interview.candidate_email, source=KEY, source_ref=interview.id,
-        idempotency_key=f"{KEY}:{organization_id}:{key}")
+        idempotency_key=f"{KEY}:{organization_id}:{key}", job_title=job)
     interview.invitation_id = invitation_id
     by = f" (Send Test by {interview.sent_by})" if interview.sent_by else ""
-    record("invitation", "ok", f"invited {interview.candidate_email} to “{test.title}”{by}",
+    for_job = f" for {job}" if job else ""
+    record("invitation", "ok", f"invited {interview.candidate_email} to “{test.title}”{for_job}{by}",
            organization_id=organization_id, interview=interview, invitation_id=invitation_id)
     return Sent(interview, True)
 

@@ -11,6 +11,7 @@ from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
 import responses
 
 from hub.activity import ActivityLine
@@ -50,7 +51,10 @@ ONSITE_PICKED = {"move_to": {str(JOB): {"stage_id": ONSITE, "stage": "Onsite", "
 
 
 def completed(app, customer, right: bool = True) -> list[HarvestWrite]:
-    app.test_client().post(f"{BASE}/send_test", json=send_body(customer.test.id), headers=customer.auth)
+    """Greenhouse sends the test (WeCP asks Harvest which job it is for), the candidate completes it."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as greenhouse:
+        greenhouse.add(responses.GET, f"{GREENHOUSE}/v3/applications/{APPLICATION}", json=application())
+        app.test_client().post(f"{BASE}/send_test", json=send_body(customer.test.id), headers=customer.auth)
     complete(next(iter(interviews())), right=right)
     return db.session.scalars(db.select(HarvestWrite).order_by(HarvestWrite.id)).all()
 
@@ -252,6 +256,38 @@ def test_a_next_link_away_from_greenhouse_is_never_followed(app, hogwarts):
         with pytest.raises(harvest.HarvestRefused):
             harvest.open_jobs(conn.id)
         assert len(greenhouse.calls) == 1
+
+
+def invitation_subject() -> str:
+    from hub.mail import OutboundEmail
+
+    return db.session.scalar(db.select(OutboundEmail.subject))
+
+
+def test_with_harvest_the_invitation_names_the_job(app, hogwarts):
+    connect_harvest(hogwarts)
+    with responses.RequestsMock() as greenhouse:
+        greenhouse.add(responses.GET, f"{GREENHOUSE}/v3/applications/{APPLICATION}", json=application())
+        answer = app.test_client().post(f"{BASE}/send_test", json=send_body(hogwarts.test.id), headers=hogwarts.auth)
+        # A repeat finds its interview: Harvest is not asked again.
+        again = app.test_client().post(f"{BASE}/send_test", json=send_body(hogwarts.test.id), headers=hogwarts.auth)
+        assert len(greenhouse.calls) == 1
+    assert answer.status_code == again.status_code == 200
+    assert "your assessment for Backend Engineer" in invitation_subject()
+    assert db.session.scalar(db.select(Interview.job_title)) == "Backend Engineer"
+
+
+@pytest.mark.parametrize("harvest_answer", [{"status": 503}, {"body": requests.ConnectTimeout()}, None])
+def test_without_an_answer_from_harvest_the_test_is_sent_all_the_same(app, hogwarts, harvest_answer):
+    if harvest_answer is not None:
+        connect_harvest(hogwarts)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as greenhouse:
+        if harvest_answer is not None:
+            greenhouse.add(responses.GET, f"{GREENHOUSE}/v3/applications/{APPLICATION}", **harvest_answer)
+        answer = app.test_client().post(f"{BASE}/send_test", json=send_body(hogwarts.test.id), headers=hogwarts.auth)
+        assert len(greenhouse.calls) == (1 if harvest_answer is not None else 0)
+    assert answer.status_code == 200
+    assert invitation_subject().endswith(f"your assessment, “{hogwarts.test.title}”")
 
 
 @pytest.mark.parametrize("bad", ["1/../2", "", "0", 0, -3, True, 2**63, "١٢", 1.5, None])

@@ -78,6 +78,9 @@ def test_a_pass_is_noted_and_moved_in_greenhouse(app, hogwarts, greenhouse):
         "candidate": {"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com",
                       "greenhouse_profile_url": profile}})
     assert sent.status_code == 200
+    from hub.mail import OutboundEmail
+
+    assert "for Backend Engineer" in db.session.scalar(db.select(OutboundEmail.subject))
     complete(next(iter(interviews())))
     note, move = db.session.scalars(db.select(HarvestWrite).order_by(HarvestWrite.id)).all()
 

@@ -1,4 +1,4 @@
-"""wecp_greenhouse: the notes and moves written through Harvest (durable work)
+"""wecp_greenhouse: the notes and moves written through Harvest (durable work), and the job Harvest names
 
 Revision ID: wecp_greenhouse_0002
 Revises: wecp_greenhouse_0001
@@ -39,6 +39,8 @@ def upgrade():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_wecp_greenhouse_harvest_write')),
     sa.UniqueConstraint('key', name=op.f('uq_wecp_greenhouse_harvest_write_key'))
     )
+    with op.batch_alter_table('wecp_greenhouse_interview', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('job_title', sa.String(length=200), nullable=True))
     with op.batch_alter_table('wecp_greenhouse_harvest_write', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_wecp_greenhouse_harvest_write_connection_id'), ['connection_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_wecp_greenhouse_harvest_write_interview_id'), ['interview_id'], unique=False)
@@ -53,3 +55,5 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_wecp_greenhouse_harvest_write_connection_id'))
 
     op.drop_table('wecp_greenhouse_harvest_write')
+    with op.batch_alter_table('wecp_greenhouse_interview', schema=None) as batch_op:
+        batch_op.drop_column('job_title')
