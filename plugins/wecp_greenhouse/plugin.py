@@ -105,6 +105,7 @@ class WecpGreenhousePlugin(Plugin):
         "GREENHOUSE_HARVEST_TOKEN_URL": None,
         "GREENHOUSE_HARVEST_API_BASE_URL": None,
     }
+    activity_job_label = "Job"
     activity_kinds = {"invitation": "Test sent", "completion": "Completed", "result": "Result to Greenhouse",
                       "greenhouse_error": "Greenhouse error", "harvest": "Note or move"}
 
@@ -230,6 +231,26 @@ class WecpGreenhousePlugin(Plugin):
             level="error", link=url_for("settings.activity", plugin_key=self.key, status="failed"),
             link_label="Activity log")]
 
+    def activity_jobs(self, organization_id: int) -> list[tuple[str, str]]:
+        """The jobs Harvest named at ``send_test``, each by a short digest of its title (the
+        Assessment API gives WeCP no job id)."""
+        from hub.extensions import db
+
+        from .models import Interview
+
+        titles = db.session.scalars(db.select(Interview.job_title).distinct().where(
+            Interview.organization_id == organization_id, Interview.job_title.is_not(None)))
+        return sorted(((_job_ref(t), t) for t in titles), key=lambda pair: pair[1].lower())
+
+    def activity_job_subjects(self, organization_id: int, job_ref: str):
+        from hub.extensions import db
+
+        from .models import Interview
+
+        titles = [t for ref, t in self.activity_jobs(organization_id) if ref == job_ref]
+        return db.select(Interview.id).where(Interview.organization_id == organization_id,
+                                             Interview.job_title.in_(titles))
+
     def activity_context(self, organization_id: int, subject_refs: set) -> dict:
         """Each candidate's test, Greenhouse profile and job (when Harvest named it)."""
         from hub.assessments.services import get_test
@@ -248,3 +269,9 @@ class WecpGreenhousePlugin(Plugin):
             context[interview.id] = ActivityContext(job=interview.job_title or "", stage=titles[interview.test_id],
                                                     profile_url=interview.profile_url)
         return context
+
+
+def _job_ref(title: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(title.encode()).hexdigest()[:16]

@@ -275,6 +275,17 @@ def test_with_harvest_the_invitation_names_the_job(app, hogwarts):
     assert answer.status_code == again.status_code == 200
     assert "your assessment for Backend Engineer" in invitation_subject()
     assert db.session.scalar(db.select(Interview.job_title)) == "Backend Engineer"
+    # The activity log names the job and filters by it.
+    log = hogwarts.browser.get("/settings/integrations/wecp_greenhouse/activity").get_data(as_text=True)
+    ref = re.search(r'<option value="([0-9a-f]{16})"[^>]*>Backend Engineer<', log).group(1)
+    with responses.RequestsMock() as greenhouse:  # another candidate, whose job Harvest did not say
+        greenhouse.add(responses.GET, f"{GREENHOUSE}/v3/applications/{APPLICATION}", status=503)
+        app.test_client().post(f"{BASE}/send_test", headers=hogwarts.auth,
+                               json=send_body(hogwarts.test.id, number=2, email="ron@hogwarts.example"))
+    everyone = hogwarts.browser.get("/settings/integrations/wecp_greenhouse/activity").get_data(as_text=True)
+    one_job = hogwarts.browser.get(f"/settings/integrations/wecp_greenhouse/activity?job={ref}").get_data(as_text=True)
+    assert "ron@hogwarts.example" in everyone and "ron@hogwarts.example" not in one_job
+    assert "for Backend Engineer" in one_job
 
 
 @pytest.mark.parametrize("harvest_answer", [{"status": 503}, {"body": requests.ConnectTimeout()}, None])
