@@ -355,6 +355,10 @@ def after_commit(func: Callable, *args, **options) -> None:
 
 @sa_event.listens_for(Session, "after_commit")
 def _enqueue_pending(session) -> None:
+    if session.in_nested_transaction():
+        # SQLAlchemy sends after_commit for a savepoint's release too (``schedule_once`` makes
+        # one): nothing is committed yet, and a job enqueued now could run before its row exists.
+        return
     for func, args, options in session.info.pop("hub.after_commit", []):
         follow_on = options.pop("follow_on", None)
         if follow_on is not None and has_app_context() and get_current_job() is not None \

@@ -47,7 +47,7 @@ from rq import Retry, get_current_job
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
-from .extensions import db
+from .extensions import db, get_redis
 from .jobs import Defer, after_commit, deferred_retry, enqueue, job, job_statuses, safe_job_id
 from .outcomes import AlreadyDone, Failed, InFlight, Outcome, Paused
 from .plugin import ConnectionUnusable, PeriodicJob
@@ -506,6 +506,8 @@ def _sweep_kind(kind: WorkKind) -> dict:
             # The job ended (failed for good, or stopped) while the row stayed open: the run
             # that would have recorded it died. A new run starts with its full retries.
             pass
+        if not _first_to_sweep(kind.job_id(row_id), grace):
+            continue
         counts["enqueued"] += enqueue_row(kind, row_id)
     if kind.has_connection:
         from .models import Connection
@@ -514,6 +516,17 @@ def _sweep_kind(kind: WorkKind) -> dict:
         counts["resumed"] += requeue(kind, sa.and_(model.status == PAUSED, model.connection_id.in_(usable)))
     db.session.rollback()
     return counts
+
+
+def _first_to_sweep(job_id: str, grace: timedelta) -> bool:
+    """Whether this sweep enqueues the row's job again: two sweeps that overlap (a slow one and
+    the next) both see it missing, and a job id enqueued twice runs twice at once, each run
+    taking the row over from the other (``run``). The first sweep marks it for the grace."""
+    try:
+        return bool(get_redis().set(f"hub:swept:{job_id}", 1, nx=True,
+                                    ex=max(int(grace.total_seconds()), 5)))
+    except RedisError:
+        return False  # Redis is away: nothing can be enqueued either
 
 
 @job("webhooks")

@@ -79,6 +79,20 @@ def test_the_job_is_enqueued_after_commit_never_before_and_not_after_a_rollback(
     assert queued() == [KIND.job_id(row_id)]
 
 
+def test_schedule_once_inside_a_transaction_enqueues_when_the_transaction_commits(app):
+    """Its savepoint's release is not the commit: a job enqueued then could run before its row
+    is visible to any other process, find nothing, and leave the row to the sweeper."""
+    db.session.add(Echo(key="before"))
+    db.session.flush()
+    assert schedule_once(echo, Echo(key="inside")) is True
+    with db.session.begin_nested():  # a caller's own savepoint, released before the commit
+        db.session.add(Echo(key="nested"))
+    assert queued() == []
+    db.session.commit()
+    row_id = db.session.scalar(db.select(Echo.id).filter_by(key="inside"))
+    assert queued() == [KIND.job_id(row_id)]
+
+
 def test_schedule_once_keeps_the_callers_other_rows_on_a_duplicate(app):
     add("k")
     other = Echo(key="other")
@@ -186,6 +200,17 @@ def test_the_sweeper_enqueues_what_lost_its_job_and_leaves_live_jobs_alone(app, 
     assert sweep()["enqueued"] == 3
     assert sorted(queued()) == sorted(KIND.job_id(i) for i in ids)
     assert sweep()["enqueued"] == 0
+
+
+def test_two_sweeps_that_overlap_enqueue_a_lost_job_once(app):
+    """A job id enqueued twice runs twice at once; the second sweep, which read the job as
+    missing before the first enqueued it, leaves it alone."""
+    row_id = add("lost")
+    get_queue("default").empty()  # the job is lost
+    assert sweep()["enqueued"] == 1
+    get_queue("default").empty()  # what the overlapping sweep saw: still missing
+    assert sweep()["enqueued"] == 0
+    assert reload(row_id).status == "pending"
 
 
 def test_the_sweeper_gives_up_after_max_attempts(app):
