@@ -100,8 +100,8 @@ def _refuse(scheme: str, why: str, organization_id: int | None = None, connectio
     raise Unauthorized("invalid or missing partner key", www_authenticate=challenge)
 
 
-def _limit_key(key_id: int) -> None:
-    per_minute = current_app.config["HUB_PARTNER_CALLS_PER_MINUTE"]
+def _limit_key(key_id: int, provider) -> None:
+    per_minute = getattr(provider, "calls_per_minute", None) or current_app.config["HUB_PARTNER_CALLS_PER_MINUTE"]
     digest = hashlib.sha256(str(key_id).encode()).hexdigest()[:16]
     try:
         wait = TokenBucket(get_redis(), f"hub:rl:partner:{digest}", rate=per_minute / 60,
@@ -134,7 +134,7 @@ def authenticate() -> None:
             _refuse(scheme, "a revoked or expired key", organization_id=ended.organization_id,
                     connection_id=ended.connection_id, key_id=ended.id)
         _refuse(scheme, "unknown, revoked or expired key, or its connection is not usable")
-    _limit_key(key.id)
+    _limit_key(key.id, provider)
     g.hub_partner = Caller(plugin.key, key.connection_id, key.organization_id, key.id)
     now = utcnow()
     if key.last_used_at is None or now - key.last_used_at > USE_RESOLUTION:

@@ -166,6 +166,9 @@ class PartnerKeyProvider(Provider):
     hand_over: str = ""
     #: After a rotation, how long the previous key still works (time to update the provider).
     rotation_overlap: timedelta = timedelta(days=7)
+    #: Calls one key may make a minute (a burst of as many, then that rate), for a provider whose
+    #: own bulk actions call in bursts; ``None``: the hub's ``HUB_PARTNER_CALLS_PER_MINUTE``.
+    calls_per_minute: int | None = None
 
 
 class WebhookSource:

@@ -48,6 +48,10 @@ class WecpGreenhousePlugin(Plugin):
                        "sends a secure (SendSafely) link to send it through, then confirms by email."),
             # Greenhouse Support may take days to enter a new key: the old one works meanwhile.
             rotation_overlap=timedelta(days=14),
+            # docs/providers/greenhouse.md#assessment-flow (5): a bulk send arrives as many
+            # send_test calls of one customer at once, then a test_status per result; the hub's
+            # default of 300 a minute refused part of a 300-candidate burst (docs/performance.md).
+            calls_per_minute=3000,
             permissions=(
                 "list your WeCP tests (to offer them in a job's take-home test stage)",
                 "send a test to a candidate (WeCP emails the candidate)",

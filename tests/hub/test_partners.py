@@ -3,6 +3,7 @@ provider calls with it, through the tests' ``partner_example`` plugin."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
 from datetime import timedelta
 
@@ -11,6 +12,7 @@ import pytest
 from hub.extensions import db, get_redis
 from hub.models import AuditEvent, Connection, PartnerKey, utcnow
 from hub.outbox import kind_of, run
+from hub.registry import get_plugin
 from tests.conftest import csrf_token, sign_in
 from tests.hub.assessments.conftest import make_test
 from tests.hub.conftest import hub_test_plugins
@@ -147,6 +149,17 @@ def test_each_key_has_its_own_rate_limit(app, org_a, org_b):
     limited = caller.get(f"{BASE}/tests", headers=basic(key_a))
     assert limited.is_json and int(limited.headers["Retry-After"]) >= 1
     assert caller.get(f"{BASE}/tests", headers=basic(key_b)).status_code == 200  # another key, its own budget
+
+
+def test_a_provider_may_set_its_keys_own_limit(app, org_a, monkeypatch):
+    """A provider whose bulk actions call in bursts declares its keys' rate; others keep the hub's."""
+    _, key_a = org_a
+    app.config["HUB_PARTNER_CALLS_PER_MINUTE"] = 1000
+    plugin = get_plugin("partner_example")
+    bursty = dataclasses.replace(plugin.providers[0], calls_per_minute=2)
+    monkeypatch.setattr(plugin, "providers", (bursty, *plugin.providers[1:]))
+    caller = app.test_client()
+    assert [caller.get(f"{BASE}/tests", headers=basic(key_a)).status_code for _ in range(3)] == [200, 200, 429]
 
 
 def test_rotating_keeps_the_old_key_for_the_overlap_then_refuses_it(app, org_a):

@@ -224,3 +224,11 @@ def test_concurrent_repeats_of_one_send_make_one_invitation_and_one_email(pg_app
     assert {a.status_code for a in answers} == {200}
     assert len({a.json["partner_interview_id"] for a in answers}) == 1
     assert len(interviews()) == 1 and len(invitation_emails()) == 1
+
+
+def test_a_bulk_send_is_not_cut_by_the_hubs_default_key_limit(app, hogwarts):
+    """Greenhouse's keys have their own limit, above the hub's default: a burst of one customer's
+    bulk send is answered, not refused (docs/performance.md, G1)."""
+    app.config["HUB_PARTNER_CALLS_PER_MINUTE"] = 2
+    caller = app.test_client()
+    assert {caller.get(f"{BASE}/list_tests", headers=hogwarts.auth).status_code for _ in range(5)} == {200}
