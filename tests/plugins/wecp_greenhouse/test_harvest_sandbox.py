@@ -116,3 +116,21 @@ def test_a_revoke_in_greenhouse_shows_as_a_revoked_connection(app, hogwarts, gre
     assert db.session.get(Connection, conn.id).status == "Revoked"
     card = hogwarts.browser.get("/settings/integrations").get_data(as_text=True)
     assert "Revoked" in card
+
+
+def test_greenhouse_down_then_back_the_note_is_written_once(app, hogwarts, greenhouse, monkeypatch):
+    connect(hogwarts.browser, greenhouse)
+    seeded = greenhouse.admin.state()["applications"][0]
+    profile = f"{greenhouse.url}/people/{seeded['candidate_id']}?application_id={seeded['id']}"
+    sent = app.test_client().post(f"{BASE}/send_test", headers=hogwarts.auth, json={
+        "partner_test_id": str(hogwarts.test.id), "url": f"{greenhouse.url}{TAKE_HOME_PATH}1",
+        "candidate": {"first_name": "Grace", "last_name": "Hopper", "email": "grace@example.com",
+                      "greenhouse_profile_url": profile}})
+    assert sent.status_code == 200
+    complete(next(iter(interviews())))
+    (note,) = db.session.scalars(db.select(HarvestWrite)).all()
+    greenhouse.admin.add_fault("harvest", status=503, count=1)
+    assert attempt(note.id, monkeypatch, retries_left=2) == "WorkFailed"  # tried again later
+    assert db.session.get(HarvestWrite, note.id).status == "pending"
+    assert attempt(note.id, monkeypatch, retries_left=1).code in ("noted", "already_done")
+    assert len(greenhouse.admin.harvest()["notes"]) == 1
