@@ -92,6 +92,11 @@ def application(stage: int = TAKE_HOME, status: str = "active") -> dict:
             "current_stage": {"id": stage, "name": "x"}, "jobs": [{"id": JOB, "name": "Backend Engineer"}]}
 
 
+@pytest.fixture
+def database_url(postgres_db):
+    return postgres_db.url  # the subject is the HTTP conversation: one database is enough
+
+
 @pytest.fixture(autouse=True)
 def no_pause(app):
     yield
