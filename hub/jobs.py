@@ -343,6 +343,25 @@ def enqueue_new(func: Callable, *args, job_id: str, queue: str | None = None, **
     return rq_job
 
 
+def enqueue_many(func: Callable, runs: list[tuple[tuple, str]], queue: str | None = None, **options) -> None:
+    """Enqueue ``func`` once per ``(args, job_id)`` of ``runs``, job ids never used, in one Redis
+    round trip for all of them (the scheduler's runs of a second: ``hub.worker``)."""
+    if not runs:
+        return
+    spec = spec_of(func)
+    for args, _ in runs:
+        check_arguments(spec.name, args)
+    if current_app.config.get("HUB_QUEUE_MODE") == "inline":
+        _inline_jobs().extend((func, args) for args, _ in runs)
+        return
+    q = get_queue(queue or spec.queue)
+    made = [q.create_job(spec.name, args=args, job_id=job_id, **_options(spec, options)) for args, job_id in runs]
+    with q.connection.pipeline() as pipe:
+        for rq_job in made:
+            q.enqueue_job(rq_job, pipeline=pipe)
+        pipe.execute()
+
+
 def after_commit(func: Callable, *args, **options) -> None:
     """Enqueue once the current database transaction commits, so the job sees what it wrote.
 

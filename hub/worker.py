@@ -17,6 +17,7 @@ heartbeat's short TTL lets any other worker's scheduler recover the job.
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import importlib
 import logging
 import multiprocessing
@@ -44,7 +45,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import configure_mappers
 
 from .extensions import db, get_redis
-from .jobs import QUEUES, JobFailed, enqueue, get_queue, safe_job_id
+from .jobs import QUEUES, JobFailed, enqueue, enqueue_many, get_queue, job_statuses, safe_job_id
 from .plugin import PeriodicJob
 from .registry import all_plugins
 
@@ -277,19 +278,92 @@ class UsableConnections:
 
     The scheduler thread asks every tick (once a second); a query each time was about a third of
     an idle worker's CPU with 100 connections (docs/performance.md, B7). A connection made
-    meanwhile gets its periodic runs within ``every`` seconds instead of at the next tick.
+    meanwhile gets its periodic runs within ``every`` seconds instead of at the next tick: a
+    read that finds connections the last one did not have keeps them as new (``take_new``).
     """
 
     def __init__(self, every: float):
         self.every = every
         self.read: dict[str | None, tuple[float, list[str]]] = {}
+        self.new: dict[str | None, set[str]] = {}
+        self.marks: dict[str | None, tuple | None] = {}
+        #: Per plugin, what the last read added and removed (``by_phase`` follows them).
+        self._changes: dict[str | None, tuple[set[str], set[str]]] = {}
+        self._phases: dict[tuple, tuple[float, dict[int, set[str]]]] = {}
 
     def of(self, plugin_key: str | None, now: float) -> list[str]:
         read_at, ids = self.read.get(plugin_key, (None, []))
         if read_at is None or not 0 <= now - read_at < self.every:
-            ids = usable_connection_ids(plugin_key)
+            mark = usable_connections_mark(plugin_key)
+            if read_at is not None and mark is not None and mark == self.marks.get(plugin_key):
+                # Nothing came or went: 10,000 ids are not read again (a tick of ~60 ms, B8).
+                self._changes[plugin_key] = (read_at, set(), set())
+                self.read[plugin_key] = (now, ids)
+                return ids
+            self.marks[plugin_key] = mark
+            fresh = usable_connection_ids(plugin_key)
+            before, after = set(ids), set(fresh)
+            added, removed = after - before, before - after
+            if read_at is not None:
+                self.new.setdefault(plugin_key, set()).update(added)
+            self._changes[plugin_key] = (read_at, added, removed)
+            ids = fresh
             self.read[plugin_key] = (now, ids)
         return ids
+
+    def take_new(self, plugin_key: str | None) -> set[str]:
+        """Connections that appeared since the previous read (none on this process's first)."""
+        return self.new.pop(plugin_key, set())
+
+    def by_phase(self, plugin_key: str | None, job: str, interval: float, width: float,
+                 now: float) -> dict[int, set[str]]:
+        """The usable connections by the bucket of the interval their runs fall in (their
+        offset, ``connection_offset``), computed once per read of the connections."""
+        ids = self.of(plugin_key, now)
+        read_at = self.read[plugin_key][0]
+        key = (plugin_key, job, interval, width)
+        cached = self._phases.get(key)
+        if cached is None or cached[0] != read_at:
+            # Only the connections that came or went are placed again (a read of 10,000 where
+            # nothing changed must not hash them all again).
+            since, added, removed = self._changes[plugin_key]
+            if cached is None or cached[0] != since:  # placed from a read older than the last
+                phases, added, removed = {}, set(ids), set()
+            else:
+                phases = cached[1]
+            for connection_id in removed:
+                phases.get(int(connection_offset(job, connection_id, interval) // width), set()).discard(connection_id)
+            for connection_id in added:
+                phases.setdefault(int(connection_offset(job, connection_id, interval) // width), set()).add(
+                    connection_id)
+            cached = self._phases[key] = (read_at, phases)
+        return cached[1]
+
+
+def connection_offset(job: str, connection_id: str, interval: float) -> float:
+    """Seconds into each interval at which this connection's runs of ``job`` fall: stable for
+    the connection, spread evenly over the fleet (a hash), so no instant carries every run."""
+    digest = hashlib.blake2b(f"{job}\0{connection_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % max(int(interval * 1000), 1) / 1000
+
+
+def connection_slot(job: str, connection_id: str, interval: float, now: float) -> int:
+    """The number of the connection's latest run time at or before ``now``."""
+    return int((now - connection_offset(job, connection_id, interval)) // interval)
+
+
+def usable_connections_mark(plugin_key: str | None) -> tuple | None:
+    """A fingerprint of the usable connections (their number and the sum of their ids' hashes)
+    computed by PostgreSQL, one row back; None on another database (the ids are read instead)."""
+    from .models import Connection
+
+    if db.engine.dialect.name != "postgresql":
+        return None
+    query = sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(sa.func.hashtext(Connection.id)), 0)).where(
+        Connection.usable)
+    if plugin_key:
+        query = query.where(Connection.plugin_key == plugin_key)
+    return tuple(db.session.execute(query).one())
 
 
 def usable_connection_ids(plugin_key: str | None) -> list[str]:
@@ -302,51 +376,120 @@ def usable_connection_ids(plugin_key: str | None) -> list[str]:
     return list(db.session.scalars(query))
 
 
+#: The runs of per-connection jobs a tick enqueues at most, catching up (a fleet back after an
+#: outage, a scheduler that stalled): ~0.2 ms of CPU each (docs/performance.md, B8), so a tick
+#: stays near 30 ms. A second's bucket is never split, and a scheduler that is behind settles two
+#: buckets a tick at least, so it always gains on the clock.
+RUNS_PER_TICK = 150
+
+
 def enqueue_periodic_jobs(app, now: float | None = None, tried: dict | None = None,
                           connections: UsableConnections | None = None) -> list[str]:
     """Enqueue each periodic job whose time slot has no run yet; returns the job ids enqueued.
 
-    The slot is ``now // interval``; ``SET NX`` on a key per job and slot lets exactly one worker
-    in the fleet enqueue it, and the deterministic job id keeps a slot to one job. ``tried``
-    (the scheduler thread's own) remembers the slot this process already settled for each job,
-    so a tick inside it costs no round trip to Redis. The usable connections' ids are read once
-    per call for every per-connection job of a plugin (one Core query, not the rows), or from
-    ``connections`` (the scheduler thread's), so a connection made during a slot gets its run in
-    that slot.
+    A hub-wide job's slot is ``now // interval``; ``SET NX`` on a key per job and slot lets
+    exactly one worker in the fleet enqueue it, and the deterministic job id keeps a slot to one
+    job. ``tried`` (the scheduler thread's own) remembers the slot this process already settled,
+    so a tick inside it costs no round trip to Redis.
+
+    A per-connection job runs for each connection at its own offset within the interval
+    (``connection_offset``). With the scheduler thread's ``tried`` and ``connections`` the
+    interval is cut into buckets of a tick's length: each tick claims the buckets that came due
+    since the last (``SET NX`` per bucket: one worker of the fleet does each) and enqueues only
+    their connections' runs, so the work of a tick is the fleet's runs of one second, not all of
+    them at a slot boundary; a connection that appeared since the last read of the connections
+    gets its run at once. Called without them (a one-off, tests), every connection's current run
+    is enqueued unless it was already.
     """
     now = time.time() if now is None else now
     redis = get_redis(app)
     enqueued = []
     usable: dict[str | None, list[str]] = {}  # plugin key → its usable connections, read once
+    budget = [RUNS_PER_TICK]  # shared by the per-connection jobs of this tick
     for job, plugin_key in periodic_jobs(app):
         interval = interval_seconds(app, job)
-        slot = int(now // interval)
-        targets: list[str | None] = [None]
-        if job.per_connection:
+        if job.per_connection and tried is not None and connections is not None:
+            enqueued += _enqueue_spread(app, redis, job, plugin_key, interval, now, tried, connections, budget)
+            continue
+        if not job.per_connection:
+            runs = [(None, int(now // interval))]
+        else:
             if plugin_key not in usable:
                 usable[plugin_key] = (connections.of(plugin_key, now) if connections is not None
                                       else usable_connection_ids(plugin_key))
-            targets = usable[plugin_key]
-        for connection_id in targets:
+            runs = [(cid, connection_slot(job.name, cid, interval, now)) for cid in usable[plugin_key]]
+        for connection_id, slot in runs:
             if tried is not None and tried.get((job.name, connection_id)) == slot:
                 continue
             job_id = safe_job_id("periodic", job.name, connection_id or "hub", slot)
             claimed = redis.set(f"hub:periodic:{job_id}", os.getpid(), nx=True, px=int(interval * 2000))
             if tried is not None:
                 tried[(job.name, connection_id)] = slot
-            if not claimed:
-                continue
-            # Behind a backlog the last slot's run may still be waiting in its queue: it will do
-            # this slot's work too, so one waiting run is enough (not one per slot).
-            previous = get_queue(job.queue_name).fetch_job(
-                safe_job_id("periodic", job.name, connection_id or "hub", slot - 1))
-            if previous is not None and previous.get_status(refresh=False) in ("queued", "scheduled"):
-                continue
-            args = (connection_id,) if connection_id else ()
-            enqueue(job.func, *args, queue=job.queue_name, job_id=job_id, retry=False)
-            enqueued.append(job_id)
+            if claimed and _enqueue_run(job, connection_id, slot):
+                enqueued.append(job_id)
     db.session.rollback()
     return enqueued
+
+
+def _enqueue_run(job: PeriodicJob, connection_id: str | None, slot: int) -> bool:
+    """Enqueue one claimed run, unless the previous slot's run still waits in its queue: behind
+    a backlog it will do this slot's work too, so one waiting run is enough (not one per slot)."""
+    previous = get_queue(job.queue_name).fetch_job(
+        safe_job_id("periodic", job.name, connection_id or "hub", slot - 1))
+    if previous is not None and previous.get_status(refresh=False) in ("queued", "scheduled"):
+        return False
+    args = (connection_id,) if connection_id else ()
+    enqueue(job.func, *args, queue=job.queue_name, retry=False,
+            job_id=safe_job_id("periodic", job.name, connection_id or "hub", slot))
+    return True
+
+
+def _enqueue_spread(app, redis, job: PeriodicJob, plugin_key: str | None, interval: float, now: float,
+                    tried: dict, connections: UsableConnections, budget: list[int]) -> list[str]:
+    """One tick of a per-connection job: the runs of the buckets due since the last tick, as many
+    as ``budget`` allows (what is left waits for the next tick)."""
+    buckets = max(1, round(interval / max(float(app.config["HUB_SCHEDULER_TICK"]), 0.1)))
+    width = interval / buckets
+    phases = connections.by_phase(plugin_key, job.name, interval, width, now)
+    runs = [(cid, connection_slot(job.name, cid, interval, now)) for cid in connections.take_new(plugin_key)]
+    current = int(now // width)
+    last = tried.get((job.name, "bucket"))
+    if last is None or current - last > buckets:
+        # A fresh process, or a scheduler that missed a whole interval: the last interval's
+        # buckets are settled again, oldest first. Those another worker settled are claimed
+        # already (their keys outlive two intervals) and cost one SET each; those no worker did
+        # (the whole fleet was down) are caught up now, RUNS_PER_TICK a tick.
+        last = current - buckets
+    # Only buckets with connections in them are claimed; walking the occupied ones when there are
+    # fewer of them than seconds to settle (a long interval, few connections).
+    if current - last <= len(phases):
+        occupied = [b for b in range(last + 1, current + 1) if phases.get(b % buckets)]
+    else:
+        occupied = sorted(b for b in (current - (current - phase) % buckets for phase, ids in phases.items() if ids)
+                          if b > last)
+    settled, won = current, 0
+    for bucket in occupied:
+        if budget[0] <= 0 and won >= 2:
+            settled = bucket - 1  # the rest at the next tick
+            break
+        if redis.set(f"hub:periodic:{job.name}:bucket:{bucket}", os.getpid(), nx=True, px=int(interval * 2000)):
+            due = phases[bucket % buckets]
+            runs += [(cid, bucket // buckets) for cid in due]
+            budget[0] -= len(due)
+            won += 1
+    tried[(job.name, "bucket")] = settled
+    if not runs:
+        return []
+    # One round trip for the previous runs' statuses and one for all the new jobs: a second's
+    # runs of 10,000 connections cost ~2.4 ms of CPU each, one by one (docs/performance.md, B8).
+    previous = job_statuses([safe_job_id("periodic", job.name, cid, slot - 1) for cid, slot in runs])
+    due = [((cid,), safe_job_id("periodic", job.name, cid, slot)) for cid, slot in runs
+           if previous[safe_job_id("periodic", job.name, cid, slot - 1)] not in ("queued", "scheduled")]
+    # A run enqueued already (another worker saw the same new connection) is left as it is.
+    current_ids = job_statuses([job_id for _, job_id in due])
+    due = [(args, job_id) for args, job_id in due if current_ids[job_id] is None]
+    enqueue_many(job.func, due, queue=job.queue_name, retry=False)
+    return [job_id for _, job_id in due]
 
 
 class Scheduler(threading.Thread):

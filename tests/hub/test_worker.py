@@ -16,7 +16,7 @@ from hub.inbox import WebhookDelivery, job_id
 from hub.jobs import get_queue
 from hub.models import utcnow
 from hub.plugin import PeriodicJob
-from hub.worker import HubWorker, UsableConnections, enqueue_periodic_jobs
+from hub.worker import HubWorker, UsableConnections, connection_offset, connection_slot, enqueue_periodic_jobs
 from tests.hub.conftest import hub_test_plugins
 from tests.plugins import tiny_example
 from tests.stack import children_of
@@ -47,15 +47,23 @@ def reload(delivery_id) -> WebhookDelivery:
     return db.session.get(WebhookDelivery, delivery_id)
 
 
+TICK = "tests.plugins.tiny_example.tick"
+
+
+def run_id(connection_id: str, now: float, interval: float = 10) -> str:
+    """The job id of a connection's current periodic run (its slot counts from its offset)."""
+    return f"periodic-tests-plugins-tiny_example-tick-{connection_id}-{connection_slot(TICK, connection_id, interval, now)}"
+
+
 def test_periodic_jobs_are_enqueued_once_per_slot_and_per_usable_connection(app):
     app.config["HUB_PERIODIC_JOB_MODULES"] = ["hub.outbox", "tests.hub.test_worker", "hub.does_not_exist"]
     usable, revoked = make_connection(), make_connection(org_name="Other", revoked_at=utcnow())
-    now = 1_000_000.0
+    now = 1_000_000.5 + connection_offset(TICK, usable.id, 10)  # just after the connection's run time
     first = enqueue_periodic_jobs(app, now)
     assert sorted(first) == sorted([
         "periodic-tests-plugins-tiny_example-tick-hub-16666",          # the plugin's, every 60 s
         "periodic-hub-outbox-sweep-hub-33333",                         # the hub's sweeper, every 30 s
-        f"periodic-tests-plugins-tiny_example-tick-{usable.id}-100000",  # per connection, every 10 s
+        run_id(usable.id, now),                                        # per connection, every 10 s
     ])
     assert revoked.id not in "".join(first)
     # Another worker in the same slot enqueues nothing.
@@ -63,8 +71,8 @@ def test_periodic_jobs_are_enqueued_once_per_slot_and_per_usable_connection(app)
     # The next slot while the last slot's run still waits in its queue (a backlog): that run
     # will do the work, so none is added; once it has run, the next slot runs again.
     assert enqueue_periodic_jobs(app, now + 10) == []
-    get_queue("sync").fetch_job(f"periodic-tests-plugins-tiny_example-tick-{usable.id}-100000").delete()
-    assert enqueue_periodic_jobs(app, now + 20) == [f"periodic-tests-plugins-tiny_example-tick-{usable.id}-100002"]
+    get_queue("sync").fetch_job(run_id(usable.id, now)).delete()
+    assert enqueue_periodic_jobs(app, now + 20) == [run_id(usable.id, now + 20)]
     assert get_queue("sync").count == 3  # the plugin's tick, the sweeper and the connection's latest
 
 
@@ -72,8 +80,9 @@ def test_the_scheduler_settles_a_slot_once_and_still_sees_a_connection_added_in_
     """Five ticks a second in every worker: a slot this process already settled costs no Redis
     round trip (``tried``), yet a connection created during the slot gets its run at once."""
     app.config["HUB_PERIODIC_JOB_MODULES"] = ["hub.outbox", "tests.hub.test_worker"]
-    make_connection()
-    now, tried = 1_000_000.0, {}
+    first = make_connection()
+    # Just after the connection's run time: its slot holds for the seconds below.
+    now, tried = 1_000_000.5 + connection_offset(TICK, first.id, 10), {}
     assert len(enqueue_periodic_jobs(app, now, tried=tried)) == 3
     redis = get_redis(app)
     for key in redis.scan_iter("hub:periodic:*"):  # as if the claims had expired
@@ -82,24 +91,20 @@ def test_the_scheduler_settles_a_slot_once_and_still_sees_a_connection_added_in_
     get_queue("default").empty()
     assert enqueue_periodic_jobs(app, now + 1, tried=tried) == []
     added = make_connection(org_name="Added")
-    assert enqueue_periodic_jobs(app, now + 2, tried=tried) == [
-        f"periodic-tests-plugins-tiny_example-tick-{added.id}-100000"]
+    assert enqueue_periodic_jobs(app, now + 2, tried=tried) == [run_id(added.id, now + 2)]
     # Without the memory, the same tick would have claimed the settled slots again.
     assert len(enqueue_periodic_jobs(app, now + 3)) == 3
 
 
 def test_the_scheduler_reads_the_usable_connections_every_few_seconds_not_every_tick(app):
     """The scheduler thread's ``UsableConnections``: one query per plugin every ``every``
-    seconds; a connection made in between gets its periodic runs within that."""
+    seconds; a connection made in between gets its first run at the next read."""
     app.config["HUB_PERIODIC_JOB_MODULES"] = ["tests.hub.test_worker"]
-    for key in get_redis(app).scan_iter("hub:periodic:*"):  # another test's claims of these slots
-        get_redis(app).delete(key)
-    first = make_connection()
+    make_connection()
     now, tried, connections = 1_000_000.0, {}, UsableConnections(every=5)
-    assert enqueue_periodic_jobs(app, now, tried=tried, connections=connections) == [
-        "periodic-tests-plugins-tiny_example-tick-hub-16666",
-        f"periodic-tests-plugins-tiny_example-tick-{first.id}-100000"]
-    added = make_connection(org_name="Added")
+    assert "periodic-tests-plugins-tiny_example-tick-hub-16666" in enqueue_periodic_jobs(
+        app, now, tried=tried, connections=connections)
+    added = make_connection(org_name="Added").id
     queries = []
 
     def seen(conn, cursor, statement, *args):
@@ -107,12 +112,120 @@ def test_the_scheduler_reads_the_usable_connections_every_few_seconds_not_every_
 
     sa.event.listen(db.engine, "before_cursor_execute", seen)
     try:
-        assert enqueue_periodic_jobs(app, now + 2, tried=tried, connections=connections) == []
+        assert run_id(added, now + 2) not in enqueue_periodic_jobs(app, now + 2, tried=tried, connections=connections)
     finally:
         sa.event.remove(db.engine, "before_cursor_execute", seen)
-    assert not [q for q in queries if "connections" in q.lower()]  # not read again
-    assert enqueue_periodic_jobs(app, now + 6, tried=tried, connections=connections) == [
-        f"periodic-tests-plugins-tiny_example-tick-{added.id}-100000"]
+    assert not [q for q in queries if "from connection" in q.lower()]  # not read again
+    assert run_id(added, now + 6) in enqueue_periodic_jobs(app, now + 6, tried=tried, connections=connections)
+
+
+def test_the_ids_are_read_again_only_when_the_usable_connections_changed(app):
+    """On PostgreSQL, a re-read first asks for a fingerprint of the usable connections (one row):
+    the ids themselves are read only when one came or went."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("the fingerprint is PostgreSQL's (elsewhere the ids are read each time)")
+    first = make_connection().id
+    connections = UsableConnections(every=5)
+    assert connections.of(None, 1000.0) == [first]
+    queries = []
+
+    def seen(conn, cursor, statement, *args):
+        queries.append(statement.lower())
+
+    sa.event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        assert connections.of(None, 1006.0) == [first]
+        assert len(queries) == 1 and "count(" in queries[0]  # the fingerprint, not the ids
+        other = make_connection(org_name="Other").id
+        queries.clear()
+        assert sorted(connections.of(None, 1012.0)) == sorted([first, other])
+        assert connections.take_new(None) == {other}
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", seen)
+    assert any("count(" not in q and "from connection" in q for q in queries)  # read again
+
+
+def test_per_connection_runs_are_spread_over_their_interval_once_across_the_fleet(app, monkeypatch):
+    """Each connection's runs fall at its own offset within the interval: every tick enqueues the
+    runs of the second that came due, one worker of the fleet does each second, and over an
+    interval every connection runs exactly once (before: all of them at the slot boundary). A
+    fleet starting after nobody ran (all down) catches the last interval up, a few seconds a tick."""
+    app.config["HUB_PERIODIC_JOB_MODULES"] = ["tests.hub.test_worker"]
+    ids = [make_connection(org_name=f"Org {n}").id for n in range(40)]
+    monkeypatch.setattr("hub.worker.RUNS_PER_TICK", 10)
+    one, other = ({}, UsableConnections(every=60)), ({}, UsableConnections(every=60))
+    start = 1_000_000.0
+    runs: dict[str, int] = {}
+    per_tick = []
+    for second in range(0, 21):  # two intervals of 10 s, a tick a second, two workers
+        ticked = [run for tried, connections in (one, other) for run in enqueue_periodic_jobs(
+            app, start + second, tried=tried, connections=connections) if "-hub-" not in run]
+        per_tick.append(len(ticked))
+        for run in ticked:
+            runs[run] = runs.get(run, 0) + 1
+        get_queue("sync").empty()  # the workers ran them
+    assert set(runs.values()) == {1}  # no run twice, by either worker
+    # Every connection, once at each of its times from the last interval before the start
+    # (caught up) to the end: its offset in each interval.
+    expected = sorted(run_id(cid, start + 10 * k + connection_offset(TICK, cid, 10)) for cid in ids
+                      for k in range(-1, 3) if start - 9 <= start + 10 * k + connection_offset(TICK, cid, 10) < start + 21)
+    assert sorted(runs) == expected, (sorted(set(runs) - set(expected)), sorted(set(expected) - set(runs)))
+    # Spread: once caught up, no tick carries the fleet (two workers: one second each); catching
+    # up, a worker enqueues RUNS_PER_TICK runs a tick at most (whole seconds: one may go over).
+    second = max(sum(1 for cid in ids if int(connection_offset(TICK, cid, 10)) == s) for s in range(10))
+    assert max(per_tick[6:]) < len(ids) / 4 and max(per_tick) <= 2 * (10 + second) < len(ids)
+    offset = connection_offset(TICK, ids[0], 10)
+    assert 0 <= offset < 10 and connection_offset(TICK, ids[0], 10) == offset  # stable
+
+
+def test_a_worker_joining_a_running_fleet_runs_nothing_twice(app):
+    """A new worker settles the last interval again: every second another worker did is claimed
+    already, so it enqueues only the runs that came due since (none the fleet has run)."""
+    app.config["HUB_PERIODIC_JOB_MODULES"] = ["tests.hub.test_worker"]
+    ids = [make_connection(org_name=f"Org {n}").id for n in range(20)]
+    running = ({}, UsableConnections(every=60))
+    start = 1_000_000.0
+    for second in range(0, 15):
+        enqueue_periodic_jobs(app, start + second, tried=running[0], connections=running[1])
+
+    def join() -> list[str]:
+        joined = ({}, UsableConnections(every=60))
+        return sorted(run for second in range(15, 20) for run in enqueue_periodic_jobs(
+            app, start + second, tried=joined[0], connections=joined[1]) if "-hub-" not in run)
+
+    came_due = sorted(run_id(cid, start + 10 * k + connection_offset(TICK, cid, 10)) for cid in ids
+                      for k in (1, 2) if start + 15 <= start + 10 * k + connection_offset(TICK, cid, 10) < start + 20)
+    assert join() == came_due
+    # Without the running worker's claims (a fleet that was down), the same ticks catch the last
+    # interval up: every connection runs (once: its next run waits while this one is queued).
+    get_redis(app).flushdb()
+    caught_up = [run.split("-tick-")[1].rsplit("-", 1)[0] for run in join()]
+    assert sorted(caught_up) == sorted(ids)
+
+
+def test_a_long_interval_with_few_connections_costs_a_claim_per_connection_not_per_second(app):
+    """Buckets are a tick long: an interval of years has a billion of them. Only the occupied
+    ones are claimed (the benchmarks push a job's runs away with such an interval)."""
+    app.config["HUB_PERIODIC_JOB_MODULES"] = ["tests.hub.test_worker"]
+    app.config["HUB_PERIODIC_INTERVALS"] = {TICK: 10 ** 9}
+    ids = {make_connection(org_name=f"Org {n}").id for n in range(3)}
+    claims = []
+    real_set = type(get_redis(app)).set
+
+    def counted(client, name, *args, **kwargs):
+        if ":bucket:" in str(name):
+            claims.append(name)
+            assert len(claims) < 100, "a claim per second of the interval"
+        return real_set(client, name, *args, **kwargs)
+
+    tried, connections = {}, UsableConnections(every=60)
+    with mock.patch.object(type(get_redis(app)), "set", counted):
+        first = [run for run in enqueue_periodic_jobs(app, 2e9, tried=tried, connections=connections)
+                 if "-hub-" not in run]
+        later = [run for run in enqueue_periodic_jobs(app, 2e9 + 1, tried=tried, connections=connections)
+                 if "-hub-" not in run]
+    assert {run.split("-tick-")[1].rsplit("-", 1)[0] for run in first} == ids  # caught up
+    assert later == [] and len(claims) == 3
 
 
 def test_due_jobs_are_promoted_to_the_front_of_their_queue_and_only_those(app):
