@@ -40,6 +40,7 @@ def create_app(config: dict | None = None) -> Flask:
         inbox,
         jobs,
         mail,
+        metrics,
         outbox,
         partners,
         schema,
@@ -67,6 +68,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(work.bp)
+    metrics.init_app(app)
     admin.init_app(app)
 
     from .registry import load_plugins

@@ -26,6 +26,9 @@ ENVIRONMENT = {
     "HUB_BASE_URL": "http://127.0.0.1:5000",
     "HUB_PLUGINS": "",  # empty: plugins.DEFAULT_PLUGINS, the integrations this hub ships
     "HUB_TRUSTED_HOSTS": "",
+    # The bearer token a metrics scraper presents at /metrics (signed-in operators need none);
+    # empty: only operators. See docs/operations.md.
+    "HUB_METRICS_TOKEN": "",
     "HUB_QUEUE_MODE": "rq",  # "rq" or "inline" (the demo's last resort when no Redis exists)
     "HUB_COMPANY_NAME": "WeCP",
     "SMTP_URL": "",

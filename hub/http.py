@@ -15,6 +15,8 @@ import threading
 import requests
 from requests.utils import get_environ_proxies
 
+from .metrics import count_provider_response
+
 _local = threading.local()
 
 
@@ -26,6 +28,7 @@ class _Session(requests.Session):
         # Authorization is always sent by the clients: no .netrc lookup per request.
         self.trust_env = False
         self._environment: dict[str, dict] = {}
+        self.hooks["response"].append(count_provider_response)
 
     def merge_environment_settings(self, url, proxies, stream, verify, cert):
         host = requests.utils.urlparse(url).netloc

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from .auth import admin_required, scoped
 from .crypto import EncryptedField
 from .extensions import db
+from .metrics import EMAILS
 from .models import _PresetId, new_uuid, utcnow
 from .outbox import DONE, FAILED, DurableWork, durable, register_kind, schedule_once
 from .outcomes import Outcome
@@ -139,8 +140,13 @@ def send_email(email: OutboundEmail) -> Outcome:
     """
     smtp_url = current_app.config.get("SMTP_URL")
     if smtp_url:
-        _deliver(smtp_url, build_message(email))
+        try:
+            _deliver(smtp_url, build_message(email))
+        except Exception:
+            EMAILS.labels("failed").inc()
+            raise
     email.transport = "smtp" if smtp_url else "outbox"
+    EMAILS.labels("sent" if smtp_url else "outbox").inc()
     log.info("hub.mail.sent email=%s transport=%s", email.id, email.transport)
     return Sent(transport=email.transport)
 

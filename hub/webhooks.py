@@ -16,6 +16,7 @@ from . import inbox
 from .auth import admin_required, get_scoped_or_404
 from .extensions import csrf, db
 from .inbox import Endpoint, WebhookDelivery, endpoint_cache, record_ping
+from .metrics import WEBHOOK_DELIVERIES
 from .models import Connection
 from .plugin import Ping, WebhookError
 from .registry import all_plugins
@@ -57,6 +58,24 @@ def _verify(source, plugin_key: str, endpoint: Endpoint, body: bytes):
     if not event.event or len(event.event) > 100:
         return None, (jsonify({"error": "bad event name"}), 400), False
     return event, None, False
+
+
+#: The answer's status code → the intake outcome counted (a 200's own word is in its body).
+INTAKE_OUTCOMES = {400: "refused", 401: "refused", 403: "refused", 404: "unknown_endpoint", 413: "too_large",
+                   503: "unavailable"}
+
+
+@bp.after_request
+def _count_intake(response):
+    if request.endpoint == "webhooks.receive":
+        plugin = (request.view_args or {}).get("plugin_key")
+        if response.status_code == 200:
+            outcome = {"accepted": "accepted", "duplicate": "duplicate", "ok": "ping"}.get(
+                (response.get_json(silent=True) or {}).get("status"), "other")
+        else:
+            outcome = INTAKE_OUTCOMES.get(response.status_code, "other")
+        WEBHOOK_DELIVERIES.labels(plugin if plugin in all_plugins() else "unknown", outcome).inc()
+    return response
 
 
 @bp.route("/<plugin_key>/<endpoint_id>", methods=["POST"])

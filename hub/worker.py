@@ -46,6 +46,15 @@ from sqlalchemy.orm import configure_mappers
 
 from .extensions import db, get_redis
 from .jobs import QUEUES, JobFailed, enqueue, enqueue_many, get_queue, job_statuses, safe_job_id
+from .metrics import (
+    JOB_DURATION,
+    JOB_RUNS,
+    SCHEDULER_TICK,
+    job_label,
+    plugin_of_job,
+    running_plugin,
+    serve_metrics,
+)
 from .plugin import PeriodicJob
 from .registry import all_plugins
 
@@ -111,6 +120,8 @@ class HubWorker(SimpleWorker):
             self.deadline.value = time.monotonic() + job.timeout + self.heartbeat_grace
         stop = threading.Event()
         beat = threading.Thread(target=self._beat, args=(job, stop), name="hub-heartbeat", daemon=True)
+        started, name = time.perf_counter(), job_label(job.func_name)
+        running_plugin(plugin_of_job(name))
         try:
             if self.app is not None:
                 with self.app.app_context():
@@ -129,6 +140,10 @@ class HubWorker(SimpleWorker):
                 beat.join(5)
             if self.deadline is not None:
                 self.deadline.value = 0.0
+            running_plugin(None)
+            JOB_DURATION.labels(name).observe(time.perf_counter() - started)
+            status = job.get_status(refresh=False)
+            JOB_RUNS.labels(name, getattr(status, "value", status) or "unknown").inc()
         self.jobs_done += 1
         self._recycle_if_needed()
 
@@ -532,9 +547,10 @@ class Scheduler(threading.Thread):
             self.stopping.wait(pause)
 
     def run_once(self) -> None:
-        recover_abandoned_jobs(self.app, self.tick)
-        promote_scheduled_jobs(self.app)
-        enqueue_periodic_jobs(self.app, tried=self.tried, connections=self.connections)
+        with SCHEDULER_TICK.time():
+            recover_abandoned_jobs(self.app, self.tick)
+            promote_scheduled_jobs(self.app)
+            enqueue_periodic_jobs(self.app, tried=self.tried, connections=self.connections)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -684,8 +700,12 @@ class Supervisor:
 @click.option("--burst", is_flag=True, help="Run in this process until the queues are empty (tests, one-off runs).")
 @click.option("--name", default=None, help="Worker name (default: host and pid).")
 @click.option("--no-scheduler", is_flag=True, help="Do not run periodic jobs from this worker.")
+@click.option("--metrics-port", type=int, default=None, envvar="HUB_WORKER_METRICS_PORT",
+              help="Serve this machine's metrics for scrapers on this port (a machine without a web process).")
+@click.option("--metrics-address", default="127.0.0.1", show_default=True, envvar="HUB_WORKER_METRICS_ADDRESS",
+              help="The address the metrics port listens on (only the operators' network).")
 @with_appcontext
-def worker_command(queues, burst, name, no_scheduler):
+def worker_command(queues, burst, name, no_scheduler, metrics_port, metrics_address):
     """Run a worker for the hub's jobs: a supervisor, its work process and the scheduler. Run as
     many as you like, on as many machines."""
     app = current_app._get_current_object()
@@ -697,6 +717,8 @@ def worker_command(queues, burst, name, no_scheduler):
     if burst:
         promote_scheduled_jobs(app)
         raise SystemExit(work(app, names, name, burst=True))
+    if metrics_port:
+        serve_metrics(metrics_port, metrics_address)
     scheduler = None
     if not no_scheduler:
         scheduler = Scheduler(app)

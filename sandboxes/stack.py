@@ -429,6 +429,9 @@ class HubStack:
         if self.use_smtp:
             self.smtp = MailCatcher()
             self._owned.append(self.smtp.stop)
+        # The processes' metrics files (hub.metrics), emptied as they all start.
+        shutil.rmtree(self.metrics_dir, ignore_errors=True)
+        self.metrics_dir.mkdir(parents=True)
         self.app = self._make_app()
         self.run_hub("db", "upgrade")
         if self.use_web:
@@ -554,7 +557,12 @@ class HubStack:
                ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "MAIL_FROM")}
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         env["PYTHONUNBUFFERED"] = "1"
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(self.metrics_dir)
         return env
+
+    @property
+    def metrics_dir(self) -> Path:
+        return Path(self.procs.run_dir) / "metrics"
 
     @property
     def env(self) -> dict[str, str]:

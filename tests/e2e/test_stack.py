@@ -12,6 +12,33 @@ from tests.workers import children_of
 
 pytestmark = pytest.mark.slow
 
+METRICS_TOKEN = "e2e-metrics-token-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def stack_options():
+    return {"workers": 1, "config": {"HUB_METRICS_TOKEN": METRICS_TOKEN}}
+
+
+def scrape(stack) -> str:
+    response = requests.get(stack.hub_url + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"},
+                            timeout=10)
+    assert response.status_code == 200
+    return response.text
+
+
+def sample(text: str, name: str, **labels) -> float:
+    """One sample's value in a scrape, 0 when absent (all of its labels given)."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        metric, _, rest = line.partition("{") if "{" in line else (line.split(" ")[0], "", "")
+        if metric != name or line.startswith("#"):
+            continue
+        found = ",".join(sorted(rest.split("}")[0].split(","))) if rest else ""
+        if found == wanted:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
 
 def test_a_worker_sends_email_to_the_smtp_server(stack):
     from hub.extensions import db
@@ -26,6 +53,36 @@ def test_a_worker_sends_email_to_the_smtp_server(stack):
     assert message["To"] == "ada@example.com"
     assert "Hi Ada" in message.get_body(("plain",)).get_content()
     assert message["From"] == "WeCP <no-reply@wecp.test>"
+
+
+def test_the_metrics_add_up_the_web_processes_and_the_workers(stack):
+    """prometheus_client's multiprocess mode: the web's scrape shows what gunicorn's processes
+    and the worker's two processes counted (an email job, its email, an intake answer, ticks)."""
+    from hub.extensions import db
+    from hub.mail import queue_email
+
+    before = scrape(stack)
+    plugin = stack.plugin_keys()[0]
+    for _ in range(4):  # answered by either of gunicorn's processes
+        requests.post(f"{stack.hub_url}/webhooks/{plugin}/not-an-endpoint", data="{}", timeout=10)
+
+    def queue():
+        queue_email("grace@example.com", "Counted", "Hi", idempotency_key="e2e-metrics-mail")
+        db.session.commit()
+    stack.query(queue)
+    stack.smtp.wait_for(lambda m: m["Subject"] == "Counted")
+    job = "hub.mail.send_email"
+    wait_until(lambda: sample(scrape(stack), "hub_job_runs_total", job=job, status="finished")
+               > sample(before, "hub_job_runs_total", job=job, status="finished"), 20, 0.2, "the job's count")
+    after = scrape(stack)
+    assert sample(after, "hub_emails_total", outcome="sent") == sample(before, "hub_emails_total", outcome="sent") + 1
+    assert sample(after, "hub_job_runs_total", job=job, status="finished") == \
+        sample(before, "hub_job_runs_total", job=job, status="finished") + 1
+    assert sample(after, "hub_webhook_deliveries_total", plugin=plugin, outcome="unknown_endpoint") == \
+        sample(before, "hub_webhook_deliveries_total", plugin=plugin, outcome="unknown_endpoint") + 4
+    assert sample(after, "hub_scheduler_tick_seconds_count") > sample(before, "hub_scheduler_tick_seconds_count")
+    assert sample(after, "hub_durable_work", kind=job, status="done") >= 1
+    assert 'hub_queue_depth{queue="mail"} 0.0' in after
 
 
 def test_an_idle_worker_logs_no_error_and_still_takes_work(stack):

@@ -41,7 +41,7 @@ HUB_ACCESS = {
     "assessments.regrade": "admin", "settings.emails": "admin",
 }
 # The job dashboard, every page and action of it: the hub's operators only (404 for all others).
-OPERATOR_BLUEPRINTS = ("rq_dashboard.",)
+OPERATOR_BLUEPRINTS = ("rq_dashboard.", "metrics.")
 
 
 def access_of(endpoint: str) -> str | None:
