@@ -8,6 +8,7 @@ from .. import api as hub_api
 from ..auth import get_scoped_or_404, login_required, scoped
 from ..extensions import db
 from ..models import audit
+from ..openapi import operation
 from .models import AssessmentTest
 from .schemas import AssessmentTestSchema, AssessmentTestSummarySchema
 from .services import save_test
@@ -17,6 +18,7 @@ bp = hub_api.api_blueprint("assessments_api", __name__)
 
 @bp.route("/tests")
 @login_required
+@operation("The organization's tests.", data=AssessmentTestSummarySchema, many=True)
 def list_tests():
     rows = db.session.scalars(scoped(AssessmentTest).order_by(AssessmentTest.id)).all()
     return jsonify({"data": AssessmentTestSummarySchema(many=True).dump(rows)})
@@ -24,12 +26,14 @@ def list_tests():
 
 @bp.route("/tests/<int:test_id>")
 @login_required
+@operation("One test with its questions.", data=AssessmentTestSchema)
 def get_test(test_id):
     return jsonify({"data": AssessmentTestSchema().dump(get_scoped_or_404(AssessmentTest, test_id))})
 
 
 @bp.route("/tests", methods=["POST"])
 @login_required
+@operation("Create a test.", body=AssessmentTestSchema, data=AssessmentTestSchema, status=201, errors=(403,))
 def create_test():
     body = request.get_json(silent=True)
     if not isinstance(body, dict):

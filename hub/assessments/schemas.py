@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from ..openapi import UtcDateTime
 from .models import KINDS
 
 
@@ -44,8 +45,8 @@ class AssessmentTestSchema(Schema):
     valid_days = fields.Integer(strict=True, load_default=7, validate=validate.Range(1, 365))
     questions = fields.List(fields.Nested(QuestionSchema), required=True,
                             validate=validate.Length(min=1, max=200, error="Add at least one question."))
-    created_at = fields.DateTime(dump_only=True)
-    updated_at = fields.DateTime(dump_only=True)
+    created_at = UtcDateTime(dump_only=True)
+    updated_at = UtcDateTime(dump_only=True)
 
 
 class AssessmentTestSummarySchema(Schema):
@@ -55,4 +56,4 @@ class AssessmentTestSummarySchema(Schema):
     time_limit_minutes = fields.Integer()
     valid_days = fields.Integer()
     question_count = fields.Function(lambda t: len(t.questions))
-    updated_at = fields.DateTime()
+    updated_at = UtcDateTime()

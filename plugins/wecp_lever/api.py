@@ -9,11 +9,12 @@ from hub.assessments import services as assessments
 from hub.auth import login_required
 from hub.connections import TokenRefreshError
 from hub.extensions import db
+from hub.openapi import operation
 from hub.plugin import ConnectionUnusable
 
 from . import links
 from .lever import LeverError
-from .schemas import LinkSchema, PostingLinkSchema
+from .schemas import LinkSchema, PostingLinkSchema, PostingSchema, StageSchema
 
 bp = api_blueprint("wecp_lever_api", __name__)
 
@@ -41,6 +42,7 @@ def _test_or_404(test_id: int):
 
 @bp.route("/tests/<int:test_id>/lever-links")
 @login_required
+@operation("The test's links to Lever postings.", data=PostingLinkSchema, many=True)
 def list_links(test_id):
     _test_or_404(test_id)
     rows = links.links_of_test(g.user.organization_id, test_id)
@@ -49,6 +51,8 @@ def list_links(test_id):
 
 @bp.route("/tests/<int:test_id>/lever-links", methods=["POST"])
 @login_required
+@operation("Link the test to a posting's stage.", body=LinkSchema, data=PostingLinkSchema, status=201,
+           errors=(400, 403, 409, 502))
 def create_link(test_id):
     _test_or_404(test_id)
     body = request.get_json(silent=True)
@@ -62,6 +66,7 @@ def create_link(test_id):
 
 @bp.route("/tests/<int:test_id>/lever-links/<int:link_id>", methods=["DELETE"])
 @login_required
+@operation("Remove a link.", status=204, errors=(403,))
 def delete_link(test_id, link_id):
     _test_or_404(test_id)
     if not links.delete_link(g.user.organization_id, g.user.id, link_id):
@@ -72,11 +77,14 @@ def delete_link(test_id, link_id):
 
 @bp.route("/integrations/wecp_lever/postings")
 @login_required
+@operation("The connected Lever account's open postings.", data=PostingSchema, many=True, errors=(409, 502),
+           query={"q": "Words the posting's title or categories contain."})
 def postings():
     return jsonify({"data": links.postings(g.user.organization_id, request.args.get("q", ""))})
 
 
 @bp.route("/integrations/wecp_lever/stages")
 @login_required
+@operation("The connected Lever account's stages.", data=StageSchema, many=True, errors=(409, 502))
 def stages():
     return jsonify({"data": links.stages(g.user.organization_id)})

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
+from hub.openapi import UtcDateTime
+
 from .lever import LEVER_ID
 
 # docs/providers/lever.md#ids: every id of a delivery must have the shape of a Lever id before it
@@ -49,5 +51,22 @@ class PostingLinkSchema(Schema):
     posting_text = fields.String()
     stage_id = fields.String()
     stage_text = fields.String()
-    linked_at = fields.DateTime()
+    linked_at = UtcDateTime()
     linked_by = fields.Function(lambda link: link.linked_by.email if link.linked_by else None)
+
+
+class PostingSchema(Schema):
+    """A posting of the link picker, as Lever gives it (the fields kept: ``cache.postings``)."""
+
+    id = fields.String()
+    text = fields.String(allow_none=True)
+    state = fields.String(allow_none=True)
+    owner = fields.String(allow_none=True)
+    hiringManager = fields.String(allow_none=True)
+    user = fields.String(allow_none=True)
+    categories = fields.Dict(allow_none=True)
+
+
+class StageSchema(Schema):
+    id = fields.String()
+    text = fields.String()

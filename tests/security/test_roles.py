@@ -27,7 +27,7 @@ HUB_ACCESS = {
     "settings.home": "member", "settings.index": "member", "settings.activity": "member",
     "auth.account": "member", "auth.sign_out_everywhere": "member", "auth.change_own_password": "member",
     "auth.create_token": "member", "auth.revoke_token": "member",
-    "api.me": "member", "api.integrations": "member",
+    "api.me": "member", "api.integrations": "member", "api.openapi": "public",
     "assessments.tests": "member", "assessments.new_test": "member",
     "assessments.edit_test": "member", "assessments.test": "member", "assessments.result": "member",
     "assessments_api.list_tests": "member", "assessments_api.create_test": "member",
