@@ -710,6 +710,37 @@ def advance_candidate(move: StageMove) -> Outcome:
 RECONCILE_OVERLAP = timedelta(minutes=10)
 #: A new connection looks this far back on its first run.
 RECONCILE_FIRST_LOOKBACK = timedelta(days=2)
+#: The reconciliation's interval (``HUB_PERIODIC_INTERVALS`` may change it); while runs find
+#: nothing, a connection is read again after 1, 2, 4, 8 … intervals, at most every hour.
+RECONCILE_EVERY = timedelta(minutes=5)
+RECONCILE_QUIET_AT_MOST = timedelta(hours=1)
+
+
+def _may_wait(connection_id: str, cursor: ReconcileCursor, links: list, now) -> bool:
+    """Nothing moved in the last runs, and nothing says to read now: no link made since the last
+    run, no delivery of the account since (its stages move again), and Lever has sent this
+    connection a delivery before. Without any, Candidate Stage Change may be off in Lever
+    (docs/providers/lever.md#webhook-delivery) and reconciliation is how moves are found: it
+    keeps reading every interval."""
+    if not cursor.quiet_runs or now >= cursor.ran_at + quiet_for(cursor.quiet_runs):
+        return False
+    if any(link.linked_at is None or link.linked_at >= cursor.ran_at for link in links):
+        return False
+    deliveries = db.select(WebhookDelivery.id).where(WebhookDelivery.connection_id == connection_id)
+    if db.session.scalar(deliveries.limit(1)) is None:
+        return False
+    return db.session.scalar(deliveries.where(WebhookDelivery.received_at >= cursor.ran_at).limit(1)) is None
+
+
+def quiet_for(quiet_runs: int) -> timedelta:
+    """How long after a run that was the ``quiet_runs``-th in a row to find nothing the next
+    run reads Lever (a tenth of an interval early: runs fall at the connection's offset, give or
+    take a tick)."""
+    if quiet_runs <= 0:
+        return timedelta(0)
+    every = timedelta(seconds=float(current_app.config["HUB_PERIODIC_INTERVALS"].get(
+        f"{__name__}.reconcile_postings", RECONCILE_EVERY.total_seconds())))
+    return min(every * 2 ** (quiet_runs - 1), max(RECONCILE_QUIET_AT_MOST, every)) - every / 10
 
 
 @job("sync", retry=False)
@@ -745,6 +776,9 @@ def _reconcile(connection_id: str) -> Outcome:
         return skip("no_links", "no links")
     cursor = db.session.get(ReconcileCursor, connection_id)
     started = utcnow()
+    if cursor is not None and _may_wait(connection_id, cursor, links, started):
+        return skip("quiet", f"nothing moved in {cursor.quiet_runs} runs in a row: read again after "
+                             f"{cursor.ran_at + quiet_for(cursor.quiet_runs):%H:%M} UTC")
     since = (started - RECONCILE_FIRST_LOOKBACK) if cursor is None else \
         _from_ms(cursor.updated_at_ms) - RECONCILE_OVERLAP
     client = LeverClient(connection_id)
@@ -762,9 +796,10 @@ def _reconcile(connection_id: str) -> Outcome:
             invited += acted
             if acted:
                 _note_if_missed(connection, opp, stage_id, started)
-    cursor = cursor or ReconcileCursor(connection_id=connection_id, updated_at_ms=0)
+    cursor = cursor or ReconcileCursor(connection_id=connection_id, updated_at_ms=0, quiet_runs=0)
     cursor.updated_at_ms = _to_ms(started)
     cursor.ran_at = started
+    cursor.quiet_runs = 0 if seen else (cursor.quiet_runs or 0) + 1
     db.session.add(cursor)
     return Reconciled(checked=seen, invited=invited)
 

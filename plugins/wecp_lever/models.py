@@ -178,6 +178,8 @@ class ReconcileCursor(db.Model):
                                                primary_key=True)
     updated_at_ms: Mapped[int] = mapped_column(sa.BigInteger)
     ran_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: Runs in a row that found nothing: the next run waits longer each time (``flow.quiet_for``).
+    quiet_runs: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 def record(kind: str, status: str, message: str, *, organization_id: int, opportunity_id=None,

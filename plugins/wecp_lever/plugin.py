@@ -130,7 +130,7 @@ class WecpLeverPlugin(Plugin):
     jobs = (jobs.register_webhook, flow.post_note, flow.tag_opportunity, flow.advance_candidate)
     periodic_jobs = (
         # Webhooks get lost (the hub down longer than Lever retries): read back what moved.
-        PeriodicJob(flow.reconcile_postings, timedelta(minutes=5), queue="sync", per_connection=True),
+        PeriodicJob(flow.reconcile_postings, flow.RECONCILE_EVERY, queue="sync", per_connection=True),
         PeriodicJob(flow.remind_candidates, flow.REMIND_EVERY, queue="sync", per_connection=True),
     )
     blueprint = "plugins.wecp_lever.views:bp"

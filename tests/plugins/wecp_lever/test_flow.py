@@ -341,6 +341,65 @@ def test_reconciliation_acts_on_a_move_whose_webhook_was_lost(connected, sandbox
     assert len(invitations()) == 1
 
 
+def lever_reads(sandbox) -> int:
+    return sum(1 for r in sandbox.admin.requests_log() if r["method"] == "GET")
+
+
+def runs_ago(conn, minutes: float) -> None:
+    """The connection's last reconciliation, ``minutes`` earlier."""
+    from datetime import timedelta
+
+    from plugins.wecp_lever.models import ReconcileCursor
+
+    cursor = db.session.get(ReconcileCursor, conn.id)
+    cursor.ran_at -= timedelta(minutes=minutes)
+    db.session.commit()
+
+
+def test_reconciliation_backs_off_while_nothing_moves_and_a_delivery_resets_it(connected, sandbox):
+    """Lever sends this account's stage changes; a linked stage where nobody moves is read after
+    1, 2, 4 … intervals (at most hourly), with no call to Lever in between; a webhook delivery
+    of the account makes the next run read."""
+    from plugins.wecp_lever.models import ReconcileCursor
+
+    client, conn = connected
+    link(client, make_test(conn.organization_id))
+    move(sandbox, client, conn, new_candidate(sandbox, email="alan@example.com", name="Alan Turing"),
+         stage=SCREEN)  # Lever sends (a move elsewhere)
+    from datetime import timedelta
+    for delivery in db.session.scalars(db.select(WebhookDelivery)):
+        delivery.received_at -= timedelta(hours=1)
+    for posting_link in db.session.scalars(db.select(PostingLink)):
+        posting_link.linked_at -= timedelta(hours=1)  # and the link made then
+    db.session.commit()
+    assert reconcile_postings(conn.id)["checked"] == 0  # the first run reads: nothing moved here
+    reads = lever_reads(sandbox)
+    assert reconcile_postings(conn.id) == {"outcome": "skipped", "status": "skipped", "reason": "quiet"}
+    assert lever_reads(sandbox) == reads  # no call to Lever
+    runs_ago(conn, 5)  # one interval later: read again, still nothing
+    assert reconcile_postings(conn.id)["outcome"] == "reconciled" and lever_reads(sandbox) > reads
+    assert db.session.get(ReconcileCursor, conn.id).quiet_runs == 2
+    runs_ago(conn, 5)  # two intervals are due now, one has passed
+    assert reconcile_postings(conn.id)["reason"] == "quiet"
+    # A delivery of the account (a move elsewhere) reads at once, and finds a lost move.
+    opp = new_candidate(sandbox)
+    sandbox.admin.move(ACCOUNT, [opp], ASSESSMENT)  # its own webhook lost
+    other = new_candidate(sandbox, email="grace@example.com", name="Grace Hopper")
+    move(sandbox, client, conn, other, stage=SCREEN)
+    assert reconcile_postings(conn.id)["invited"] == 1
+    assert db.session.get(ReconcileCursor, conn.id).quiet_runs == 0
+
+
+def test_reconciliation_keeps_reading_where_lever_never_sent_a_stage_change(connected, sandbox):
+    """No delivery ever (Candidate Stage Change may be off): reconciliation is how moves are
+    found, so it reads every interval however quiet; a new link reads at once too."""
+    client, conn = connected
+    link(client, make_test(conn.organization_id))
+    assert reconcile_postings(conn.id)["checked"] == 0
+    reads = lever_reads(sandbox)
+    assert reconcile_postings(conn.id)["outcome"] == "reconciled" and lever_reads(sandbox) > reads
+
+
 def lever_alerts(client) -> list[dict]:
     [card] = [c for c in client.get("/api/v1/integrations").json["data"] if c["key"] == "wecp_lever"]
     return card["alerts"]
